@@ -1,0 +1,1 @@
+"""hookline: jobs and signed, retried, observable webhooks over gRPC."""

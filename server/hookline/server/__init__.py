@@ -1,0 +1,1 @@
+"""The hookline server: storage, job runner, delivery worker and gRPC API."""
