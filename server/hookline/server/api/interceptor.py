@@ -1,0 +1,155 @@
+"""One server interceptor for every RPC: authenticates the API key, enforces the
+key's role and the stream cap, turns undecodable requests into INVALID_ARGUMENT,
+and maps domain errors to status codes (with BadRequest field violations).
+Anything unexpected is logged and becomes INTERNAL."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated
+from ..storage import spaces
+from ..storage.records import Principal
+
+log = logging.getLogger("hookline.api")
+
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+# Services callable without a key, so generic tools work.
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/")
+SOLVER_SERVICES = ("/hookline.v1.JobService/",)
+
+
+def principal() -> Principal:
+    """The caller of the RPC being handled."""
+    return _principal.get()
+
+
+class _Undecodable:
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # protobuf's DecodeError, recursion limit, ...
+            return _Undecodable(error)
+
+    return decode
+
+
+def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
+    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message)
+    if error.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        detail = any_pb2.Any()
+        detail.Pack(bad)
+        status.details.append(detail)
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+class ApiInterceptor(grpc.ServerInterceptor):
+    def __init__(self, max_streams: int):
+        self._max_streams = max_streams
+        self._streams = 0
+        self._lock = threading.Lock()
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(OPEN_SERVICES):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if handler.unary_unary:
+            behavior = self._unary(handler.unary_unary, method, metadata)
+            return grpc.unary_unary_rpc_method_handler(
+                behavior, _safe(handler.request_deserializer), handler.response_serializer
+            )
+        if handler.unary_stream:
+            behavior = self._stream(handler.unary_stream, method, metadata)
+            return grpc.unary_stream_rpc_method_handler(
+                behavior, _safe(handler.request_deserializer), handler.response_serializer
+            )
+        return handler
+
+    def _enter(self, method: str, metadata: dict[str, str], request: Any) -> Principal:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(
+                "the request could not be decoded; note that JSON values may be nested at most 100 "
+                f"levels deep in protobuf (and at most 32 levels in hookline): {request.error}"
+            )
+        header = metadata.get("authorization", "")
+        if not header:
+            raise Unauthenticated("missing API key: send metadata 'authorization: Bearer hl_<key id>_<secret>'")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("malformed authorization metadata: expected 'Bearer hl_<key id>_<secret>'")
+        caller = spaces.authenticate(token.strip())
+        if caller.role != "management" and not method.startswith(SOLVER_SERVICES):
+            raise PermissionDenied(f"a {caller.role} key may only call JobService; this call needs a management key")
+        return caller
+
+    def _unary(self, behavior: Callable, method: str, metadata: dict[str, str]) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                token = _principal.set(self._enter(method, metadata, request))
+                try:
+                    return behavior(request, context)
+                finally:
+                    _principal.reset(token)
+            except HooklineError as error:
+                _abort(context, error)
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+
+        return handle
+
+    def _stream(self, behavior: Callable, method: str, metadata: dict[str, str]) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            counted = False
+            try:
+                caller = self._enter(method, metadata, request)
+                with self._lock:
+                    if self._streams >= self._max_streams:
+                        raise ResourceExhausted(
+                            f"too many open streams (the limit is {self._max_streams}, --max-streams); try again later"
+                        )
+                    self._streams += 1
+                    counted = True
+                token = _principal.set(caller)
+                try:
+                    yield from behavior(request, context)
+                finally:
+                    _principal.reset(token)
+            except HooklineError as error:
+                _abort(context, error)
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+            finally:
+                if counted:
+                    with self._lock:
+                        self._streams -= 1
+
+        return handle

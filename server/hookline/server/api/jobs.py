@@ -1,0 +1,81 @@
+"""JobService: start, inspect, cancel and watch jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from hookline.v1 import jobs_pb2, jobs_pb2_grpc
+
+from .. import jsonvalue, streams, validation
+from ..errors import NotFound
+from ..settings import Settings
+from ..storage import flows, jobs
+from ..validation import require
+from . import convert
+from .interceptor import principal
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, settings: Settings, stopping: threading.Event):
+        self._settings = settings
+        self._stopping = stopping
+
+    def StartJob(self, request, context):  # type: ignore[no-untyped-def]
+        limits = self._settings.limits
+        v = validation.Violations()
+        if not request.flow:
+            v.add("flow", "is required (a flow id or alias)")
+        if request.version < 0:
+            v.add("version", "must be 0 (latest) or a positive version number")
+        validation.key(v, "correlation_id", request.correlation_id)
+        validation.key(v, "idempotency_key", request.idempotency_key)
+        v.raise_if_any()
+        document = None
+        if request.HasField("input") and request.input.WhichOneof("kind") is not None:
+            document = jsonvalue.value_to_python(request.input, field="input", max_depth=limits.max_json_depth)
+        input_json = validation.json_size("input", document, limits)
+        space_id = principal().space_id
+        flow = flows.flow_row(space_id, request.flow)
+        version = request.version or flow.version
+        if version > flow.version:
+            raise NotFound(f"flow {flow.alias!r} has no version {version} (latest is {flow.version})")
+        fingerprint = hashlib.sha256(f"{flow.id}\0{request.version}\0".encode() + input_json).hexdigest()
+        job = jobs.start_job(
+            space_id, flow, version, input_json.decode(), request.correlation_id, request.idempotency_key,
+            fingerprint, int(self._settings.idempotency_ttl_s * 1000),
+        )
+        return convert.job(job)
+
+    def GetJob(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        return convert.job(jobs.get_job(principal().space_id, request.id))
+
+    def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
+        space_id = principal().space_id
+        flow_id = flows.flow_row(space_id, request.flow_id).id if request.flow_id else ""
+        state = jobs_pb2.JobState.Name(request.state).removeprefix("JOB_STATE_") if request.state else ""
+        items, token = jobs.list_jobs(
+            space_id, request.page_size, request.page_token, flow_id=flow_id, state=state,
+            correlation_id=request.correlation_id,
+        )
+        return jobs_pb2.ListJobsResponse(jobs=[convert.job(j) for j in items], next_page_token=token)
+
+    def CancelJob(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        return convert.job(jobs.cancel_job(principal().space_id, request.id))
+
+    def CancelJobs(self, request, context):  # type: ignore[no-untyped-def]
+        space_id = principal().space_id
+        flow_id = flows.flow_row(space_id, request.flow_id).id if request.flow_id else None
+        return jobs_pb2.CancelJobsResponse(canceled_count=jobs.cancel_waiting(space_id, flow_id))
+
+    def WatchJob(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        for job in streams.watch_job(
+            principal().space_id, request.id, alive=context.is_active, stopping=self._stopping,
+            poll_s=self._settings.poll_interval_s,
+        ):
+            yield convert.job(job)
+
+

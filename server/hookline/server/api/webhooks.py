@@ -1,0 +1,217 @@
+"""WebhookService: webhooks, events, deliveries, attempts and the live stream."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from hookline import signing
+from hookline.v1 import webhooks_pb2, webhooks_pb2_grpc
+
+from .. import events, jsonvalue, streams, validation
+from ..errors import FailedPrecondition, InvalidArgument
+from ..settings import Settings
+from ..storage import deliveries, flows, webhooks
+from ..storage.database import now_ms
+from . import convert
+from .interceptor import principal
+from ..validation import require
+
+WRITABLE = ("alias", "url", "description", "enabled", "event_types", "headers", "rate_limit_per_s")
+
+
+def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], settings: Settings) -> dict[str, Any]:
+    """The validated values of `paths` from a Webhook message."""
+    v = validation.Violations()
+    limits = settings.limits
+    fields: dict[str, Any] = {}
+    for path in paths:
+        field = f"webhook.{path}"
+        if path == "alias":
+            validation.alias(v, field, message.alias)
+        elif path == "url":
+            validation.url(v, field, message.url, limits)
+        elif path == "description":
+            validation.text(v, field, message.description, limits.max_description_length)
+        elif path == "event_types":
+            fields[path] = validation.event_types(v, field, list(message.event_types), limits)
+            continue
+        elif path == "headers":
+            validation.headers(v, field, dict(message.headers), limits)
+            fields[path] = dict(message.headers)
+            continue
+        elif path == "enabled":
+            fields[path] = message.enabled if message.HasField("enabled") else True
+            continue
+        fields[path] = getattr(message, path)
+    v.raise_if_any()
+    return fields
+
+
+def _update_paths(request: webhooks_pb2.UpdateWebhookRequest) -> tuple[str, ...]:
+    if request.update_mask.paths:
+        unknown = [p for p in request.update_mask.paths if p not in WRITABLE]
+        if unknown:
+            raise InvalidArgument.field(
+                "update_mask", f"cannot update {', '.join(unknown)}; writable fields: {', '.join(WRITABLE)}"
+            )
+        return tuple(dict.fromkeys(request.update_mask.paths))
+    # No mask: every field the message sets.
+    w = request.webhook
+    present = [p for p in WRITABLE if p not in ("enabled", "event_types", "headers") and getattr(w, p)]
+    if w.HasField("enabled"):
+        present.append("enabled")
+    if w.event_types:
+        present.append("event_types")
+    if w.headers:
+        present.append("headers")
+    return tuple(present)
+
+
+def _time_filter(message: Any, name: str) -> int | None:
+    return convert.millis(getattr(message, name), message.HasField(name))
+
+
+class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
+    def __init__(self, settings: Settings, stopping: threading.Event):
+        self._settings = settings
+        self._stopping = stopping
+
+    def CreateWebhook(self, request, context):  # type: ignore[no-untyped-def]
+        fields = _webhook_fields(request.webhook, WRITABLE, self._settings)
+        secret = request.secret or signing.generate_secret()
+        if request.secret:
+            try:
+                signing.check_secret(request.secret)
+            except ValueError as error:
+                raise InvalidArgument.field("secret", str(error)) from None
+        created = webhooks.create_webhook(principal().space_id, fields, secret)
+        return webhooks_pb2.CreateWebhookResponse(webhook=convert.webhook(created), secret=secret)
+
+    def GetWebhook(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        return convert.webhook(webhooks.get_webhook(principal().space_id, request.id))
+
+    def ListWebhooks(self, request, context):  # type: ignore[no-untyped-def]
+        items, token = webhooks.list_webhooks(principal().space_id, request.page_size, request.page_token)
+        return webhooks_pb2.ListWebhooksResponse(webhooks=[convert.webhook(w) for w in items], next_page_token=token)
+
+    def UpdateWebhook(self, request, context):  # type: ignore[no-untyped-def]
+        require("webhook.id", request.webhook.id)
+        fields = _webhook_fields(request.webhook, _update_paths(request), self._settings)
+        updated = webhooks.update_webhook(principal().space_id, request.webhook.id, fields)
+        return convert.webhook(updated)
+
+    def DeleteWebhook(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        webhooks.delete_webhook(principal().space_id, request.id)
+        return empty_pb2.Empty()
+
+    def RotateWebhookSecret(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        grace_s = self._settings.rotation_grace_s
+        if request.HasField("grace_period"):
+            grace_s = request.grace_period.ToMilliseconds() / 1000
+            if not 0 <= grace_s <= 30 * 86400:
+                raise InvalidArgument.field("grace_period", "must be between 0 and 30 days")
+        secret = signing.generate_secret()
+        rotated = webhooks.rotate_secret(principal().space_id, request.id, secret, int(grace_s * 1000))
+        return webhooks_pb2.RotateWebhookSecretResponse(webhook=convert.webhook(rotated), secret=secret)
+
+    def SendTestEvent(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        v = validation.Violations()
+        validation.text(v, "message", request.message, self._settings.limits.max_description_length)
+        v.raise_if_any()
+        event, delivery = webhooks.send_test_event(
+            principal().space_id, request.id, request.message or "This is a test event from hookline."
+        )
+        return webhooks_pb2.SendTestEventResponse(event=convert.event(event), delivery=convert.delivery(delivery))
+
+    def ListEventTypes(self, request, context):  # type: ignore[no-untyped-def]
+        return webhooks_pb2.ListEventTypesResponse(
+            event_types=[
+                webhooks_pb2.EventType(name=t.name, description=t.description,
+                                       data_schema=jsonvalue.python_to_struct(t.data_schema))
+                for t in events.CATALOG
+            ]
+        )
+
+    def GetDelivery(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        return convert.delivery(deliveries.get_delivery(principal().space_id, request.id))
+
+    def ListDeliveries(self, request, context):  # type: ignore[no-untyped-def]
+        space_id = principal().space_id
+        webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
+        state = ""
+        if request.state:
+            state = webhooks_pb2.DeliveryState.Name(request.state).removeprefix("DELIVERY_STATE_")
+        items, token = deliveries.list_deliveries(
+            space_id, request.page_size, request.page_token, webhook_id=webhook_id, job_id=request.job_id,
+            event_id=request.event_id, state=state, after=_time_filter(request, "created_after"),
+            before=_time_filter(request, "created_before"),
+        )
+        return webhooks_pb2.ListDeliveriesResponse(deliveries=[convert.delivery(d) for d in items], next_page_token=token)
+
+    def ListAttempts(self, request, context):  # type: ignore[no-untyped-def]
+        require("delivery_id", request.delivery_id)
+        items, token = deliveries.list_attempts(
+            principal().space_id, request.delivery_id, request.page_size, request.page_token
+        )
+        return webhooks_pb2.ListAttemptsResponse(attempts=[convert.attempt(a) for a in items], next_page_token=token)
+
+    def RetryDelivery(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        return convert.delivery(deliveries.retry_delivery(principal().space_id, request.id))
+
+    def RecoverDeliveries(self, request, context):  # type: ignore[no-untyped-def]
+        require("webhook_id", request.webhook_id)
+        if not request.HasField("since"):
+            raise InvalidArgument.field("since", "is required: deliveries FAILED since this time are re-queued")
+        space_id = principal().space_id
+        webhook = webhooks.get_webhook(space_id, request.webhook_id)
+        if not webhook.enabled:
+            raise FailedPrecondition(f"webhook {webhook.alias!r} is disabled; enable it (UpdateWebhook) first")
+        count = deliveries.recover_deliveries(space_id, webhook.id, request.since.ToMilliseconds())
+        return webhooks_pb2.RecoverDeliveriesResponse(recovered_count=count)
+
+    def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
+        items, token = deliveries.list_events(
+            principal().space_id, request.page_size, request.page_token, event_type=request.event_type,
+            job_id=request.job_id, flow_id=request.flow_id, after=_time_filter(request, "created_after"),
+            before=_time_filter(request, "created_before"),
+        )
+        return webhooks_pb2.ListEventsResponse(events=[convert.event(e) for e in items], next_page_token=token)
+
+    def GetEvent(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        return convert.event(deliveries.get_event(principal().space_id, request.id))
+
+    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent]:  # type: ignore[no-untyped-def]
+        space_id = principal().space_id
+        set_filters = [f for f in ("webhook_id", "flow_id", "job_id") if getattr(request, f)]
+        if len(set_filters) > 1:
+            raise InvalidArgument.field(set_filters[1], f"give at most one filter; {set_filters[0]} is already set")
+        webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
+        flow_id = request.flow_id
+        if flow_id:
+            flow_id = flows.flow_row(space_id, flow_id).id
+        items = streams.watch_deliveries(
+            space_id, webhook_id=webhook_id, flow_id=flow_id, job_id=request.job_id, cursor=request.cursor,
+            alive=context.is_active, stopping=self._stopping, poll_s=self._settings.poll_interval_s,
+            heartbeat_s=self._settings.stream_heartbeat_s,
+        )
+        for item in items:
+            if item.change is None:
+                yield webhooks_pb2.DeliveryEvent(
+                    cursor=item.cursor, kind=webhooks_pb2.DELIVERY_EVENT_KIND_SYNC, time=convert.timestamp(now_ms())
+                )
+            else:
+                yield convert.change(item.change, item.cursor)
+
+

@@ -1,0 +1,158 @@
+"""Wiring: storage, the job runner, the delivery worker and the gRPC server."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
+
+from .api.flows import FlowServicer
+from .api.interceptor import ApiInterceptor
+from .api.jobs import JobServicer
+from .api.webhooks import WebhookServicer
+from .delivery.worker import DeliveryWorker
+from .jobs.runner import JobRunner
+from .settings import Settings
+from .storage import spaces
+from .storage.database import open_database
+
+log = logging.getLogger("hookline")
+
+SERVICE_NAMES = (
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    flows_pb2.DESCRIPTOR.services_by_name["FlowService"].full_name,
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+)
+KEY_FILE = "admin.key"
+LOCK_FILE = "hookline.lock"
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
+class Hookline:
+    """One hookline process: its database, its background workers and its servicers."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock_file = self._lock_data_dir() if not settings.database else None
+        self.database = open_database(settings.data_dir, settings.database)
+        self.admin_key = self._bootstrap()
+        self.stopping = threading.Event()
+        self.runner = JobRunner(settings) if settings.runs_workers else None
+        self.worker = DeliveryWorker(settings) if settings.runs_workers else None
+        self.health = health.HealthServicer()
+
+    def _lock_data_dir(self) -> IO[str]:
+        """The embedded database belongs to one server process at a time."""
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(data_dir / LOCK_FILE, "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DataDirInUse(
+                f"another hookline server is already using {data_dir.resolve()}; stop it or pass another --data-dir"
+            ) from None
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def _bootstrap(self) -> str | None:
+        """Create the default space on an empty database; returns a management key
+        of it when this process can read one (just created, or from the key file)."""
+        key_path = self.settings.data_dir / KEY_FILE
+        issued = spaces.bootstrap()
+        if issued is not None:
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(issued.token + "\n")
+            log.info("created the default space; its management key is in %s", key_path.resolve())
+            return issued.token
+        if key_path.exists():
+            return key_path.read_text().strip()
+        return None
+
+    def interceptors(self) -> list[grpc.ServerInterceptor]:
+        return [ApiInterceptor(self.settings.max_streams)]
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(self.settings, self.stopping), server)
+        flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.stopping), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def start_background(self) -> None:
+        if self.runner:
+            self.runner.start()
+        if self.worker:
+            self.worker.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.health.enter_graceful_shutdown()
+        if self.runner:
+            self.runner.stop()
+        if self.worker:
+            self.worker.stop()
+        self.database.close()
+        if self._lock_file:
+            self._lock_file.close()
+
+
+def create_server(app: Hookline) -> tuple[grpc.Server, int]:
+    """A gRPC server for `app`, bound to settings.listen; returns it and its port."""
+    settings = app.settings
+    server = grpc.server(
+        # Each open stream holds a thread: leave room for ordinary calls beside them.
+        futures.ThreadPoolExecutor(max_workers=settings.max_streams + 32, thread_name_prefix="grpc"),
+        interceptors=app.interceptors(),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    app.add_to_server(server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.listen}")
+    return server, port
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM; then stop taking calls and finish or release work."""
+    import signal
+
+    app = Hookline(settings)
+    server, port = create_server(app)
+    server.start()
+    app.start_background()
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info("hookline listening on %s:%d (data: %s)", host, port,
+             settings.database or Path(settings.data_dir).resolve())
+    if app.admin_key:
+        log.info("management key of the default space: %s", (settings.data_dir / KEY_FILE).resolve())
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    log.info("shutting down")
+    app.stopping.set()
+    server.stop(grace=5).wait()
+    app.stop()

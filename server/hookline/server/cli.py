@@ -1,0 +1,107 @@
+"""Operator commands that work on the storage directly: serve, spaces, keys."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import settings as settings_module
+from .app import DataDirInUse, serve
+from .errors import HooklineError
+from .storage import spaces
+from .storage.database import open_database
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    serve_parser = sub.add_parser("serve", help="run the hookline server")
+    settings_module.add_arguments(serve_parser)
+    serve_parser.set_defaults(handler=_serve)
+
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument("--data-dir", type=Path, default=None, help="data directory (default ./.hookline)")
+    storage.add_argument("--database", default=None, help="database URL (default: SQLite in the data dir)")
+
+    spaces_parser = sub.add_parser("spaces", help="manage spaces (tenants)")
+    spaces_sub = spaces_parser.add_subparsers(dest="action", required=True)
+    create = spaces_sub.add_parser("create", parents=[storage], help="create a space; prints its keys")
+    create.add_argument("name")
+    create.set_defaults(handler=_spaces_create)
+    spaces_sub.add_parser("list", parents=[storage], help="list spaces").set_defaults(handler=_spaces_list)
+
+    keys_parser = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys_parser.add_subparsers(dest="action", required=True)
+    kcreate = keys_sub.add_parser("create", parents=[storage], help="create a key; prints it once")
+    kcreate.add_argument("--space", default=spaces.DEFAULT_SPACE, help="space name (default 'default')")
+    kcreate.add_argument("--role", choices=spaces.ROLES, default="management")
+    kcreate.set_defaults(handler=_keys_create)
+    klist = keys_sub.add_parser("list", parents=[storage], help="list keys (never their secrets)")
+    klist.add_argument("--space", default=None, help="only this space")
+    klist.set_defaults(handler=_keys_list)
+    krevoke = keys_sub.add_parser("revoke", parents=[storage], help="revoke a key by its id")
+    krevoke.add_argument("key_id")
+    krevoke.set_defaults(handler=_keys_revoke)
+
+
+def _open(args: argparse.Namespace) -> None:
+    config = settings_module.from_sources(args)
+    open_database(config.data_dir, config.database)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        serve(settings_module.from_sources(args))
+    except DataDirInUse as error:
+        print(f"hookline: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _spaces_create(args: argparse.Namespace) -> int:
+    _open(args)
+    space_id, keys = spaces.create_space(args.name)
+    print(f"space {args.name} ({space_id})")
+    for key in keys:
+        print(f"{key.role} key: {key.token}")
+    print("these keys are shown only now; store them safely")
+    return 0
+
+
+def _spaces_list(args: argparse.Namespace) -> int:
+    _open(args)
+    for space_id, name in spaces.list_spaces():
+        print(f"{space_id}\t{name}")
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    _open(args)
+    key = spaces.create_key(spaces.space_id_by_name(args.space), args.role)
+    print(key.token)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    _open(args)
+    space_id = spaces.space_id_by_name(args.space) if args.space else None
+    for key in spaces.list_keys(space_id):
+        state = "revoked" if key.revoke_time else "active"
+        print(f"{key.id}\t{key.space_id}\t{key.role}\t{state}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    _open(args)
+    spaces.revoke_key(args.key_id)
+    print(f"revoked {args.key_id}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return args.handler(args)
+    except HooklineError as error:
+        print(f"hookline: {error.message}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""The delivery worker: claims due deliveries, signs and sends them, records each attempt."""

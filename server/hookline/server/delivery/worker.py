@@ -1,0 +1,239 @@
+"""The delivery worker: an asyncio loop in its own thread that claims due
+deliveries, signs and POSTs them, and records every attempt.
+
+Database calls run on one dedicated thread so the event loop never blocks on
+them; attempt results are written in batches, one transaction per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from typing import Any, TypeVar
+
+import httpx
+
+from hookline import signing
+
+from .. import ids
+from ..notify import hub
+from ..settings import Settings
+from ..storage import deliveries as store
+from ..storage.database import now_ms
+from ..storage.deliveries import AttemptOutcome
+from ..storage.records import Attempt, SendTask
+from . import retry
+
+log = logging.getLogger("hookline.delivery")
+
+USER_AGENT = f"hookline/{version('hookline')}"
+T = TypeVar("T")
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], int] = now_ms,
+        rng: random.Random | None = None,
+    ):
+        self._settings = settings
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
+        self._in_flight: Counter[str] = Counter()  # per webhook
+        self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
+        self._outcomes: list[AttemptOutcome] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._db, fn, *args)
+
+    # --- one iteration --------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim what there is room for and start sending it; returns how many."""
+        cap = self._settings.webhook_max_in_flight
+        room = self._settings.delivery_concurrency - len(self._sending)
+        tasks = await self._db_call(
+            store.claim_due, self._clock(), room, int(self._settings.delivery_lease_s * 1000),
+            lambda webhook_id: cap - self._in_flight[webhook_id], cap,
+        )
+        for task in tasks:
+            self._in_flight[task.delivery.webhook_id] += 1
+            self._sending[task.delivery.id] = asyncio.create_task(self._send(task))
+        return len(tasks)
+
+    async def _send(self, task: SendTask) -> None:
+        try:
+            outcome = await self.attempt(task)
+            self._outcomes.append(outcome)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush())
+            await self._flusher_done()
+        finally:
+            webhook_id = task.delivery.webhook_id
+            self._in_flight[webhook_id] -= 1
+            if self._in_flight[webhook_id] <= 0:
+                del self._in_flight[webhook_id]
+            self._sending.pop(task.delivery.id, None)
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _flusher_done(self) -> None:
+        # Wait until our outcome is written, so a slot frees only after its record.
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            for tries in range(5):
+                try:
+                    await self._db_call(store.record_outcomes, batch, self._clock())
+                    break
+                except Exception:
+                    log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
+                    await asyncio.sleep(0.2 * (tries + 1))
+            # Never recorded: the leases lapse and the deliveries are sent again.
+
+    async def attempt(self, task: SendTask) -> AttemptOutcome:
+        """One HTTP try of a delivery, and what happens next."""
+        assert self._client is not None
+        d = task.delivery
+        start_ms = self._clock()
+        started = time.monotonic()
+        timestamp = start_ms // 1000
+        headers = dict(task.headers)
+        headers.update(
+            signing.signature_headers(task.secrets, d.event_id, timestamp, task.body, task.attempt_number)
+        )
+        headers["Content-Type"] = "application/json"
+        headers["User-Agent"] = USER_AGENT
+        status, error, response_headers, body, truncated = 0, "", {}, b"", False
+        retry_after: float | None = None
+        try:
+            async with self._client.stream("POST", task.url, content=task.body, headers=headers) as response:
+                status = response.status_code
+                response_headers = dict(response.headers)
+                body, truncated = await _read_capped(response, self._settings.response_capture_bytes)
+                if status in (429, 503):
+                    retry_after = retry.parse_retry_after(response.headers.get("retry-after"), now=time.time())
+        except httpx.TimeoutException as exc:
+            error = f"timed out ({type(exc).__name__}) after {time.monotonic() - started:.1f} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        duration_ms = int((time.monotonic() - started) * 1000)
+        succeeded = 200 <= status < 300
+        if not succeeded and not error:
+            error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
+        next_time = None
+        if not succeeded:
+            delay = retry.next_delay(self._settings.schedule, task.attempt_number, rng=self._rng,
+                                     retry_after=retry_after)
+            if delay is not None:
+                next_time = self._clock() + int(delay * 1000)
+        attempt = Attempt(
+            id=ids.new_id("att"), delivery_id=d.id, number=task.attempt_number, start_time=start_ms,
+            duration_ms=duration_ms, status_code=status, error=error, response_headers=response_headers,
+            response_body=body, response_truncated=truncated,
+        )
+        log.info("delivery %s attempt %d to webhook %s: %s in %d ms", d.id, task.attempt_number,
+                 d.webhook_id, status or error, duration_ms)
+        return AttemptOutcome(task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time)
+
+    # --- the loop -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="delivery", daemon=True)
+        self._thread.start()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        loop, wake = self._loop, self._wake
+        unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
+        self._client = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(self._settings.request_timeout_s, connect=self._settings.connect_timeout_s),
+            follow_redirects=False,
+            trust_env=False,  # never send webhooks through a proxy from the environment
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=self._settings.delivery_concurrency),
+        )
+        last_reap = 0.0
+        try:
+            while not self._stopping.is_set():
+                wake.clear()
+                try:
+                    if time.monotonic() - last_reap > max(1.0, self._settings.poll_interval_s):
+                        await self._db_call(store.release_expired, self._clock())
+                        last_reap = time.monotonic()
+                    if len(self._sending) < self._settings.delivery_concurrency and await self.run_once():
+                        continue
+                    timeout = self._settings.poll_interval_s
+                    due = await self._db_call(store.next_due_time)
+                    if due is not None:
+                        timeout = min(timeout, max(0.0, (due - self._clock()) / 1000))
+                except Exception:
+                    log.exception("delivery loop iteration failed; retrying")
+                    timeout = self._settings.poll_interval_s
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+            await self._drain()
+        finally:
+            unsubscribe()
+            await self._client.aclose()
+
+    async def _drain(self, grace_s: float = 5.0) -> None:
+        """Graceful stop: let sends in flight finish, give the rest back."""
+        pending = list(self._sending.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            unsent = [d for d, t in self._sending.items() if t in late]
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            await self._db_call(store.release, unsent)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        if self._thread is not None:
+            self._thread.join()
+        self._db.shutdown(wait=True)
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    """The first `cap` bytes of the body and whether there was more."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    body = b"".join(chunks)
+    return body[:cap], size > cap
+
+

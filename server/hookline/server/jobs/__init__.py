@@ -1,0 +1,1 @@
+"""Running jobs: flow definitions and the runner pool."""

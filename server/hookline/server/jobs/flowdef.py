@@ -1,0 +1,425 @@
+"""Flow definitions: parse and validate them on Create/Update, then run their steps.
+
+A definition is plain JSON data (it arrives as a protobuf Struct)::
+
+    {"input_schema": {...}, "timeout_seconds": 60,
+     "steps": [{"transform": "..."}, {"sleep_ms": 100}, {"fail_if": "...", "message": "..."}]}
+
+Everything that can be checked without an input is checked by `parse_definition`, so a
+bad expression is INVALID_ARGUMENT when the flow is saved, not a surprise at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jmespath
+import jsonschema
+import referencing.exceptions
+from jmespath import exceptions as jmespath_exceptions
+from jmespath.functions import Functions
+from jmespath.parser import ParsedResult
+
+from hookline.server.errors import FieldViolation, InvalidArgument
+
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+MAX_TIMEOUT_SECONDS = 86_400.0
+MAX_STEPS = 100
+MAX_SLEEP_MS = 86_400_000
+DEFAULT_FAIL_MESSAGE = "fail_if condition matched"
+
+_TOP_LEVEL_KEYS = ("input_schema", "timeout_seconds", "steps")
+_STEP_KINDS = ("transform", "sleep_ms", "fail_if")
+
+JobErrorCode = Literal["JOB_EXECUTION_ERROR", "JOB_VALIDATION_ERROR", "JOB_TIMEOUT"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a flow; see the subclasses."""
+
+
+@dataclass(frozen=True)
+class Transform(Step):
+    """The document becomes the expression's result."""
+
+    expression: ParsedResult
+    source: str
+
+
+@dataclass(frozen=True)
+class Sleep(Step):
+    """Wait `ms` milliseconds; cancellation and the deadline cut it short."""
+
+    ms: int
+
+
+@dataclass(frozen=True)
+class FailIf(Step):
+    """End the job in ERROR/JOB_EXECUTION_ERROR with `message` if the expression is truthy."""
+
+    expression: ParsedResult
+    message: str
+    source: str
+
+
+@dataclass(frozen=True)
+class FlowDefinition:
+    input_schema: dict[str, Any] | None
+    timeout_seconds: float
+    steps: tuple[Step, ...]
+
+
+class JobFailure(Exception):
+    """The run ended in ERROR; .code is one of "JOB_EXECUTION_ERROR", "JOB_VALIDATION_ERROR",
+    "JOB_TIMEOUT"; .message for the job's message."""
+
+    def __init__(self, code: JobErrorCode, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code: JobErrorCode = code
+        self.message = message
+
+
+class Canceled(Exception):
+    """The cancel event was set."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_definition(raw: dict[str, Any], *, field: str = "flow.definition") -> FlowDefinition:
+    """Validate `raw` and compile it. Raises InvalidArgument listing every violation found."""
+    violations: list[FieldViolation] = []
+
+    def bad(path: str, description: str) -> None:
+        violations.append(FieldViolation(path, description))
+
+    if not isinstance(raw, dict):
+        raise InvalidArgument.field(field, f"must be a JSON object, got {_json_type(raw)}")
+
+    for key in raw:
+        if key not in _TOP_LEVEL_KEYS:
+            bad(f"{field}.{key}", f"unknown key; allowed keys are {', '.join(_TOP_LEVEL_KEYS)}")
+
+    input_schema = None
+    if raw.get("input_schema") is not None:
+        input_schema = _parse_schema(raw["input_schema"], f"{field}.input_schema", bad)
+
+    timeout_seconds = DEFAULT_TIMEOUT_SECONDS
+    if raw.get("timeout_seconds") is not None:
+        timeout_seconds = _parse_timeout(raw["timeout_seconds"], f"{field}.timeout_seconds", bad)
+
+    steps: list[Step] = []
+    raw_steps = raw.get("steps")
+    if raw_steps is not None:
+        steps_field = f"{field}.steps"
+        if not isinstance(raw_steps, list):
+            bad(steps_field, f"must be an array of steps, got {_json_type(raw_steps)}")
+        else:
+            if len(raw_steps) > MAX_STEPS:
+                bad(steps_field, f"has {len(raw_steps)} steps; at most {MAX_STEPS} are allowed")
+            for i, raw_step in enumerate(raw_steps):
+                step = _parse_step(raw_step, f"{steps_field}[{i}]", bad)
+                if step is not None:
+                    steps.append(step)
+
+    if violations:
+        raise InvalidArgument.fields(violations)
+    return FlowDefinition(input_schema=input_schema, timeout_seconds=timeout_seconds, steps=tuple(steps))
+
+
+_Report = Callable[[str, str], None]
+
+
+def _parse_schema(value: Any, field: str, bad: _Report) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        bad(field, f"must be a JSON Schema object, got {_json_type(value)}")
+        return None
+    dialect = value.get("$schema")
+    if dialect is not None:
+        # An unknown $schema would only warn and fall back to the latest draft; say so now.
+        if not isinstance(dialect, str):
+            bad(f"{field}.$schema", f"must be a string URI, got {_json_type(dialect)}")
+            return None
+        if jsonschema.validators.validator_for(value, default=None) is None:  # type: ignore[arg-type]
+            bad(f"{field}.$schema", f"unknown JSON Schema dialect {dialect!r}; omit it to use draft 2020-12")
+            return None
+    # What check_schema does, but reporting every problem instead of only the first.
+    cls = jsonschema.validators.validator_for(value)
+    meta_cls = jsonschema.validators.validator_for(cls.META_SCHEMA, default=cls)
+    meta = meta_cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
+    errors = sorted(meta.iter_errors(value), key=lambda e: list(map(str, e.path)))
+    for error in errors:
+        bad(field + _path_suffix(error.path), f"not a valid JSON Schema: {error.message}")
+    return None if errors else value
+
+
+def _parse_timeout(value: Any, field: str, bad: _Report) -> float:
+    if not _is_number(value) or not math.isfinite(value):
+        shown = f"{value:g}" if _is_number(value) else _json_type(value)
+        bad(field, f"must be a number of seconds, got {shown}")
+    elif not 0 < value <= MAX_TIMEOUT_SECONDS:
+        bad(field, f"must be greater than 0 and at most {MAX_TIMEOUT_SECONDS:g}, got {value:g}")
+    else:
+        return float(value)
+    return DEFAULT_TIMEOUT_SECONDS
+
+
+def _parse_step(raw: Any, field: str, bad: _Report) -> Step | None:
+    if not isinstance(raw, dict):
+        bad(field, f"must be an object with one of {', '.join(_STEP_KINDS)}, got {_json_type(raw)}")
+        return None
+
+    kinds = [k for k in _STEP_KINDS if k in raw]
+    unknown = [k for k in raw if k not in _STEP_KINDS and k != "message"]
+    for key in unknown:
+        bad(
+            f"{field}.{key}",
+            f"unknown key; a step has exactly one of {', '.join(_STEP_KINDS)} (plus message with fail_if)",
+        )
+    if not kinds and not unknown:
+        # With an unknown key present that violation already says what is allowed.
+        bad(field, f"empty step; give exactly one of {', '.join(_STEP_KINDS)}")
+    if len(kinds) > 1:
+        bad(field, f"has {' and '.join(kinds)}; a step must have exactly one of {', '.join(_STEP_KINDS)}")
+    if "message" in raw and "fail_if" not in raw:
+        bad(f"{field}.message", "only allowed with fail_if")
+
+    # Check every value present, even in a step already known to be bad, so all problems show up.
+    expression = None
+    if "transform" in raw:
+        expression = _compile(raw["transform"], f"{field}.transform", bad)
+    ms = None
+    if "sleep_ms" in raw:
+        ms = _parse_sleep(raw["sleep_ms"], f"{field}.sleep_ms", bad)
+    if "fail_if" in raw:
+        expression = _compile(raw["fail_if"], f"{field}.fail_if", bad)
+    message = DEFAULT_FAIL_MESSAGE
+    if "message" in raw:
+        if isinstance(raw["message"], str) and raw["message"].strip():
+            message = raw["message"]
+        else:
+            bad(f"{field}.message", "must be a non-empty string (omit it for the default message)")
+
+    if len(kinds) != 1 or unknown:
+        return None
+    kind = kinds[0]
+    if kind == "sleep_ms":
+        return None if ms is None else Sleep(ms)
+    if expression is None:
+        return None
+    if kind == "transform":
+        return Transform(expression, raw["transform"])
+    return FailIf(expression, message, raw["fail_if"])
+
+
+def _parse_sleep(value: Any, field: str, bad: _Report) -> int | None:
+    # Struct numbers arrive as floats: 100.0 is a fine integer, 100.5 is not.
+    if not _is_number(value) or not math.isfinite(value) or value != int(value):
+        shown = f"{value:g}" if _is_number(value) else _json_type(value)
+        bad(field, f"must be a whole number of milliseconds, got {shown}")
+        return None
+    if not 0 <= value <= MAX_SLEEP_MS:
+        bad(field, f"must be between 0 and {MAX_SLEEP_MS} (24 hours), got {value:g}")
+        return None
+    return int(value)
+
+
+# jmespath warns (rather than fails) on the deprecated `foo` literal syntax; turning that
+# warning into an error touches process-wide warning filters, hence the lock.
+_compile_lock = threading.Lock()
+
+
+def _compile(source: Any, field: str, bad: _Report) -> ParsedResult | None:
+    if not isinstance(source, str) or not source.strip():
+        bad(field, f"must be a non-empty JMESPath expression string, got {_describe(source)}")
+        return None
+    try:
+        with _compile_lock, warnings.catch_warnings():
+            warnings.simplefilter("error", PendingDeprecationWarning)
+            compiled = jmespath.compile(source)
+    except PendingDeprecationWarning:
+        bad(
+            field,
+            f"invalid JMESPath expression {source!r}: a `...` literal must be valid JSON; "
+            "write strings as 'raw string' or `\"json string\"`",
+        )
+        return None
+    except jmespath_exceptions.JMESPathError as e:
+        bad(field, f"invalid JMESPath expression {source!r}: {_describe_parse_error(e)}")
+        return None
+    # jmespath resolves function names and argument counts only when called; check them now.
+    problems = list(_function_problems(compiled.parsed))
+    for problem in problems:
+        bad(field, f"invalid JMESPath expression {source!r}: {problem}")
+    return None if problems else compiled
+
+
+def _describe_parse_error(e: jmespath_exceptions.JMESPathError) -> str:
+    # jmespath's own text spans several lines with a caret drawing; keep it to one line.
+    if isinstance(e, jmespath_exceptions.IncompleteExpressionError):
+        return f"incomplete expression at column {e.lex_position}"
+    if isinstance(e, jmespath_exceptions.LexerError):
+        return f"{e.message} at column {e.lexer_position}"
+    if isinstance(e, jmespath_exceptions.ParseError):
+        near = "" if e.token_value is None else f" near {str(e.token_value)!r}"
+        return f"{e.msg} at column {e.lex_position}{near}"
+    return str(e)
+
+
+def _function_problems(node: Any) -> Iterator[str]:
+    if not isinstance(node, dict):
+        return  # slice bounds and the like
+    if node.get("type") == "function_expression":
+        name = node["value"]
+        args = len(node["children"])
+        spec = Functions.FUNCTION_TABLE.get(name)
+        if spec is None:
+            yield f"unknown function {name}()"
+        else:
+            signature = spec["signature"]
+            if signature and signature[-1].get("variadic"):
+                if args < len(signature):
+                    yield f"{name}() takes at least {_plural(len(signature))}, got {args}"
+            elif args != len(signature):
+                yield f"{name}() takes {_plural(len(signature))}, got {args}"
+    if node.get("type") == "literal":
+        return  # its value is data, not syntax
+    for child in node.get("children", ()):
+        yield from _function_problems(child)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run(
+    definition: FlowDefinition,
+    document: Any,
+    *,
+    cancel: threading.Event,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """Apply the steps to `document` (the job input) and return the output.
+
+    `deadline` is on `clock`'s scale. Raises Canceled when `cancel` is set, JobFailure when the
+    run ends in ERROR.
+    """
+    if definition.input_schema is not None:
+        _check_input(definition.input_schema, document)
+
+    for i, step in enumerate(definition.steps):
+        if cancel.is_set():
+            raise Canceled()
+        if clock() >= deadline:
+            raise _timeout(definition)
+
+        if isinstance(step, Sleep):
+            wanted = step.ms / 1000
+            remaining = deadline - clock()
+            if cancel.wait(max(0.0, min(wanted, remaining))):
+                raise Canceled()
+            # Judge by what was asked rather than re-reading the clock, so a sleep that ends
+            # exactly at the deadline is a timeout and one that ends before it is not.
+            if wanted >= remaining:
+                raise _timeout(definition)
+        elif isinstance(step, Transform):
+            document = _search(step.expression, document, i)
+        elif isinstance(step, FailIf):
+            if _truthy(_search(step.expression, document, i)):
+                raise JobFailure("JOB_EXECUTION_ERROR", step.message)
+        else:  # pragma: no cover - parse_definition builds only the kinds above
+            raise TypeError(f"unknown step type {type(step).__name__}")
+    return document
+
+
+def _check_input(schema: dict[str, Any], document: Any) -> None:
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    try:
+        errors = list(validator.iter_errors(document))
+    except referencing.exceptions.Unresolvable as e:
+        # A $ref that cannot be resolved offline only shows up when it is followed.
+        raise JobFailure("JOB_VALIDATION_ERROR", f"input_schema cannot be applied: {e}") from None
+    if not errors:
+        return
+    best = jsonschema.exceptions.best_match(errors)
+    assert best is not None  # errors is non-empty
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise JobFailure(
+        "JOB_VALIDATION_ERROR",
+        f"input does not match input_schema at {_json_path('input', best.absolute_path)}: {best.message}{more}",
+    )
+
+
+def _search(expression: ParsedResult, document: Any, index: int) -> Any:
+    try:
+        return expression.search(document)
+    except jmespath_exceptions.JMESPathError as e:
+        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: {e}") from None
+
+
+def _truthy(value: Any) -> bool:
+    # JMESPath truthiness differs from Python's: 0 is true; only false, null, "", [] and {} are false.
+    return not (value is None or value is False or value == "" or value == [] or value == {})
+
+
+def _timeout(definition: FlowDefinition) -> JobFailure:
+    return JobFailure("JOB_TIMEOUT", f"timed out after {definition.timeout_seconds:g} s (timeout_seconds)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _json_path(root: str, path: Any) -> str:
+    """Render a jsonschema path deque as root.key[0]["odd key"]."""
+    out = root
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.match(part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _path_suffix(path: Any) -> str:
+    return _json_path("", path)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _describe(value: Any) -> str:
+    return "an empty string" if isinstance(value, str) else _json_type(value)
+
+
+def _plural(count: int) -> str:
+    return f"{count} argument" if count == 1 else f"{count} arguments"

@@ -1,0 +1,159 @@
+"""The job runner: a bounded pool that claims WAITING jobs under a lease, runs
+their flow's steps, and ends each job (with its event) in one transaction.
+
+A heartbeat renews the leases of running jobs and interrupts those that were
+canceled; a job whose runner died is found by its expired lease (by any
+process's heartbeat) and ends ERROR/ZOMBIE_PROCESS."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+from .. import jsonvalue
+from ..errors import InvalidArgument
+from ..notify import hub
+from ..settings import Settings
+from ..storage import jobs as job_store
+from ..storage.database import now_ms
+from ..storage.records import ClaimedJob
+from . import flowdef
+
+log = logging.getLogger("hookline.jobs")
+
+
+@lru_cache(maxsize=256)
+def _parsed(definition_json: str) -> flowdef.FlowDefinition:
+    return flowdef.parse_definition(json.loads(definition_json))
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, clock: Callable[[], int] = now_ms):
+        self._settings = settings
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="job")
+        self._running: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self._settings.job_lease_s * 1000)
+
+    # --- one step each, for the loops below and for tests ------------------------
+
+    def claim_once(self) -> int:
+        """Claim as many jobs as there are free workers and start them."""
+        with self._lock:
+            free = self._settings.job_workers - len(self._running)
+        claimed = job_store.claim(self._clock(), free, self._lease_ms) if free > 0 else []
+        for item in claimed:
+            cancel = threading.Event()
+            with self._lock:
+                self._running[item.job.id] = cancel
+            self._pool.submit(self._execute, item, cancel)
+        return len(claimed)
+
+    def heartbeat_once(self) -> None:
+        """Renew our leases, interrupt canceled jobs, end jobs whose runner died."""
+        now = self._clock()
+        with self._lock:
+            running = dict(self._running)
+        for job_id in job_store.renew(list(running), now, self._lease_ms):
+            running[job_id].set()
+        for job in job_store.reap_expired(now):
+            log.warning("job %s ended %s/%s: its runner stopped", job.id, job.state, job.code)
+
+    # --- running one job ----------------------------------------------------------
+
+    def _execute(self, item: ClaimedJob, cancel: threading.Event) -> None:
+        job = item.job
+        try:
+            definition = _parsed(json.dumps(item.definition, sort_keys=True))
+            deadline = time.monotonic() + definition.timeout_seconds
+            try:
+                output = flowdef.run(definition, job.input, cancel=cancel, deadline=deadline)
+                try:
+                    output_json = self._check_output(output)
+                except InvalidArgument as error:
+                    raise flowdef.JobFailure("JOB_EXECUTION_ERROR", error.message) from None
+                outcome = ("COMPLETED", "JOB_SUCCESS", "", output_json)
+            except flowdef.JobFailure as failure:
+                outcome = ("ERROR", failure.code, failure.message, None)
+            except flowdef.Canceled:
+                if self._stopping.is_set():
+                    job_store.release(job.id)  # shutting down: another runner takes it
+                    return
+                outcome = ("CANCELED", "JOB_USER_CANCELED", "canceled", None)
+            except Exception as error:  # a bug in a step must still end the job
+                log.exception("job %s failed unexpectedly", job.id)
+                outcome = ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
+            ended = job_store.finish(job.id, *outcome)
+            if ended:
+                log.info("job %s ended %s/%s", job.id, ended.state, ended.code)
+        except Exception:
+            log.exception("could not record the end of job %s; its lease will expire", job.id)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+            hub.publish("jobs")  # a worker is free
+
+    def _check_output(self, output: object) -> str:
+        limits = self._settings.limits
+        jsonvalue.check_depth(output, field="output", max_depth=limits.max_json_depth)
+        data = jsonvalue.dumps(output)
+        if len(data) > limits.max_json_bytes:
+            raise InvalidArgument.field(
+                "output", f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes"
+            )
+        return data.decode()
+
+    # --- the loops ----------------------------------------------------------------
+
+    def start(self) -> None:
+        for target, name in ((self._claim_loop, "job-claimer"), (self._heartbeat_loop, "job-heartbeat")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            version = hub.version("jobs")
+            try:
+                self.claim_once()
+            except Exception:
+                log.exception("claiming jobs failed; retrying")
+            hub.wait("jobs", version, self._settings.poll_interval_s)
+
+    def _heartbeat_loop(self) -> None:
+        # Often enough that a canceled job stops within a second, and leases never lapse.
+        interval = min(0.25, self._settings.job_lease_s / 4)
+        while not self._stopping.wait(interval):
+            try:
+                self.heartbeat_once()
+            except Exception:
+                log.exception("job heartbeat failed; retrying")
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Let running jobs finish for `grace_s`, then interrupt the rest and
+        put them back to WAITING for another runner."""
+        deadline = time.monotonic() + grace_s
+        self._stopping.set()
+        hub.publish("jobs")
+        for thread in self._threads:
+            thread.join()
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            for cancel in self._running.values():
+                cancel.set()
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,199 @@
+"""Job queries: start, cancel, claim under a lease, finish with its event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from .. import events, ids, notify
+from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from . import models as m
+from .database import now_ms
+from .deliveries import record_event, subscribers
+from .paging import paginate
+from .records import ClaimedJob, Job
+from .webhooks import flow_webhooks
+
+TERMINAL = ("COMPLETED", "ERROR", "CANCELED")
+ACTIVE = ("RUNNING", "CANCELING")
+
+
+def _row(space_id: str, job_id: str) -> m.Job:
+    row = m.Job.get_or_none((m.Job.id == job_id) & (m.Job.space_id == space_id))
+    if row is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return row
+
+
+def get_job(space_id: str, job_id: str) -> Job:
+    return Job.from_row(_row(space_id, job_id))
+
+
+def list_jobs(space_id: str, page_size: int, page_token: str, *, flow_id: str = "",
+              state: str = "", correlation_id: str = "") -> tuple[list[Job], str]:
+    q = m.Job.select().where(m.Job.space_id == space_id)
+    if flow_id:
+        q = q.where(m.Job.flow_id == flow_id)
+    if state:
+        q = q.where(m.Job.state == state)
+    if correlation_id:
+        q = q.where(m.Job.correlation_id == correlation_id)
+    return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row)
+
+
+def start_job(space_id: str, flow: m.Flow, version: int, input_json: str, correlation_id: str,
+              idempotency_key: str, fingerprint: str, idempotency_ttl_ms: int) -> Job:
+    """Create a WAITING job, or return the job an earlier call with the same
+    idempotency key made (ALREADY_EXISTS when its parameters differ)."""
+    with m.db.atomic():
+        now = now_ms()
+        if idempotency_key:
+            earlier = (
+                m.Job.select()
+                .where((m.Job.space_id == space_id) & (m.Job.idempotency_key == idempotency_key)
+                       & (m.Job.create_time > now - idempotency_ttl_ms))
+                .order_by(m.Job.create_time.desc())
+                .first()
+            )
+            if earlier is not None:
+                if earlier.request_fingerprint != fingerprint:
+                    raise AlreadyExists(
+                        f"idempotency key {idempotency_key!r} was already used within the last 24 h "
+                        "with a different flow, version or input"
+                    )
+                return Job.from_row(earlier)
+        job_id = ids.new_id("job")
+        m.Job.insert(
+            id=job_id, space_id=space_id, flow_id=flow.id, flow_alias=flow.alias, flow_version=version,
+            state="WAITING", code="JOB_WAITING", input=input_json, correlation_id=correlation_id,
+            idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, create_time=now,
+        ).execute()
+        notify.after_commit("jobs")
+    return get_job(space_id, job_id)
+
+
+def _end(row: m.Job, state: str, code: str, message: str, output_json: str | None = None) -> Job:
+    """End a job and record its event, in the caller's transaction."""
+    notify.after_commit("jobs")
+    now = now_ms()
+    m.Job.update(state=state, code=code, message=message, output=output_json, end_time=now,
+                 lease_expire_time=None).where(m.Job.id == row.id).execute()
+    job = Job.from_row(m.Job.get_by_id(row.id))
+    event_type = events.JOB_EVENT[state]
+    record_event(
+        job.space_id, event_type,
+        lambda event_id, time_ms: events.job_event_body(job, event_id, time_ms),
+        subscribers(flow_webhooks(job.flow_id), event_type),
+        job_id=job.id, flow_id=job.flow_id,
+    )
+    return job
+
+
+def cancel_job(space_id: str, job_id: str) -> Job:
+    """WAITING ends CANCELED at once; RUNNING becomes CANCELING for its runner to stop."""
+    with m.db.atomic():
+        row = _row(space_id, job_id)
+        if row.state == "WAITING":
+            return _end(row, "CANCELED", "JOB_USER_CANCELED", "canceled by a user")
+        if row.state == "RUNNING":
+            m.Job.update(state="CANCELING", cancel_code="JOB_USER_CANCELED").where(m.Job.id == row.id).execute()
+            notify.after_commit("jobs")
+            return get_job(space_id, job_id)
+    raise FailedPrecondition(f"job {job_id} is {row.state}; only WAITING or RUNNING jobs can be canceled")
+
+
+def cancel_waiting(space_id: str, flow_id: str | None) -> int:
+    """Cancel every WAITING job of a flow (or of the space): one event per job."""
+    with m.db.atomic():
+        q = m.Job.select().where((m.Job.space_id == space_id) & (m.Job.state == "WAITING"))
+        if flow_id:
+            q = q.where(m.Job.flow_id == flow_id)
+        rows = list(q)
+        for row in rows:
+            _end(row, "CANCELED", "JOB_USER_CANCELED", "canceled by a user")
+    return len(rows)
+
+
+def cancel_flow_jobs(flow_id: str) -> None:
+    """The flow is being deleted: its WAITING and RUNNING jobs end CANCELED
+    (JOB_SYSTEM_CANCELED) now, with their events; runners notice and stop."""
+    rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_(("WAITING",) + ACTIVE)))
+    for row in list(rows):
+        _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", "canceled by the system: the flow was deleted")
+
+
+def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
+    """Claim up to `limit` WAITING jobs, oldest first, under a lease."""
+    if limit <= 0:
+        return []
+    with m.db.atomic():
+        waiting = (
+            m.Job.select(m.Job.id).where(m.Job.state == "WAITING").order_by(m.Job.create_time).limit(limit)
+        )
+        rows = list(
+            m.Job.update(state="RUNNING", code="JOB_RUNNING", claim_time=now, lease_expire_time=now + lease_ms)
+            .where(m.Job.id.in_(waiting) & (m.Job.state == "WAITING"))
+            .returning(m.Job)
+            .execute()
+        )
+        if rows:
+            notify.after_commit("jobs")
+        claimed = []
+        for row in rows:
+            version = m.FlowVersion.get(
+                (m.FlowVersion.flow_id == row.flow_id) & (m.FlowVersion.version == row.flow_version)
+            )
+            claimed.append(ClaimedJob(job=Job.from_row(row), definition=json.loads(version.definition)))
+    return claimed
+
+
+def renew(job_ids: Sequence[str], now: int, lease_ms: int) -> set[str]:
+    """Extend the leases of running jobs; returns those whose runner must stop
+    (CANCELING, or already ended by someone else)."""
+    if not job_ids:
+        return set()
+    with m.db.atomic():
+        m.Job.update(lease_expire_time=now + lease_ms).where(
+            m.Job.id.in_(list(job_ids)) & m.Job.state.in_(ACTIVE)
+        ).execute()
+        running = {
+            job_id for (job_id,) in m.Job.select(m.Job.id)
+            .where(m.Job.id.in_(list(job_ids)) & (m.Job.state == "RUNNING")).tuples()
+        }
+    return set(job_ids) - running
+
+
+def finish(job_id: str, state: str, code: str, message: str, output_json: str | None) -> Job | None:
+    """End a claimed job with its run's outcome. Once CANCELING is set, cancel
+    wins. Returns None when the job had already ended (nothing to do)."""
+    with m.db.atomic():
+        row = m.Job.get_or_none(m.Job.id == job_id)
+        if row is None or row.state in TERMINAL:
+            return None
+        if row.state == "CANCELING":
+            return _end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", "canceled")
+        return _end(row, state, code, message, output_json)
+
+
+def reap_expired(now: int) -> list[Job]:
+    """Jobs whose runner died (lease expired) end: RUNNING as ERROR/ZOMBIE_PROCESS,
+    CANCELING as CANCELED. Their events are sent like any other."""
+    ended = []
+    with m.db.atomic():
+        rows = list(m.Job.select().where(m.Job.state.in_(ACTIVE) & (m.Job.lease_expire_time < now)))
+        for row in rows:
+            if row.state == "CANCELING":
+                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", "canceled"))
+            else:
+                ended.append(_end(row, "ERROR", "ZOMBIE_PROCESS",
+                                  "the job's runner stopped without finishing it (lease expired)"))
+    return ended
+
+
+def release(job_id: str) -> None:
+    """Give a RUNNING job back (graceful shutdown): WAITING again, unclaimed."""
+    with m.db.atomic():
+        m.Job.update(state="WAITING", code="JOB_WAITING", claim_time=None, lease_expire_time=None).where(
+            (m.Job.id == job_id) & (m.Job.state == "RUNNING")
+        ).execute()
+        notify.after_commit("jobs")

@@ -1,0 +1,60 @@
+"""AIP-158 pagination: page_size + opaque page_token, keyset on the id
+(ids sort by creation time)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from peewee import ModelSelect
+
+from ..errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+T = TypeVar("T")
+
+
+def _fingerprint(filters: Any) -> str:
+    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def paginate(
+    query: ModelSelect,
+    id_field: Any,
+    page_size: int,
+    page_token: str,
+    filters: Any,
+    convert: Callable[[Any], T],
+) -> tuple[list[T], str]:
+    """One page of `query` ordered by id, and the token of the next page ('' at the end).
+
+    A token only works with the filters it was issued for."""
+    if page_size < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    fingerprint = _fingerprint(filters)
+    if page_token:
+        try:
+            token = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+            after, issued_for = str(token["a"]), token["f"]
+        except Exception:
+            raise InvalidArgument.field("page_token", "is not a token this service issued") from None
+        if issued_for != fingerprint:
+            raise InvalidArgument.field(
+                "page_token", "was issued for a request with other filters; start again without it"
+            )
+        query = query.where(id_field > after)
+    rows = list(query.order_by(id_field).limit(size + 1))
+    items = [convert(row) for row in rows[:size]]
+    next_token = ""
+    if len(rows) > size:
+        last = getattr(rows[size - 1], id_field.name)
+        next_token = base64.urlsafe_b64encode(
+            json.dumps({"a": last, "f": fingerprint}).encode()
+        ).decode()
+    return items, next_token

@@ -1,0 +1,235 @@
+"""Plain records handed out by storage."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the space a key belongs to and the key's role."""
+
+    space_id: str
+    role: str
+    key_id: str
+
+
+@dataclass
+class Webhook:
+    id: str
+    space_id: str
+    alias: str
+    url: str
+    description: str
+    enabled: bool
+    event_types: list[str]
+    headers: dict[str, str]
+    rate_limit_per_s: int
+    disabled_reason: str
+    create_time: int
+    update_time: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Webhook":
+        return cls(
+            id=row.id,
+            space_id=row.space_id,
+            alias=row.alias,
+            url=row.url,
+            description=row.description,
+            enabled=bool(row.enabled),
+            event_types=json.loads(row.event_types),
+            headers=json.loads(row.headers),
+            rate_limit_per_s=row.rate_limit_per_s,
+            disabled_reason=row.disabled_reason,
+            create_time=row.create_time,
+            update_time=row.update_time,
+        )
+
+
+@dataclass
+class Flow:
+    id: str
+    space_id: str
+    alias: str
+    name: str
+    description: str
+    version: int
+    definition: dict[str, Any]
+    webhook_ids: list[str]
+    create_time: int
+    update_time: int
+
+
+@dataclass
+class Job:
+    id: str
+    space_id: str
+    flow_id: str
+    flow_alias: str
+    flow_version: int
+    state: str
+    code: str
+    message: str
+    input: Any
+    output: Any
+    correlation_id: str
+    idempotency_key: str
+    create_time: int
+    claim_time: int | None
+    end_time: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETED", "ERROR", "CANCELED")
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Job":
+        return cls(
+            id=row.id,
+            space_id=row.space_id,
+            flow_id=row.flow_id,
+            flow_alias=row.flow_alias,
+            flow_version=row.flow_version,
+            state=row.state,
+            code=row.code,
+            message=row.message,
+            input=json.loads(row.input),
+            output=None if row.output is None else json.loads(row.output),
+            correlation_id=row.correlation_id,
+            idempotency_key=row.idempotency_key or "",
+            create_time=row.create_time,
+            claim_time=row.claim_time,
+            end_time=row.end_time,
+        )
+
+
+@dataclass
+class ClaimedJob:
+    """A job a runner has claimed, with the definition of the version it runs."""
+
+    job: Job
+    definition: dict[str, Any]
+
+
+@dataclass
+class Event:
+    id: str
+    space_id: str
+    event_type: str
+    job_id: str
+    flow_id: str
+    webhook_id: str
+    body: bytes
+    create_time: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Event":
+        return cls(
+            id=row.id,
+            space_id=row.space_id,
+            event_type=row.event_type,
+            job_id=row.job_id,
+            flow_id=row.flow_id,
+            webhook_id=row.webhook_id,
+            body=bytes(row.body),
+            create_time=row.create_time,
+        )
+
+
+@dataclass
+class Delivery:
+    id: str
+    space_id: str
+    webhook_id: str
+    event_id: str
+    event_type: str
+    job_id: str
+    flow_id: str
+    state: str
+    attempt_count: int
+    next_attempt_time: int | None
+    last_status_code: int
+    last_error: str
+    create_time: int
+    update_time: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Delivery":
+        return cls(
+            id=row.id,
+            space_id=row.space_id,
+            webhook_id=row.webhook_id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            job_id=row.job_id,
+            flow_id=row.flow_id,
+            state=row.state,
+            attempt_count=row.attempt_count,
+            next_attempt_time=row.next_attempt_time,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            create_time=row.create_time,
+            update_time=row.update_time,
+        )
+
+    def snapshot(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_snapshot(cls, text: str) -> "Delivery":
+        return cls(**json.loads(text))
+
+
+@dataclass
+class Attempt:
+    id: str
+    delivery_id: str
+    number: int
+    start_time: int
+    duration_ms: int
+    status_code: int
+    error: str
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes = b""
+    response_truncated: bool = False
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Attempt":
+        return cls(
+            id=row.id,
+            delivery_id=row.delivery_id,
+            number=row.number,
+            start_time=row.start_time,
+            duration_ms=row.duration_ms,
+            status_code=row.status_code,
+            error=row.error,
+            response_headers=json.loads(row.response_headers),
+            response_body=bytes(row.response_body),
+            response_truncated=bool(row.response_truncated),
+        )
+
+
+@dataclass
+class Change:
+    """One entry of the delivery change log."""
+
+    seq: int
+    kind: str
+    delivery: Delivery
+    attempt: Attempt | None
+    time: int
+
+
+@dataclass
+class SendTask:
+    """Everything the delivery worker needs for one attempt, read in one go."""
+
+    delivery: Delivery
+    url: str
+    headers: dict[str, str]
+    secrets: list[str]  # newest first
+    body: bytes
+    attempt_number: int

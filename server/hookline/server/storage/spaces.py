@@ -1,0 +1,101 @@
+"""Spaces (tenants) and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from peewee import IntegrityError
+
+from .. import ids
+from ..errors import AlreadyExists, NotFound, Unauthenticated
+from . import models as m
+from .database import now_ms
+from .records import Principal
+
+ROLES = ("management", "solver")
+DEFAULT_SPACE = "default"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    space_id: str
+    role: str
+    token: str  # hl_<key id>_<secret>: shown once
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(space_id: str, role: str) -> IssuedKey:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    m.ApiKey.insert(id=key_id, space_id=space_id, role=role, secret_sha256=_hash(secret),
+                    create_time=now_ms()).execute()
+    return IssuedKey(key_id, space_id, role, f"hl_{key_id}_{secret}")
+
+
+def create_space(name: str) -> tuple[str, list[IssuedKey]]:
+    """A new space with one management and one solver key."""
+    try:
+        with m.db.atomic():
+            space_id = ids.new_id("sp")
+            m.Space.insert(id=space_id, name=name, create_time=now_ms()).execute()
+            keys = [create_key(space_id, "management"), create_key(space_id, "solver")]
+    except IntegrityError:
+        raise AlreadyExists(f"a space named {name!r} already exists") from None
+    return space_id, keys
+
+
+def bootstrap() -> IssuedKey | None:
+    """On an empty database, create the default space and its management key.
+    Runs in one write transaction, so concurrent first starts create it once."""
+    with m.db.atomic():
+        if m.Space.select().exists():
+            return None
+        space_id = ids.new_id("sp")
+        m.Space.insert(id=space_id, name=DEFAULT_SPACE, create_time=now_ms()).execute()
+        return create_key(space_id, "management")
+
+
+def space_id_by_name(name: str) -> str:
+    row = m.Space.get_or_none(m.Space.name == name)
+    if row is None:
+        raise NotFound(f"space {name!r} not found")
+    return row.id
+
+
+def list_spaces() -> list[tuple[str, str]]:
+    return [(r.id, r.name) for r in m.Space.select().order_by(m.Space.create_time)]
+
+
+def list_keys(space_id: str | None = None) -> list[m.ApiKey]:
+    q = m.ApiKey.select().order_by(m.ApiKey.create_time)
+    if space_id:
+        q = q.where(m.ApiKey.space_id == space_id)
+    return list(q)
+
+
+def revoke_key(key_id: str) -> None:
+    updated = m.ApiKey.update(revoke_time=now_ms()).where(
+        (m.ApiKey.id == key_id) & m.ApiKey.revoke_time.is_null()
+    ).execute()
+    if not updated:
+        raise NotFound(f"no active key with id {key_id!r}")
+
+
+def authenticate(token: str) -> Principal:
+    """The principal of an `hl_<key id>_<secret>` key; UNAUTHENTICATED otherwise."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != "hl":
+        raise Unauthenticated("malformed API key: expected 'authorization: Bearer hl_<key id>_<secret>'")
+    row = m.ApiKey.get_or_none(m.ApiKey.id == parts[1])
+    if row is None or row.revoke_time is not None or not hmac.compare_digest(row.secret_sha256, _hash(parts[2])):
+        raise Unauthenticated("unknown or revoked API key")
+    return Principal(space_id=row.space_id, role=row.role, key_id=row.id)

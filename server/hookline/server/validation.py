@@ -1,0 +1,124 @@
+"""Checks on request fields, shared by the API. Each raises InvalidArgument
+naming the field and, for size limits, the limit."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import ids, jsonvalue
+from .errors import FieldViolation, InvalidArgument
+from .events import EVENT_TYPE_NAMES
+from .settings import Limits
+
+# Headers hookline sets itself; a webhook's extra headers may not replace them.
+RESERVED_HEADERS = frozenset(
+    h.lower() for h in (
+        "content-type", "content-length", "user-agent", "host", "connection", "transfer-encoding",
+        "webhook-id", "webhook-timestamp", "webhook-signature",
+        "x-webhook-signature", "x-webhook-timestamp", "x-webhook-delivery-attempt",
+    )
+)
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MAX_KEY_LENGTH = 255
+
+
+class Violations:
+    """Collects every problem of a request, so the caller learns them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument.fields(self.items)
+
+
+def alias(v: Violations, field: str, value: str) -> None:
+    problem = ids.alias_problem(value)
+    if problem:
+        v.add(field, problem)
+
+
+def url(v: Violations, field: str, value: str, limits: Limits) -> None:
+    if not value:
+        v.add(field, "is required")
+        return
+    if len(value) > limits.max_url_length:
+        v.add(field, f"is {len(value)} characters; the limit is {limits.max_url_length}")
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises on a bad port
+    except ValueError as error:
+        v.add(field, f"is not a valid URL: {error}")
+        return
+    if parts.scheme not in ("http", "https"):
+        v.add(field, f"must be an http or https URL, not {parts.scheme + ':' if parts.scheme else 'a relative one'}")
+    elif not parts.hostname:
+        v.add(field, "has no host")
+    elif any(c.isspace() for c in value):
+        v.add(field, "may not contain white space")
+
+
+def text(v: Violations, field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        v.add(field, f"is {len(value)} characters; the limit is {limit}")
+
+
+def event_types(v: Violations, field: str, values: list[str], limits: Limits) -> list[str]:
+    if not values:
+        v.add(field, f"needs at least one event type, from: {', '.join(sorted(EVENT_TYPE_NAMES))}")
+        return []
+    if len(values) > limits.max_event_types:
+        v.add(field, f"has {len(values)} entries; the limit is {limits.max_event_types}")
+        return []
+    for i, name in enumerate(values):
+        if name not in EVENT_TYPE_NAMES:
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            v.add(f"{field}[{i}]", f"unknown event type {shown!r}; ListEventTypes gives the catalog")
+    return list(dict.fromkeys(values))
+
+
+def headers(v: Violations, field: str, values: dict[str, str], limits: Limits) -> None:
+    if len(values) > limits.max_headers:
+        v.add(field, f"has {len(values)} headers; the limit is {limits.max_headers}")
+        return
+    for name, value in values.items():
+        shown = name if len(name) <= 64 else name[:64] + "..."
+        if not _TOKEN.match(name):
+            v.add(f"{field}[{shown!r}]", "is not a valid header name")
+        elif name.lower() in RESERVED_HEADERS:
+            v.add(f"{field}[{shown!r}]", "is set by hookline and cannot be replaced")
+        elif len(value) > 4096 or any(c in value for c in "\r\n\0"):
+            v.add(f"{field}[{shown!r}]", "value must be at most 4096 characters without line breaks")
+
+
+def key(v: Violations, field: str, value: str) -> None:
+    if len(value) > _MAX_KEY_LENGTH:
+        v.add(field, f"is {len(value)} characters; the limit is {_MAX_KEY_LENGTH}")
+
+
+def json_size(field: str, value: Any, limits: Limits) -> bytes:
+    """The value's JSON bytes, or INVALID_ARGUMENT past the size limit."""
+    data = jsonvalue.dumps(value)
+    if len(data) > limits.max_json_bytes:
+        raise InvalidArgument.field(
+            field, f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes"
+        )
+    return data
+
+
+def reference(v: Violations, field: str, value: str) -> None:
+    if not value:
+        v.add(field, "is required (an id or an alias)")
+
+
+def require(field: str, value: str) -> None:
+    """A reference field that must be set."""
+    if not value:
+        raise InvalidArgument.field(field, "is required (an id or an alias)")
