@@ -1,0 +1,169 @@
+"""Shared fixtures: a real hookline (SQLite in a temporary data dir, its job
+runner and delivery worker) served by pytest-grpc's real gRPC server on a free
+port, a client holding the default space's management key, and a real HTTP
+receiver on loopback.
+
+A test module can override `hookline_settings` to change the server's settings."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from hookline.client import Client
+from hookline.server.app import Hookline
+from hookline.server.settings import Settings
+
+# --- hookline over pytest-grpc ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grpc_addr() -> str:
+    # pytest-grpc's own grpc_addr leaves its probe socket open.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("hookline"),
+        retry_schedule="0,100ms,200ms",
+        poll_interval_s=0.2,
+        stream_heartbeat_s=1.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def hookline_app(hookline_settings: Settings) -> Iterator[Hookline]:
+    app = Hookline(hookline_settings)
+    app.start_background()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def grpc_interceptors(hookline_app: Hookline) -> list:
+    return hookline_app.interceptors()
+
+
+@pytest.fixture(scope="module")
+def grpc_servicer(hookline_app: Hookline) -> Hookline:
+    return hookline_app
+
+
+@pytest.fixture(scope="module")
+def grpc_add_to_server() -> Callable:
+    return lambda app, server: app.add_to_server(server)
+
+
+@pytest.fixture(scope="module")
+def grpc_stub_cls(hookline_app: Hookline) -> Callable:
+    return lambda channel: Client(channel=channel, api_key=hookline_app.admin_key)
+
+
+@pytest.fixture(scope="module")
+def client(grpc_stub: Client) -> Client:
+    """A client of the default space with its management key."""
+    return grpc_stub
+
+
+@pytest.fixture(scope="module")
+def connect(grpc_channel) -> Callable[[str], Client]:  # type: ignore[no-untyped-def]
+    """A client on the same server with another API key."""
+    return lambda api_key: Client(channel=grpc_channel, api_key=api_key)
+
+
+# --- a real HTTP receiver on loopback -------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    time: float  # time.time() at arrival
+
+
+@dataclass
+class Receiver:
+    """Records every POST; answers per path with a scripted list of statuses
+    (the last one repeats), 200 by default."""
+
+    base_url: str = ""
+    requests: list[Received] = field(default_factory=list)
+    scripts: dict[str, list[int]] = field(default_factory=dict)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def respond(self, path: str, statuses: list[int]) -> None:
+        self.scripts[path] = list(statuses)
+
+    def _next_status(self, path: str) -> int:
+        script = self.scripts.get(path)
+        if not script:
+            return 200
+        return script.pop(0) if len(script) > 1 else script[0]
+
+    def at(self, path: str) -> list[Received]:
+        with self._cond:
+            return [r for r in self.requests if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = 10.0) -> list[Received]:
+        """The requests to `path` once there are at least `count` (fails after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len([r for r in self.requests if r.path == path]) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    got = len([r for r in self.requests if r.path == path])
+                    raise AssertionError(f"{path}: expected {count} requests within {timeout} s, got {got}")
+                self._cond.wait(remaining)
+            return [r for r in self.requests if r.path == path]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            arrived = time.time()
+            with state._cond:
+                status = state._next_status(self.path)
+                state.requests.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, arrived)
+                )
+                state._cond.notify_all()
+            reply = b'{"ok":true}' if status < 300 else b'{"error":"scripted failure"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join()
