@@ -280,7 +280,7 @@ class UpdateWebhookRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """The fields to replace; empty means every writable field."""
+        """The fields to replace; empty means every field set in the message."""
 
     def __init__(
         self,

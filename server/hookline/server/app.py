@@ -129,7 +129,11 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
         options=[("grpc.so_reuseport", 0)],
     )
     app.add_to_server(server)
-    port = server.add_insecure_port(settings.listen)
+    if settings.tls_cert and settings.tls_key:
+        credentials = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
+        port = server.add_secure_port(settings.listen, credentials)
+    else:
+        port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.listen}")
     return server, port

@@ -30,6 +30,8 @@ class Settings:
     role: str = "all"  # api | worker | all
     allow_targets: list[str] = field(default_factory=list)
     metrics_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     retry_schedule: str = retry.DEFAULT_SCHEDULE
     max_streams: int = 100
     job_workers: int = 4
@@ -51,6 +53,8 @@ class Settings:
         self.schedule = retry.parse_schedule(self.retry_schedule)
         if self.role not in ("api", "worker", "all"):
             raise ValueError(f"role must be api, worker or all, not {self.role!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
         if self.delivery_lease_s <= self.request_timeout_s:
             raise ValueError("delivery lease must be longer than the request timeout")
 
@@ -70,6 +74,8 @@ _FLAGS: dict[str, dict] = {
     "role": {"help": "api, worker or all (default all)", "choices": ["api", "worker", "all"]},
     "allow_targets": {"flag": "--allow-target", "help": "CIDR webhook targets may use even if not global (repeatable)", "action": "append"},
     "metrics_port": {"help": "serve Prometheus metrics on this port", "type": int},
+    "tls_cert": {"help": "PEM certificate chain: serve gRPC over TLS", "type": Path},
+    "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},
     "retry_schedule": {"help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
     "max_streams": {"help": "open streams at most (default 100)", "type": int},
     "job_workers": {"help": "jobs run at once (default 4)", "type": int},

@@ -61,13 +61,16 @@ class JobRunner:
         return len(claimed)
 
     def heartbeat_once(self) -> None:
-        """Renew our leases, interrupt canceled jobs, end jobs whose runner died."""
-        now = self._clock()
+        """Renew our leases and interrupt the jobs that were canceled."""
         with self._lock:
             running = dict(self._running)
-        for job_id in job_store.renew(list(running), now, self._lease_ms):
-            running[job_id].set()
-        for job in job_store.reap_expired(now):
+        if running:
+            for job_id in job_store.renew(list(running), self._clock(), self._lease_ms):
+                running[job_id].set()
+
+    def reap_once(self) -> None:
+        """End the jobs whose runner died (in any process): their lease expired."""
+        for job in job_store.reap_expired(self._clock()):
             log.warning("job %s ended %s/%s: its runner stopped", job.id, job.state, job.code)
 
     # --- running one job ----------------------------------------------------------
@@ -132,11 +135,17 @@ class JobRunner:
             hub.wait("jobs", version, self._settings.poll_interval_s)
 
     def _heartbeat_loop(self) -> None:
-        # Often enough that a canceled job stops within a second, and leases never lapse.
+        # Often enough that a canceled job stops within a second; reaping, which
+        # only matters after a crash, runs at a slower pace.
         interval = min(0.25, self._settings.job_lease_s / 4)
+        reap_every = max(1.0, self._settings.job_lease_s / 4)
+        last_reap = 0.0
         while not self._stopping.wait(interval):
             try:
                 self.heartbeat_once()
+                if time.monotonic() - last_reap >= reap_every:
+                    self.reap_once()
+                    last_reap = time.monotonic()
             except Exception:
                 log.exception("job heartbeat failed; retrying")
 
