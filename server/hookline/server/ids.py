@@ -39,7 +39,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{''.join(reversed(chars))}"
 
 
-_ID_FORM = re.compile(rf"^(?:{'|'.join(PREFIXES)})_", re.IGNORECASE)
+_ID_FORM = re.compile(rf"^(?:{'|'.join(PREFIXES)})_[{_ALPHABET}]{{26}}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 
 
@@ -56,5 +56,5 @@ def alias_problem(alias: str) -> str | None:
     if not _ALIAS.match(alias):
         return "must start with a letter and contain only letters, digits, '-', '_' and '.'"
     if looks_like_id(alias):
-        return "may not start with an id prefix such as 'wh_' or 'flow_'"
+        return "may not have the form of an id (a type prefix such as 'wh_' and 26 characters)"
     return None
