@@ -5,6 +5,7 @@ same transaction, so WatchDeliveries sees each change exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def record_event(
         )
         for w in targets
     ]
-    rows = [dict(d.__dict__) for d in deliveries]
+    rows = [dataclasses.asdict(d) for d in deliveries]
     for start in range(0, len(rows), 500):
         m.Delivery.insert_many(rows[start : start + 500]).execute()
     changes: list[dict[str, Any]] = []
@@ -154,7 +155,8 @@ def list_attempts(space_id: str, delivery_id: str, page_size: int, page_token: s
 def _update(delivery: Delivery, changes: list[dict[str, Any]], kind: str, now: int,
             attempt_id: str | None = None, **fields: Any) -> Delivery:
     for key, value in fields.items():
-        setattr(delivery, key, value)
+        if hasattr(delivery, key):  # columns such as the lease are not part of the record
+            setattr(delivery, key, value)
     delivery.update_time = now
     m.Delivery.update(update_time=now, **fields).where(m.Delivery.id == delivery.id).execute()
     _log(changes, delivery, kind, now, attempt_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,11 +177,12 @@ class Delivery:
         )
 
     def snapshot(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_snapshot(cls, text: str) -> "Delivery":
-        return cls(**json.loads(text))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in names})
 
 
 @dataclass
