@@ -37,7 +37,11 @@ KEY_FILE = "admin.key"
 LOCK_FILE = "hookline.lock"
 
 
-class DataDirInUse(RuntimeError):
+class StartupError(RuntimeError):
+    """The server cannot start; the message says why and what to do."""
+
+
+class DataDirInUse(StartupError):
     pass
 
 
@@ -129,13 +133,16 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
         options=[("grpc.so_reuseport", 0)],
     )
     app.add_to_server(server)
-    if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
-        port = server.add_secure_port(settings.listen, credentials)
-    else:
-        port = server.add_insecure_port(settings.listen)
+    try:
+        if settings.tls_cert and settings.tls_key:
+            credentials = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
+            port = server.add_secure_port(settings.listen, credentials)
+        else:
+            port = server.add_insecure_port(settings.listen)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {settings.listen}")
+        raise StartupError(f"cannot listen on {settings.listen}: the address is in use or invalid (see --listen)")
     return server, port
 
 
@@ -144,7 +151,11 @@ def serve(settings: Settings) -> None:
     import signal
 
     app = Hookline(settings)
-    server, port = create_server(app)
+    try:
+        server, port = create_server(app)
+    except StartupError:
+        app.stop()
+        raise
     server.start()
     app.start_background()
     host = settings.listen.rsplit(":", 1)[0]

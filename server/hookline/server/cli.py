@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import settings as settings_module
-from .app import DataDirInUse, serve
+from .app import StartupError, serve
 from .errors import HooklineError
 from .storage import spaces
 from .storage.database import open_database
@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         serve(settings_module.from_sources(args))
-    except DataDirInUse as error:
+    except (StartupError, ValueError) as error:
         print(f"hookline: {error}", file=sys.stderr)
         return 1
     return 0
