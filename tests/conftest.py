@@ -39,6 +39,7 @@ def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         retry_schedule="0,100ms,200ms",
         poll_interval_s=0.2,
         stream_heartbeat_s=1.0,
+        allow_targets=["127.0.0.0/8"],  # the loopback receiver
     )
 
 

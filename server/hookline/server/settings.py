@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .delivery import retry
+from .delivery import retry, targets
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Settings:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.schedule = retry.parse_schedule(self.retry_schedule)
+        self.allowed_networks = targets.parse_networks(self.allow_targets)
         if self.role not in ("api", "worker", "all"):
             raise ValueError(f"role must be api, worker or all, not {self.role!r}")
         if (self.tls_cert is None) != (self.tls_key is None):

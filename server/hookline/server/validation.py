@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 from . import ids, jsonvalue
 from .errors import FieldViolation, InvalidArgument
+from .delivery import targets
 from .events import EVENT_TYPE_NAMES
-from .settings import Limits
+from .settings import Limits, Settings
 
 # Headers hookline sets itself; a webhook's extra headers may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -44,7 +45,8 @@ def alias(v: Violations, field: str, value: str) -> None:
         v.add(field, problem)
 
 
-def url(v: Violations, field: str, value: str, limits: Limits) -> None:
+def url(v: Violations, field: str, value: str, settings: Settings) -> None:
+    limits = settings.limits
     if not value:
         v.add(field, "is required")
         return
@@ -63,6 +65,11 @@ def url(v: Violations, field: str, value: str, limits: Limits) -> None:
         v.add(field, "has no host")
     elif any(c.isspace() for c in value):
         v.add(field, "may not contain white space")
+    else:
+        address = targets.literal_address(parts.hostname)
+        problem = targets.refusal(address, settings.allowed_networks) if address else None
+        if problem:
+            v.add(field, problem)
 
 
 def text(v: Violations, field: str, value: str, limit: int) -> None:

@@ -34,7 +34,7 @@ def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], setti
         if path == "alias":
             validation.alias(v, field, message.alias)
         elif path == "url":
-            validation.url(v, field, message.url, limits)
+            validation.url(v, field, message.url, settings)
         elif path == "description":
             validation.text(v, field, message.description, limits.max_description_length)
         elif path == "event_types":
