@@ -65,3 +65,9 @@ class ResourceExhausted(HooklineError):
 
 class OutOfRange(HooklineError):
     code = grpc.StatusCode.OUT_OF_RANGE
+
+
+def shown(value: str, limit: int = 64) -> str:
+    """A caller's value quoted for an error message, cut to `limit` characters
+    (messages travel in gRPC trailers, which have a size limit)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")

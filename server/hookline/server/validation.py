@@ -129,3 +129,13 @@ def require(field: str, value: str) -> None:
     """A reference field that must be set."""
     if not value:
         raise InvalidArgument.field(field, "is required (an id or an alias)")
+
+
+def state_filter(field: str, enum: Any, value: int, prefix: str) -> str:
+    """The stored state name an enum filter asks for ('' for unspecified)."""
+    if value == 0:
+        return ""
+    if value not in enum.values():
+        names = ", ".join(n for n in enum.keys() if not n.endswith("_UNSPECIFIED"))
+        raise InvalidArgument.field(field, f"unknown value {value}; use one of {names}")
+    return enum.Name(value).removeprefix(prefix)

@@ -53,13 +53,23 @@ def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]
     return decode
 
 
+# The status travels in trailers, which gRPC caps at 16 KiB: keep it well under.
+_MAX_MESSAGE = 2000
+_MAX_VIOLATIONS = 20
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
-    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=error.message)
+    message = _cut(error.message, _MAX_MESSAGE)
+    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
+                error_details_pb2.BadRequest.FieldViolation(field=_cut(v.field, 200), description=_cut(v.description, 400))
+                for v in error.violations[:_MAX_VIOLATIONS]
             ]
         )
         detail = any_pb2.Any()

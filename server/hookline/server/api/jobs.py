@@ -54,7 +54,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
         flow_id = flows.flow_row(space_id, request.flow_id).id if request.flow_id else ""
-        state = jobs_pb2.JobState.Name(request.state).removeprefix("JOB_STATE_") if request.state else ""
+        state = validation.state_filter("state", jobs_pb2.JobState, request.state, "JOB_STATE_")
         items, token = jobs.list_jobs(
             space_id, request.page_size, request.page_token, flow_id=flow_id, state=state,
             correlation_id=request.correlation_id,

@@ -148,9 +148,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
     def ListDeliveries(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
         webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
-        state = ""
-        if request.state:
-            state = webhooks_pb2.DeliveryState.Name(request.state).removeprefix("DELIVERY_STATE_")
+        state = validation.state_filter("state", webhooks_pb2.DeliveryState, request.state, "DELIVERY_STATE_")
         items, token = deliveries.list_deliveries(
             space_id, request.page_size, request.page_token, webhook_id=webhook_id, job_id=request.job_id,
             event_id=request.event_id, state=state, after=_time_filter(request, "created_after"),

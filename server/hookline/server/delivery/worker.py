@@ -24,9 +24,9 @@ from hookline import signing
 from .. import ids
 from ..notify import hub
 from ..settings import Settings
-from ..storage import deliveries as store
+from ..storage import sending as store
 from ..storage.database import now_ms
-from ..storage.deliveries import AttemptOutcome
+from ..storage.sending import AttemptOutcome
 from ..storage.records import Attempt, SendTask
 from . import retry
 
@@ -143,7 +143,10 @@ class DeliveryWorker:
         if not succeeded and not error:
             error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
         next_time = None
-        if not succeeded:
+        disable_reason = ""
+        if status == 410:
+            disable_reason = "gone"  # the receiver says this endpoint is gone for good
+        elif not succeeded:
             delay = retry.next_delay(self._settings.schedule, task.attempt_number, rng=self._rng,
                                      retry_after=retry_after)
             if delay is not None:
@@ -155,7 +158,8 @@ class DeliveryWorker:
         )
         log.info("delivery %s attempt %d to webhook %s: %s in %d ms", d.id, task.attempt_number,
                  d.webhook_id, status or error, duration_ms)
-        return AttemptOutcome(task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time)
+        return AttemptOutcome(task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time,
+                              disable_reason=disable_reason)
 
     # --- the loop -------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from jmespath import exceptions as jmespath_exceptions
 from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
 
-from hookline.server.errors import FieldViolation, InvalidArgument
+from hookline.server.errors import FieldViolation, InvalidArgument, shown
 
 DEFAULT_TIMEOUT_SECONDS = 3600.0
 MAX_TIMEOUT_SECONDS = 86_400.0
@@ -249,17 +249,17 @@ def _compile(source: Any, field: str, bad: _Report) -> ParsedResult | None:
     except PendingDeprecationWarning:
         bad(
             field,
-            f"invalid JMESPath expression {source!r}: a `...` literal must be valid JSON; "
+            f"invalid JMESPath expression {shown(source, 200)}: a `...` literal must be valid JSON; "
             "write strings as 'raw string' or `\"json string\"`",
         )
         return None
     except jmespath_exceptions.JMESPathError as e:
-        bad(field, f"invalid JMESPath expression {source!r}: {_describe_parse_error(e)}")
+        bad(field, f"invalid JMESPath expression {shown(source, 200)}: {_describe_parse_error(e)}")
         return None
     # jmespath resolves function names and argument counts only when called; check them now.
     problems = list(_function_problems(compiled.parsed))
     for problem in problems:
-        bad(field, f"invalid JMESPath expression {source!r}: {problem}")
+        bad(field, f"invalid JMESPath expression {shown(source, 200)}: {problem}")
     return None if problems else compiled
 
 

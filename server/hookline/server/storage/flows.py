@@ -8,7 +8,7 @@ from typing import Any
 from peewee import IntegrityError
 
 from .. import events, ids
-from ..errors import AlreadyExists, NotFound
+from ..errors import AlreadyExists, NotFound, shown
 from . import jobs
 from . import models as m
 from .database import now_ms
@@ -22,7 +22,7 @@ def flow_row(space_id: str, ref: str) -> m.Flow:
     field = m.Flow.id if ids.looks_like_id(ref) else m.Flow.alias
     row = m.Flow.get_or_none((field == ref) & (m.Flow.space_id == space_id))
     if row is None:
-        raise NotFound(f"flow {ref!r} not found")
+        raise NotFound(f"flow {shown(ref)} not found")
     return row
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from .. import events, ids, notify
-from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from . import models as m
 from .database import now_ms
 from .deliveries import record_event, subscribers
@@ -21,7 +21,7 @@ ACTIVE = ("RUNNING", "CANCELING")
 def _row(space_id: str, job_id: str) -> m.Job:
     row = m.Job.get_or_none((m.Job.id == job_id) & (m.Job.space_id == space_id))
     if row is None:
-        raise NotFound(f"job {job_id!r} not found")
+        raise NotFound(f"job {shown(job_id)} not found")
     return row
 
 
@@ -58,7 +58,7 @@ def start_job(space_id: str, flow: m.Flow, version: int, input_json: str, correl
             if earlier is not None:
                 if earlier.request_fingerprint != fingerprint:
                     raise AlreadyExists(
-                        f"idempotency key {idempotency_key!r} was already used within the last 24 h "
+                        f"idempotency key {shown(idempotency_key)} was already used within the last 24 h "
                         "with a different flow, version or input"
                     )
                 return Job.from_row(earlier)

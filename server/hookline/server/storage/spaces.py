@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from peewee import IntegrityError
 
 from .. import ids
-from ..errors import AlreadyExists, NotFound, Unauthenticated
+from ..errors import AlreadyExists, NotFound, Unauthenticated, shown
 from . import models as m
 from .database import now_ms
 from .records import Principal
@@ -49,7 +49,7 @@ def create_space(name: str) -> tuple[str, list[IssuedKey]]:
             m.Space.insert(id=space_id, name=name, create_time=now_ms()).execute()
             keys = [create_key(space_id, "management"), create_key(space_id, "solver")]
     except IntegrityError:
-        raise AlreadyExists(f"a space named {name!r} already exists") from None
+        raise AlreadyExists(f"a space named {shown(name)} already exists") from None
     return space_id, keys
 
 
@@ -67,7 +67,7 @@ def bootstrap() -> IssuedKey | None:
 def space_id_by_name(name: str) -> str:
     row = m.Space.get_or_none(m.Space.name == name)
     if row is None:
-        raise NotFound(f"space {name!r} not found")
+        raise NotFound(f"space {shown(name)} not found")
     return row.id
 
 
@@ -87,7 +87,7 @@ def revoke_key(key_id: str) -> None:
         (m.ApiKey.id == key_id) & m.ApiKey.revoke_time.is_null()
     ).execute()
     if not updated:
-        raise NotFound(f"no active key with id {key_id!r}")
+        raise NotFound(f"no active key with id {shown(key_id)}")
 
 
 def authenticate(token: str) -> Principal:

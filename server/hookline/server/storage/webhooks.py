@@ -8,7 +8,7 @@ from typing import Any
 from peewee import IntegrityError
 
 from .. import events, ids
-from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from . import deliveries
 from . import models as m
 from .database import now_ms
@@ -31,7 +31,7 @@ def _row(space_id: str, ref: str) -> m.Webhook:
     field = m.Webhook.id if ids.looks_like_id(ref) else m.Webhook.alias
     row = m.Webhook.get_or_none((field == ref) & (m.Webhook.space_id == space_id))
     if row is None:
-        raise NotFound(f"webhook {ref!r} not found")
+        raise NotFound(f"webhook {shown(ref)} not found")
     return row
 
 
@@ -140,3 +140,20 @@ def send_test_event(space_id: str, ref: str, message: str) -> tuple[Event, Deliv
             [row], webhook_id=row.id,
         )
     return event, delivery
+
+
+def disable(webhook_id: str, reason: str) -> None:
+    """The service switches a webhook off ("gone", "failing"): its PENDING
+    deliveries fail and the space's subscribers get WEBHOOK.DISABLED. Call
+    inside the transaction that decided it."""
+    row = m.Webhook.get_by_id(webhook_id)
+    m.Webhook.update(enabled=False, disabled_reason=reason, update_time=now_ms()).where(
+        m.Webhook.id == webhook_id
+    ).execute()
+    deliveries.fail_pending_of_webhook(webhook_id, f"webhook disabled ({reason})")
+    deliveries.record_event(
+        row.space_id, "WEBHOOK.DISABLED",
+        lambda event_id, time_ms: events.webhook_disabled_body(row.id, row.alias, reason, row.space_id, event_id, time_ms),
+        [w for w in deliveries.subscribers(space_webhooks(row.space_id), "WEBHOOK.DISABLED") if w.id != webhook_id],
+        webhook_id=webhook_id,
+    )

@@ -1,0 +1,209 @@
+"""The delivery worker's side of storage: claiming due deliveries under a
+lease, recording attempts in batches, and giving back what a dead or stopping
+worker held."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import fn
+
+from .. import notify
+from . import models as m
+from . import webhooks
+from .database import now_ms
+from .deliveries import flush_changes, log_change, update_delivery
+from .records import Attempt, Delivery, SendTask
+
+def claim_due(now: int, capacity: int, lease_ms: int, room: Callable[[str], int], per_webhook_cap: int) -> list[SendTask]:
+    """Claim up to `capacity` due PENDING deliveries (SENDING, under a lease),
+    at most `room(webhook_id)` for each webhook, with everything needed to send them.
+
+    Candidates are ranked within their webhook, so a webhook with a large backlog
+    cannot crowd the others out of a claim."""
+    if capacity <= 0:
+        return []
+    with m.db.atomic():
+        rank = fn.ROW_NUMBER().over(partition_by=[m.Delivery.webhook_id], order_by=[m.Delivery.next_attempt_time])
+        due = (
+            m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time, rank.alias("rank"))
+            .where((m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now))
+        )
+        candidates = (
+            m.Delivery.select(due.c.id, due.c.webhook_id)
+            .from_(due)
+            .where(due.c.rank <= per_webhook_cap)
+            .order_by(due.c.next_attempt_time)
+            .limit(capacity * 2)
+            .tuples()
+        )
+        chosen: list[str] = []
+        taken: dict[str, int] = {}
+        for delivery_id, webhook_id in candidates:
+            if len(chosen) >= capacity:
+                break
+            if taken.get(webhook_id, 0) < room(webhook_id):
+                taken[webhook_id] = taken.get(webhook_id, 0) + 1
+                chosen.append(delivery_id)
+        if not chosen:
+            return []
+        rows = list(
+            m.Delivery.update(state="SENDING", lease_expire_time=now + lease_ms, update_time=now)
+            .where(m.Delivery.id.in_(chosen) & (m.Delivery.state == "PENDING"))
+            .returning(m.Delivery)
+            .execute()
+        )
+        if not rows:
+            return []
+        deliveries = [Delivery.from_row(r) for r in rows]
+        hooks = {w.id: w for w in m.Webhook.select().where(m.Webhook.id.in_({d.webhook_id for d in deliveries}))}
+        secrets = _active_secrets({d.webhook_id for d in deliveries}, now)
+        bodies = dict(
+            m.Event.select(m.Event.id, m.Event.body)
+            .where(m.Event.id.in_({d.event_id for d in deliveries}))
+            .tuples()
+        )
+        changes: list[dict[str, Any]] = []
+        tasks = []
+        for d in deliveries:
+            d.state = "SENDING"
+            log_change(changes, d, "ATTEMPT_STARTED", now)
+            hook = hooks[d.webhook_id]
+            tasks.append(
+                SendTask(
+                    delivery=d, url=hook.url, headers=json.loads(hook.headers),
+                    secrets=secrets.get(d.webhook_id, []), body=bytes(bodies[d.event_id]),
+                    attempt_number=d.attempt_count + 1,
+                )
+            )
+        flush_changes(changes)
+    return tasks
+
+
+def release(delivery_ids: Sequence[str]) -> None:
+    """Give SENDING deliveries back unsent (graceful shutdown): PENDING, due now."""
+    if not delivery_ids:
+        return
+    with m.db.atomic():
+        rows = m.Delivery.select().where(m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == "SENDING"))
+        now = now_ms()
+        changes: list[dict[str, Any]] = []
+        for row in list(rows):
+            update_delivery(Delivery.from_row(row), changes, "RETRY_SCHEDULED", now, state="PENDING",
+                    next_attempt_time=now, lease_expire_time=None)
+        flush_changes(changes)
+        notify.after_commit("deliveries")
+
+
+def _active_secrets(webhook_ids: set[str], now: int) -> dict[str, list[str]]:
+    """Secrets that sign at `now`, newest first, per webhook."""
+    rows = (
+        m.WebhookSecret.select()
+        .where(
+            m.WebhookSecret.webhook_id.in_(webhook_ids)
+            & (m.WebhookSecret.expire_time.is_null() | (m.WebhookSecret.expire_time > now))
+        )
+        .order_by(m.WebhookSecret.id.desc())
+    )
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row.webhook_id, []).append(webhooks.unseal(row))
+    return found
+
+
+@dataclass
+class AttemptOutcome:
+    """What one HTTP try gave and what happens next, as the worker decided it."""
+
+    task: SendTask
+    attempt: Attempt
+    succeeded: bool
+    next_attempt_time: int | None  # None: no retry left (FAILED) unless succeeded
+    disable_reason: str = ""  # set when the response disables the webhook (410)
+
+
+def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delivery]:
+    """Store attempts and move their deliveries on, all in one transaction."""
+    updated: list[Delivery] = []
+    with m.db.atomic():
+        m.Attempt.insert_many(
+            [
+                dict(a.attempt.__dict__, response_headers=json.dumps(a.attempt.response_headers))
+                for a in outcomes
+            ]
+        ).execute()
+        hooks = {
+            w.id: w
+            for w in m.Webhook.select(m.Webhook.id, m.Webhook.enabled).where(
+                m.Webhook.id.in_({o.task.delivery.webhook_id for o in outcomes})
+            )
+        }
+        states = dict(
+            m.Delivery.select(m.Delivery.id, m.Delivery.state)
+            .where(m.Delivery.id.in_([o.task.delivery.id for o in outcomes]))
+            .tuples()
+        )
+        changes: list[dict[str, Any]] = []
+        for o in outcomes:
+            d = o.task.delivery
+            a = o.attempt
+            d.attempt_count = a.number
+            d.last_status_code = a.status_code
+            d.last_error = a.error
+            common = dict(attempt_count=a.number, last_status_code=a.status_code,
+                          last_error=a.error, lease_expire_time=None)
+            log_change(changes, d, "ATTEMPT_RESULT", now, a.id)
+            hook = hooks.get(d.webhook_id)
+            if states.get(d.id) != "SENDING":
+                # Canceled (webhook deleted) or re-claimed after a lost lease meanwhile:
+                # the attempt is recorded, the state is not ours to change.
+                m.Delivery.update(attempt_count=a.number, last_status_code=a.status_code,
+                                  last_error=a.error, update_time=now).where(
+                    (m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
+                continue
+            if o.succeeded:
+                update_delivery(d, changes, "SUCCEEDED", now, state="SUCCEEDED", next_attempt_time=None, **common)
+            elif o.disable_reason and hook is not None and hook.enabled:
+                webhooks.disable(hook.id, o.disable_reason)
+                hook.enabled = False  # later outcomes of this batch see it off
+                common["last_error"] = d.last_error = f"{a.error}; webhook disabled ({o.disable_reason})"
+                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None, **common)
+            elif hook is None or not hook.enabled or o.next_attempt_time is None:
+                if hook is not None and not hook.enabled:
+                    common["last_error"] = d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
+                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None, **common)
+            else:
+                update_delivery(d, changes, "RETRY_SCHEDULED", now, state="PENDING",
+                        next_attempt_time=o.next_attempt_time, **common)
+            updated.append(d)
+        flush_changes(changes)
+    return updated
+
+
+def release_expired(now: int) -> int:
+    """SENDING deliveries whose lease ran out (their sender died) go back to
+    PENDING, due now: at-least-once, never lost."""
+    with m.db.atomic():
+        rows = list(
+            m.Delivery.select().where(
+                (m.Delivery.state == "SENDING") & (m.Delivery.lease_expire_time < now)
+            )
+        )
+        changes: list[dict[str, Any]] = []
+        for row in rows:
+            update_delivery(Delivery.from_row(row), changes, "RETRY_SCHEDULED", now, state="PENDING",
+                    next_attempt_time=now, lease_expire_time=None,
+                    last_error="sender stopped before recording a result; sending again")
+        flush_changes(changes)
+        if rows:
+            notify.after_commit("deliveries")
+    return len(rows)
+
+
+def next_due_time() -> int | None:
+    return m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == "PENDING").scalar()
+
+

@@ -1,0 +1,155 @@
+"""Authentication and roles: every RPC needs a key of the right role, except
+health checking and reflection."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from hookline.client import (
+    CancelJobsRequest,
+    CreateFlowRequest,
+    CreateWebhookRequest,
+    Flow,
+    GetFlowRequest,
+    GetJobRequest,
+    GetWebhookRequest,
+    JobState,
+    ListEventTypesRequest,
+    ListFlowsRequest,
+    ListJobsRequest,
+    ListWebhooksRequest,
+    StartJobRequest,
+    WatchDeliveriesRequest,
+    WatchJobRequest,
+    Webhook,
+)
+from hookline.server.storage import spaces
+from hookline.v1 import flows_pb2_grpc, jobs_pb2_grpc, webhooks_pb2_grpc
+
+from .helpers import flow_ids, job_ids, make_flow, rpc_error, start_job, struct, unique, value, wait_job, webhook_ids
+
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+def calls(channel: grpc.Channel):  # type: ignore[no-untyped-def]
+    """One call of each service (unary and streaming), on a channel without the client's key."""
+    webhooks = webhooks_pb2_grpc.WebhookServiceStub(channel)
+    flows = flows_pb2_grpc.FlowServiceStub(channel)
+    jobs = jobs_pb2_grpc.JobServiceStub(channel)
+    return [
+        (webhooks.ListWebhooks, ListWebhooksRequest()),
+        (webhooks.ListEventTypes, ListEventTypesRequest()),
+        (webhooks.WatchDeliveries, WatchDeliveriesRequest()),
+        (flows.ListFlows, ListFlowsRequest()),
+        (jobs.ListJobs, ListJobsRequest()),
+        (jobs.WatchJob, WatchJobRequest(id="job_00000000000000000000000000")),
+    ]
+
+
+def test_a_call_without_a_key_is_unauthenticated(grpc_channel):
+    for method, request in calls(grpc_channel):
+        error = rpc_error(UNAUTHENTICATED, method, request, timeout=5)
+        assert "key" in error.details()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer hl_000000000000_notarealsecret",  # unknown key id
+        "Bearer garbage",  # not hl_<id>_<secret>
+        "Bearer ",
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "hl_000000000000_notarealsecret",  # no scheme
+    ],
+)
+def test_a_bad_key_is_unauthenticated(grpc_channel, header):
+    for method, request in calls(grpc_channel):
+        rpc_error(UNAUTHENTICATED, method, request, metadata=[("authorization", header)], timeout=5)
+
+
+def test_a_wrong_secret_for_a_real_key_id_is_unauthenticated(hookline_app, connect):
+    key_id = hookline_app.admin_key.split("_")[1]
+    impostor = connect(f"hl_{key_id}_{'x' * 43}")
+    rpc_error(UNAUTHENTICATED, impostor.webhooks.ListWebhooks, ListWebhooksRequest())
+
+
+def test_a_revoked_key_is_unauthenticated(client, hookline_app, connect):
+    key = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "management")
+    holder = connect(key.token)
+    holder.webhooks.ListWebhooks(ListWebhooksRequest())
+    spaces.revoke_key(key.key_id)
+    error = rpc_error(UNAUTHENTICATED, holder.webhooks.ListWebhooks, ListWebhooksRequest())
+    assert "revoked" in error.details() or "unknown" in error.details()
+    client.webhooks.ListWebhooks(ListWebhooksRequest())  # other keys still work
+
+
+def test_an_unauthenticated_call_changes_nothing(client, grpc_channel):
+    before_webhooks, before_flows = webhook_ids(client), flow_ids(client)
+    webhooks = webhooks_pb2_grpc.WebhookServiceStub(grpc_channel)
+    flows = flows_pb2_grpc.FlowServiceStub(grpc_channel)
+    rpc_error(UNAUTHENTICATED, webhooks.CreateWebhook, CreateWebhookRequest(webhook=Webhook(
+        alias=unique("anon"), url="https://example.com/", event_types=["WEBHOOK.TEST"])))
+    rpc_error(UNAUTHENTICATED, flows.CreateFlow, CreateFlowRequest(flow=Flow(alias=unique("anon"))))
+    assert webhook_ids(client) == before_webhooks
+    assert flow_ids(client) == before_flows
+
+
+def test_a_solver_key_runs_jobs(client, solver_client):
+    flow = make_flow(client, [{"transform": "{seen: x}"}])
+    job = start_job(solver_client, flow.alias, {"x": 7})
+    assert solver_client.jobs.GetJob(GetJobRequest(id=job.id)).id == job.id
+    assert job.id in job_ids(solver_client, flow_id=flow.id)
+    done = wait_job(solver_client, job.id)
+    assert done.state == JobState.JOB_STATE_COMPLETED
+    assert solver_client.jobs.CancelJobs(CancelJobsRequest(flow_id=flow.id)).canceled_count == 0
+    # The job belongs to the space: the management key sees it too.
+    assert client.jobs.GetJob(GetJobRequest(id=job.id)) == done
+
+
+def test_a_solver_key_cannot_manage_webhooks_or_flows(client, solver_client):
+    flow = make_flow(client, [])
+    before_webhooks, before_flows = webhook_ids(client), flow_ids(client)
+    denied = [
+        (solver_client.webhooks.ListWebhooks, ListWebhooksRequest()),
+        (solver_client.webhooks.GetWebhook, GetWebhookRequest(id="anything")),
+        (solver_client.webhooks.CreateWebhook, CreateWebhookRequest(webhook=Webhook(
+            alias=unique("solver"), url="https://example.com/", event_types=["WEBHOOK.TEST"]))),
+        (solver_client.webhooks.ListEventTypes, ListEventTypesRequest()),
+        (solver_client.webhooks.WatchDeliveries, WatchDeliveriesRequest()),
+        (solver_client.flows.ListFlows, ListFlowsRequest()),
+        (solver_client.flows.GetFlow, GetFlowRequest(id=flow.id)),
+        (solver_client.flows.CreateFlow, CreateFlowRequest(flow=Flow(alias=unique("solver"),
+                                                                     definition=struct({"steps": []})))),
+    ]
+    for method, request in denied:
+        error = rpc_error(PERMISSION_DENIED, method, request, timeout=5)
+        assert "management" in error.details()
+    assert webhook_ids(client) == before_webhooks
+    assert flow_ids(client) == before_flows
+
+
+def test_a_solver_key_of_another_space_cannot_run_my_flows(client, other_space):
+    flow = make_flow(client, [])
+    rpc_error(grpc.StatusCode.NOT_FOUND, other_space.solver.jobs.StartJob,
+              StartJobRequest(flow=flow.id, input=value({})))
+    assert job_ids(client, flow_id=flow.id) == []
+
+
+def test_health_check_needs_no_key(grpc_channel):
+    health = health_pb2_grpc.HealthStub(grpc_channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    for service in ("hookline.v1.WebhookService", "hookline.v1.FlowService", "hookline.v1.JobService"):
+        response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_needs_no_key(grpc_channel):
+    stub = reflection_pb2_grpc.ServerReflectionStub(grpc_channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"hookline.v1.WebhookService", "hookline.v1.FlowService", "hookline.v1.JobService"} <= names

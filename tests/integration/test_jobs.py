@@ -1,0 +1,318 @@
+"""JobService with a running job runner: start, get, list, cancel, watch."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from hookline.client import (
+    CancelJobRequest,
+    DeleteFlowRequest,
+    GetJobRequest,
+    JobState,
+    JobStatusCode,
+    ListEventsRequest,
+    ListJobsRequest,
+    WatchJobRequest,
+)
+
+from .helpers import (
+    body_json,
+    concurrently,
+    job_ids,
+    make_flow,
+    make_webhook,
+    nested,
+    pages,
+    plain,
+    rpc_error,
+    start_job,
+    unique,
+    wait_job,
+)
+
+SLEEP = [{"sleep_ms": 5000}]
+
+
+@pytest.fixture(scope="module")
+def double(client):
+    return make_flow(client, [{"transform": "{pair: [tag, n], tag: tag}"}], name="Pair")
+
+
+def test_start_job_returns_a_waiting_job_that_completes_with_its_output(client, double):
+    before = time.time()
+    job = start_job(client, double.alias, {"n": 21, "tag": "x"}, correlation_id="order-1")
+    assert job.id.startswith("job_")
+    assert job.flow_id == double.id
+    assert job.flow_alias == double.alias
+    assert job.flow_version == 1
+    assert job.state in (JobState.JOB_STATE_WAITING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_COMPLETED)
+    assert plain(job.input) == {"n": 21, "tag": "x"}
+    assert job.correlation_id == "order-1"
+    assert before - 5 <= job.create_time.ToMilliseconds() / 1000 <= time.time() + 5
+
+    done = wait_job(client, job.id)
+    assert done.state == JobState.JOB_STATE_COMPLETED
+    assert done.code == JobStatusCode.JOB_SUCCESS
+    assert plain(done.output) == {"pair": ["x", 21], "tag": "x"}
+    assert done.HasField("claim_time") and done.HasField("end_time")
+    assert job.create_time.ToMilliseconds() <= done.claim_time.ToMilliseconds() <= done.end_time.ToMilliseconds()
+    assert done.correlation_id == "order-1"
+
+
+def test_start_job_by_flow_id(client, double):
+    job = start_job(client, double.id, {"n": 1, "tag": "id"})
+    assert job.flow_alias == double.alias
+    assert plain(wait_job(client, job.id).output) == {"pair": ["id", 1], "tag": "id"}
+
+
+def test_job_without_input_gets_null(client):
+    flow = make_flow(client, [])
+    job = start_job(client, flow.alias)
+    done = wait_job(client, job.id)
+    assert done.state == JobState.JOB_STATE_COMPLETED
+    assert done.output.WhichOneof("kind") == "null_value"
+
+
+def test_fail_if_ends_the_job_in_error_with_its_message(client):
+    flow = make_flow(client, [{"fail_if": "amount > `10`", "message": "amount over limit"}])
+    done = wait_job(client, start_job(client, flow.id, {"amount": 11}).id)
+    assert done.state == JobState.JOB_STATE_ERROR
+    assert done.code == JobStatusCode.JOB_EXECUTION_ERROR
+    assert done.message == "amount over limit"
+    assert not done.HasField("output")
+
+
+def test_input_schema_mismatch_is_a_validation_error(client):
+    flow = make_flow(client, definition={"input_schema": {"type": "object", "required": ["id"]}, "steps": []})
+    done = wait_job(client, start_job(client, flow.id, {"other": 1}).id)
+    assert done.state == JobState.JOB_STATE_ERROR
+    assert done.code == JobStatusCode.JOB_VALIDATION_ERROR
+    assert "id" in done.message
+
+
+def test_timeout_ends_the_job_in_error(client):
+    flow = make_flow(client, definition={"timeout_seconds": 0.3, "steps": SLEEP})
+    done = wait_job(client, start_job(client, flow.id).id)
+    assert done.state == JobState.JOB_STATE_ERROR
+    assert done.code == JobStatusCode.JOB_TIMEOUT
+
+
+def test_an_output_over_1_mib_ends_the_job_in_error(client):
+    flow = make_flow(client, [{"transform": "[s, s]"}])
+    done = wait_job(client, start_job(client, flow.id, {"s": "x" * 600_000}).id)
+    assert done.state == JobState.JOB_STATE_ERROR
+    assert done.code == JobStatusCode.JOB_EXECUTION_ERROR
+    assert "1048576" in done.message
+
+
+def test_an_output_nested_deeper_than_32_ends_the_job_in_error(client):
+    flow = make_flow(client, [{"transform": "{a: {b: @}}"}])
+    ok = wait_job(client, start_job(client, flow.id, nested(30)).id)
+    assert ok.state == JobState.JOB_STATE_COMPLETED
+    done = wait_job(client, start_job(client, flow.id, nested(31)).id)
+    assert done.state == JobState.JOB_STATE_ERROR
+    assert done.code == JobStatusCode.JOB_EXECUTION_ERROR
+    assert "32" in done.message
+
+
+def test_get_job_by_id(client, double):
+    job = start_job(client, double.id, {"n": 3, "tag": "get"})
+    done = wait_job(client, job.id)
+    again = client.jobs.GetJob(GetJobRequest(id=job.id))
+    assert again == done
+    rpc_error(grpc.StatusCode.NOT_FOUND, client.jobs.GetJob, GetJobRequest(id="job_00000000000000000000000000"))
+
+
+def test_idempotency_key_returns_the_same_job(client, double):
+    key = unique("idem")
+    first = start_job(client, double.alias, {"n": 5, "tag": "i"}, idempotency_key=key)
+    second = start_job(client, double.alias, {"n": 5, "tag": "i"}, idempotency_key=key)
+    assert second.id == first.id
+    assert second.idempotency_key == key
+    wait_job(client, first.id)
+    # Later, the same call returns the job as it is now.
+    third = start_job(client, double.id, {"n": 5, "tag": "i"}, idempotency_key=key)
+    assert third.id == first.id
+    assert third.state == JobState.JOB_STATE_COMPLETED
+    assert job_ids(client, flow_id=double.id).count(first.id) == 1
+
+
+def test_idempotency_key_with_other_input_is_already_exists(client, double):
+    key = unique("idem")
+    correlation = unique("corr")
+    first = start_job(client, double.alias, {"n": 5, "tag": "a"}, idempotency_key=key, correlation_id=correlation)
+    error = rpc_error(grpc.StatusCode.ALREADY_EXISTS, start_job, client, double.alias, {"n": 6, "tag": "a"},
+                      idempotency_key=key, correlation_id=correlation)
+    assert key in error.details()
+    other = make_flow(client, [])
+    rpc_error(grpc.StatusCode.ALREADY_EXISTS, start_job, client, other.alias, {"n": 5, "tag": "a"},
+              idempotency_key=key, correlation_id=correlation)
+    assert job_ids(client, correlation_id=correlation) == [first.id]
+
+
+def test_idempotency_key_under_concurrent_retries_makes_one_job(client, double):
+    key = unique("idem")
+    correlation = unique("corr")
+    jobs, errors = concurrently(12, lambda: start_job(client, double.id, {"n": 1, "tag": "c"},
+                                                      idempotency_key=key, correlation_id=correlation))
+    assert [e.code() for e in errors] == []
+    assert len({j.id for j in jobs}) == 1
+    assert job_ids(client, correlation_id=correlation) == [jobs[0].id]
+
+
+def test_cancel_a_running_job(client):
+    flow = make_flow(client, SLEEP)
+    job = start_job(client, flow.id)
+    wait_job(client, job.id, JobState.JOB_STATE_RUNNING)
+
+    canceling = client.jobs.CancelJob(CancelJobRequest(id=job.id))
+    assert canceling.state in (JobState.JOB_STATE_CANCELING, JobState.JOB_STATE_CANCELED)
+    started = time.monotonic()
+    done = wait_job(client, job.id, timeout=3)
+    assert time.monotonic() - started < 2, "a canceled job's runner must stop within a second"
+    assert done.state == JobState.JOB_STATE_CANCELED
+    assert done.code == JobStatusCode.JOB_USER_CANCELED
+    assert done.HasField("end_time")
+
+
+def test_cancel_a_finished_job_is_failed_precondition_and_changes_nothing(client, double):
+    done = wait_job(client, start_job(client, double.id, {"n": 1, "tag": "f"}).id)
+    error = rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.jobs.CancelJob, CancelJobRequest(id=done.id))
+    assert "COMPLETED" in error.details()
+    assert client.jobs.GetJob(GetJobRequest(id=done.id)) == done
+
+
+def test_cancel_a_canceled_job_is_failed_precondition(client):
+    flow = make_flow(client, SLEEP)
+    job = start_job(client, flow.id)
+    wait_job(client, job.id, JobState.JOB_STATE_RUNNING)
+    client.jobs.CancelJob(CancelJobRequest(id=job.id))
+    rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.jobs.CancelJob, CancelJobRequest(id=job.id))
+    assert wait_job(client, job.id).code == JobStatusCode.JOB_USER_CANCELED
+
+
+def test_cancel_unknown_job_is_not_found(client):
+    rpc_error(grpc.StatusCode.NOT_FOUND, client.jobs.CancelJob, CancelJobRequest(id="job_00000000000000000000000000"))
+
+
+def test_watch_job_streams_its_states_until_it_ends(client):
+    flow = make_flow(client, [{"sleep_ms": 400}, {"transform": "{ok: `true`}"}])
+    job = start_job(client, flow.id, {})
+    seen = list(client.jobs.WatchJob(WatchJobRequest(id=job.id), timeout=10))
+    states = [j.state for j in seen]
+    assert states[-1] == JobState.JOB_STATE_COMPLETED
+    assert JobState.JOB_STATE_RUNNING in states
+    order = [JobState.JOB_STATE_WAITING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_COMPLETED]
+    assert [order.index(s) for s in states] == sorted({order.index(s) for s in states}), states
+    assert all(j.id == job.id for j in seen)
+    assert plain(seen[-1].output) == {"ok": True}
+
+
+def test_watch_a_finished_job_gives_it_once_and_ends(client, double):
+    done = wait_job(client, start_job(client, double.id, {"n": 2, "tag": "w"}).id)
+    seen = list(client.jobs.WatchJob(WatchJobRequest(id=done.id), timeout=5))
+    assert seen == [done]
+
+
+def test_watch_a_canceled_job_ends_at_canceled(client):
+    flow = make_flow(client, SLEEP)
+    job = start_job(client, flow.id)
+    wait_job(client, job.id, JobState.JOB_STATE_RUNNING)
+    stream = client.jobs.WatchJob(WatchJobRequest(id=job.id), timeout=10)
+    first = next(stream)
+    assert first.state == JobState.JOB_STATE_RUNNING
+    client.jobs.CancelJob(CancelJobRequest(id=job.id))
+    rest = list(stream)
+    assert rest[-1].state == JobState.JOB_STATE_CANCELED
+    assert rest[-1].code == JobStatusCode.JOB_USER_CANCELED
+
+
+def test_watch_unknown_job_is_not_found(client):
+    rpc_error(grpc.StatusCode.NOT_FOUND, client.jobs.WatchJob, WatchJobRequest(id="job_00000000000000000000000000"))
+
+
+def test_list_jobs_filters_by_flow_state_and_correlation_id(client):
+    a = make_flow(client, [])
+    b = make_flow(client, [{"fail_if": "`true`", "message": "always"}])
+    correlation = unique("corr")
+    a_jobs = [start_job(client, a.alias, {"i": i}, correlation_id=correlation).id for i in range(3)]
+    b_jobs = [start_job(client, b.alias, {"i": i}, correlation_id=correlation).id for i in range(2)]
+    lone = start_job(client, a.alias, {"i": 9}).id
+    for job_id in a_jobs + b_jobs + [lone]:
+        wait_job(client, job_id)
+
+    assert job_ids(client, flow_id=a.id) == a_jobs + [lone]
+    assert job_ids(client, flow_id=b.alias) == b_jobs
+    assert job_ids(client, correlation_id=correlation) == a_jobs + b_jobs
+    assert job_ids(client, correlation_id=correlation, state=JobState.JOB_STATE_ERROR) == b_jobs
+    assert job_ids(client, flow_id=a.id, state=JobState.JOB_STATE_COMPLETED) == a_jobs + [lone]
+    assert job_ids(client, flow_id=a.id, state=JobState.JOB_STATE_ERROR) == []
+    errors = job_ids(client, state=JobState.JOB_STATE_ERROR)
+    assert set(b_jobs) <= set(errors) and not set(a_jobs) & set(errors)
+    rpc_error(grpc.StatusCode.NOT_FOUND, client.jobs.ListJobs, ListJobsRequest(flow_id=unique("ghost")))
+
+
+def test_list_jobs_pages_without_gaps_or_repeats(client):
+    flow = make_flow(client, [])
+    made = [start_job(client, flow.id, {"i": i}).id for i in range(7)]
+    paged = pages(client.jobs.ListJobs, ListJobsRequest(flow_id=flow.id), "jobs", page_size=3)
+    assert [len(p) for p in paged] == [3, 3, 1]
+    assert [j.id for page in paged for j in page] == made
+    everything = pages(client.jobs.ListJobs, ListJobsRequest(), "jobs", page_size=4)
+    flat = [j.id for page in everything for j in page]
+    assert len(flat) == len(set(flat))
+    assert flat[-7:] == made
+    assert flat == job_ids(client)
+
+
+def test_delete_flow_cancels_its_running_jobs_with_system_canceled(client, receiver):
+    path = "/flow-deleted-" + unique()
+    hook = make_webhook(client, receiver.url(path), event_types=["JOB.CANCELED"]).webhook
+    flow = make_flow(client, SLEEP, webhook_ids=[hook.id])
+    job = start_job(client, flow.id, {"x": 1})
+    wait_job(client, job.id, JobState.JOB_STATE_RUNNING)
+
+    client.flows.DeleteFlow(DeleteFlowRequest(id=flow.id))
+
+    done = client.jobs.GetJob(GetJobRequest(id=job.id))
+    assert done.state == JobState.JOB_STATE_CANCELED
+    assert done.code == JobStatusCode.JOB_SYSTEM_CANCELED
+    assert done.HasField("end_time")
+    # Its event is recorded and sent.
+    events = client.webhooks.ListEvents(ListEventsRequest(job_id=job.id)).events
+    assert [e.event_type for e in events] == ["JOB.CANCELED"]
+    [request] = receiver.wait_for(path, 1)
+    data = body_json(request.body)["data"]
+    assert data["jobId"] == job.id
+    assert data["status"]["state"] == "CANCELED"
+    assert data["status"]["code"] == "JOB_SYSTEM_CANCELED"
+    # It stays canceled: the runner does not finish it after all.
+    time.sleep(0.5)
+    assert client.jobs.GetJob(GetJobRequest(id=job.id)).code == JobStatusCode.JOB_SYSTEM_CANCELED
+
+
+def test_job_end_sends_its_event_to_linked_webhooks(client, receiver):
+    path = "/job-done-" + unique()
+    hook = make_webhook(client, receiver.url(path), event_types=["JOB.COMPLETED"]).webhook
+    unlinked_path = "/job-unlinked-" + unique()
+    make_webhook(client, receiver.url(unlinked_path), event_types=["JOB.COMPLETED"])
+    flow = make_flow(client, [{"transform": "{sum: sum(values)}"}], webhook_ids=[hook.alias])
+    job = start_job(client, flow.id, {"values": [1, 2, 3]}, correlation_id="c-42")
+    wait_job(client, job.id)
+
+    [request] = receiver.wait_for(path, 1)
+    body = body_json(request.body)
+    assert body["eventType"] == "JOB.COMPLETED"
+    assert body["data"]["jobId"] == job.id
+    assert body["data"]["correlationId"] == "c-42"
+    assert body["data"]["flow"] == {"id": flow.id, "alias": flow.alias, "version": 1}
+    assert body["data"]["status"]["state"] == "COMPLETED"
+    assert body["data"]["status"]["code"] == "JOB_SUCCESS"
+    assert body["data"]["inputData"] == {"values": [1, 2, 3]}
+    assert body["data"]["output"] == {"sum": 6}
+    assert b'"sum":6}' in request.body  # a whole number has no fraction
+    time.sleep(0.3)
+    assert receiver.at(unlinked_path) == []
