@@ -62,13 +62,10 @@ def _secret_key(secret: str) -> bytes:
     try:
         key = base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(
-            f"webhook secret must be {SECRET_PREFIX!r} followed by standard base64"
-        ) from None
+        raise ValueError(f"webhook secret must be {SECRET_PREFIX!r} followed by standard base64") from None
     if not _MIN_SECRET_BYTES <= len(key) <= _MAX_SECRET_BYTES:
         raise ValueError(
-            f"webhook secret must decode to {_MIN_SECRET_BYTES} to {_MAX_SECRET_BYTES} "
-            f"bytes, not {len(key)}"
+            f"webhook secret must decode to {_MIN_SECRET_BYTES} to {_MAX_SECRET_BYTES} bytes, not {len(key)}"
         )
     return key
 
@@ -115,9 +112,7 @@ def signature_headers(
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": seconds,
-        "webhook-signature": " ".join(
-            standard_signature(s, msg_id, int(timestamp), body) for s in secrets
-        ),
+        "webhook-signature": " ".join(standard_signature(s, msg_id, int(timestamp), body) for s in secrets),
         "X-Webhook-Signature": decisionrules_signature(secrets[0], body),
         "X-Webhook-Timestamp": seconds,
         "X-Webhook-Delivery-Attempt": str(attempt_number - 1),
@@ -179,9 +174,7 @@ def verify(
     else:
         hex_signature = lowered.get("x-webhook-signature")
         if hex_signature is None:
-            raise VerificationError(
-                "missing webhook-signature (or X-Webhook-Signature) header"
-            )
+            raise VerificationError("missing webhook-signature (or X-Webhook-Signature) header")
         ts_header = lowered.get("x-webhook-timestamp")
         if ts_header is not None:
             _check_timestamp(ts_header, "X-Webhook-Timestamp", current, tolerance)

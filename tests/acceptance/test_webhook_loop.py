@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -112,7 +112,7 @@ def kind(message: DeliveryEvent) -> str:
 
 
 def rfc3339_ms(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -160,8 +160,9 @@ class Watch:
         with self._cond:
             return list(self._messages)
 
-    def wait(self, predicate: Callable[[list[DeliveryEvent]], bool], what: str,
-             timeout: float = WAIT_S) -> list[DeliveryEvent]:
+    def wait(
+        self, predicate: Callable[[list[DeliveryEvent]], bool], what: str, timeout: float = WAIT_S
+    ) -> list[DeliveryEvent]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self._messages):
@@ -180,13 +181,14 @@ class Watch:
         def seen(messages: list[DeliveryEvent]) -> bool:
             hits = [m for m in messages if kind(m) == name and (not delivery_id or m.delivery.id == delivery_id)]
             return len(hits) >= count
+
         return self.wait(seen, f"{count} x {name}")
 
     def close(self) -> None:
         self._call.cancel()
         self._thread.join(5)
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -205,12 +207,17 @@ def changes_of(messages: list[DeliveryEvent]) -> list[DeliveryEvent]:
     return [m for m in messages[1:] if kind(m) != "SYNC"]
 
 
-def make_webhook(client: Client, receiver: Any, name: str, *, enabled: bool | None = None,
-                 event_types: list[str] | None = None) -> tuple[Webhook, str, str]:
+def make_webhook(
+    client: Client, receiver: Any, name: str, *, enabled: bool | None = None, event_types: list[str] | None = None
+) -> tuple[Webhook, str, str]:
     """A webhook on a fresh receiver path: (webhook, secret, path)."""
     path = f"/{unique(name)}"
-    webhook = Webhook(alias=unique(name), url=receiver.url(path), event_types=event_types or JOB_EVENTS,
-                      description=f"acceptance {name}")
+    webhook = Webhook(
+        alias=unique(name),
+        url=receiver.url(path),
+        event_types=event_types or JOB_EVENTS,
+        description=f"acceptance {name}",
+    )
     if enabled is not None:
         webhook.enabled = enabled
     response = client.webhooks.CreateWebhook(CreateWebhookRequest(webhook=webhook))
@@ -219,10 +226,18 @@ def make_webhook(client: Client, receiver: Any, name: str, *, enabled: bool | No
     return response.webhook, response.secret, path
 
 
-def make_flow(client: Client, name: str, steps: list[dict[str, Any]], webhooks: tuple[Webhook, ...] | list[Webhook] = ()) -> Flow:
-    flow = client.flows.CreateFlow(CreateFlowRequest(flow=Flow(
-        alias=unique(name), name=f"acceptance {name}", definition=struct({"steps": steps}),
-    )))
+def make_flow(
+    client: Client, name: str, steps: list[dict[str, Any]], webhooks: tuple[Webhook, ...] | list[Webhook] = ()
+) -> Flow:
+    flow = client.flows.CreateFlow(
+        CreateFlowRequest(
+            flow=Flow(
+                alias=unique(name),
+                name=f"acceptance {name}",
+                definition=struct({"steps": steps}),
+            )
+        )
+    )
     for webhook in webhooks:
         flow = client.flows.AddFlowWebhook(AddFlowWebhookRequest(flow_id=flow.id, webhook_id=webhook.id))
     assert set(flow.webhook_ids) == {w.id for w in webhooks}
@@ -277,9 +292,20 @@ def check_compact(body: bytes) -> None:
     assert b".0," not in body and b".0}" not in body and b".0]" not in body
 
 
-def check_job_payload(payload: dict[str, Any], *, event_type: str, job: Job, flow: Flow, input_data: Any,
-                      correlation_id: str, state: str, code: str, message: str, output: Any,
-                      space_id: str) -> None:
+def check_job_payload(
+    payload: dict[str, Any],
+    *,
+    event_type: str,
+    job: Job,
+    flow: Flow,
+    input_data: Any,
+    correlation_id: str,
+    state: str,
+    code: str,
+    message: str,
+    output: Any,
+    space_id: str,
+) -> None:
     """Every field of DESIGN §4 for a JOB.* event."""
     assert set(payload) == {"eventType", "entityType", "action", "data", "metadata"}
     assert payload["eventType"] == event_type
@@ -287,8 +313,17 @@ def check_job_payload(payload: dict[str, Any], *, event_type: str, job: Job, flo
     assert payload["action"] == event_type.split(".", 1)[1]
 
     data = payload["data"]
-    assert {"jobId", "correlationId", "flow", "status", "inputData", "output",
-            "createdAt", "claimedAt", "endedAt"} <= set(data)
+    assert {
+        "jobId",
+        "correlationId",
+        "flow",
+        "status",
+        "inputData",
+        "output",
+        "createdAt",
+        "claimedAt",
+        "endedAt",
+    } <= set(data)
     assert data["jobId"] == job.id
     assert data["correlationId"] == correlation_id
     assert data["flow"] == {"id": flow.id, "alias": flow.alias, "version": flow.version}
@@ -312,8 +347,17 @@ def check_job_payload(payload: dict[str, Any], *, event_type: str, job: Job, flo
     assert metadata["correlationId"] == correlation_id
 
 
-def check_stream(messages: list[DeliveryEvent], *, delivery_id: str, event_id: str, event_type: str,
-                 job_id: str, webhook_id: str, expected: list[tuple[str, int | None]], secret: str) -> None:
+def check_stream(
+    messages: list[DeliveryEvent],
+    *,
+    delivery_id: str,
+    event_id: str,
+    event_type: str,
+    job_id: str,
+    webhook_id: str,
+    expected: list[tuple[str, int | None]],
+    secret: str,
+) -> None:
     """SYNC first, then exactly `expected` (kind, attempt status) for the delivery, in order."""
     assert kind(messages[0]) == "SYNC"
     assert messages[0].cursor
@@ -331,8 +375,13 @@ def check_stream(messages: list[DeliveryEvent], *, delivery_id: str, event_id: s
     cursors = [m.cursor for m in changes]
     assert len(set(cursors)) == len(cursors)
     # The delivery's state as each change left it.
-    states = {"QUEUED": "PENDING", "ATTEMPT_STARTED": "SENDING", "RETRY_SCHEDULED": "PENDING",
-              "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
+    states = {
+        "QUEUED": "PENDING",
+        "ATTEMPT_STARTED": "SENDING",
+        "RETRY_SCHEDULED": "PENDING",
+        "SUCCEEDED": "SUCCEEDED",
+        "FAILED": "FAILED",
+    }
     results = 0
     for m in changes:
         if kind(m) in states:
@@ -351,8 +400,9 @@ def check_stream(messages: list[DeliveryEvent], *, delivery_id: str, event_id: s
 
 
 def only_delivery(client: Client, webhook_id: str, job_id: str = "") -> Any:
-    deliveries = list(client.webhooks.ListDeliveries(
-        ListDeliveriesRequest(webhook_id=webhook_id, job_id=job_id)).deliveries)
+    deliveries = list(
+        client.webhooks.ListDeliveries(ListDeliveriesRequest(webhook_id=webhook_id, job_id=job_id)).deliveries
+    )
     assert len(deliveries) == 1, deliveries
     return deliveries[0]
 
@@ -374,21 +424,32 @@ LOOPS = {
     "JOB.COMPLETED": dict(
         steps=[{"transform": "{total: sum(items), n: length(items)}"}],
         input=COMPLETED_INPUT,
-        state="COMPLETED", code="JOB_SUCCESS", message="", output={"total": 6, "n": 3},
-        job_state=JobState.JOB_STATE_COMPLETED, job_code=JobStatusCode.JOB_SUCCESS,
+        state="COMPLETED",
+        code="JOB_SUCCESS",
+        message="",
+        output={"total": 6, "n": 3},
+        job_state=JobState.JOB_STATE_COMPLETED,
+        job_code=JobStatusCode.JOB_SUCCESS,
     ),
     "JOB.ERROR": dict(
-        steps=[{"fail_if": "amount > `100`", "message": "amount over the limit"},
-               {"transform": "{total: sum(items)}"}],
+        steps=[{"fail_if": "amount > `100`", "message": "amount over the limit"}, {"transform": "{total: sum(items)}"}],
         input=ERROR_INPUT,
-        state="ERROR", code="JOB_EXECUTION_ERROR", message="amount over the limit", output=None,
-        job_state=JobState.JOB_STATE_ERROR, job_code=JobStatusCode.JOB_EXECUTION_ERROR,
+        state="ERROR",
+        code="JOB_EXECUTION_ERROR",
+        message="amount over the limit",
+        output=None,
+        job_state=JobState.JOB_STATE_ERROR,
+        job_code=JobStatusCode.JOB_EXECUTION_ERROR,
     ),
     "JOB.CANCELED": dict(
         steps=[{"sleep_ms": 10000}, {"transform": "{total: sum(items)}"}],
         input=CANCELED_INPUT,
-        state="CANCELED", code="JOB_USER_CANCELED", message=None, output=None,
-        job_state=JobState.JOB_STATE_CANCELED, job_code=JobStatusCode.JOB_USER_CANCELED,
+        state="CANCELED",
+        code="JOB_USER_CANCELED",
+        message=None,
+        output=None,
+        job_state=JobState.JOB_STATE_CANCELED,
+        job_code=JobStatusCode.JOB_USER_CANCELED,
     ),
 }
 
@@ -402,9 +463,13 @@ def test_whole_loop(client: Client, receiver: Any, space_id: str, event_type: st
     correlation_id = unique("order")
 
     with open_watch(client, webhook_id=webhook.id) as watch:
-        started = client.jobs.StartJob(StartJobRequest(
-            flow=flow.alias, input=value(spec["input"]), correlation_id=correlation_id,
-        ))
+        started = client.jobs.StartJob(
+            StartJobRequest(
+                flow=flow.alias,
+                input=value(spec["input"]),
+                correlation_id=correlation_id,
+            )
+        )
         assert started.id.startswith("job_")
         if event_type == "JOB.CANCELED":
             wait_for_job_state(client, started.id, JobState.JOB_STATE_RUNNING)
@@ -441,10 +506,17 @@ def test_whole_loop(client: Client, receiver: Any, space_id: str, event_type: st
     check_compact(body)
     payload = json.loads(body)
     check_job_payload(
-        payload, event_type=event_type, job=job, flow=flow, input_data=spec["input"],
-        correlation_id=correlation_id, state=spec["state"], code=spec["code"],
+        payload,
+        event_type=event_type,
+        job=job,
+        flow=flow,
+        input_data=spec["input"],
+        correlation_id=correlation_id,
+        state=spec["state"],
+        code=spec["code"],
         message=job.message if spec["message"] is None else spec["message"],
-        output=spec["output"], space_id=space_id,
+        output=spec["output"],
+        space_id=space_id,
     )
     if event_type == "JOB.COMPLETED":
         assert b'"output":{"total":6,"n":3}' in body
@@ -470,8 +542,13 @@ def test_whole_loop(client: Client, receiver: Any, space_id: str, event_type: st
 
     # The stream, in order.
     check_stream(
-        messages, delivery_id=delivery.id, event_id=event_id, event_type=event_type, job_id=job.id,
-        webhook_id=webhook.id, secret=secret,
+        messages,
+        delivery_id=delivery.id,
+        event_id=event_id,
+        event_type=event_type,
+        job_id=job.id,
+        webhook_id=webhook.id,
+        secret=secret,
         expected=[("QUEUED", None), ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 200), ("SUCCEEDED", None)],
     )
 
@@ -532,8 +609,9 @@ def test_receiver_failing_twice_then_succeeding_gets_three_attempts(client: Clie
     flow = make_flow(client, "retry", LOOPS["JOB.COMPLETED"]["steps"], [webhook])
 
     with open_watch(client, webhook_id=webhook.id) as watch:
-        job = client.jobs.StartJob(StartJobRequest(flow=flow.id, input=value(COMPLETED_INPUT),
-                                                   correlation_id=unique("retry")))
+        job = client.jobs.StartJob(
+            StartJobRequest(flow=flow.id, input=value(COMPLETED_INPUT), correlation_id=unique("retry"))
+        )
         arrivals = receiver.wait_for(path, 3, timeout=WAIT_S)
         watch.wait_for_kind("SUCCEEDED")
         time.sleep(QUIET_S)
@@ -560,17 +638,31 @@ def test_receiver_failing_twice_then_succeeding_gets_three_attempts(client: Clie
     assert attempts[0].error and attempts[1].error
     assert attempts[0].response_body == b'{"error":"scripted failure"}'
     assert attempts[2].response_body == b'{"ok":true}'
-    assert attempts[0].start_time.ToMilliseconds() <= attempts[1].start_time.ToMilliseconds() \
+    assert (
+        attempts[0].start_time.ToMilliseconds()
+        <= attempts[1].start_time.ToMilliseconds()
         <= attempts[2].start_time.ToMilliseconds()
+    )
 
     check_stream(
-        messages, delivery_id=delivery.id, event_id=event_id, event_type="JOB.COMPLETED", job_id=job.id,
-        webhook_id=webhook.id, secret=secret,
+        messages,
+        delivery_id=delivery.id,
+        event_id=event_id,
+        event_type="JOB.COMPLETED",
+        job_id=job.id,
+        webhook_id=webhook.id,
+        secret=secret,
         expected=[
             ("QUEUED", None),
-            ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 500), ("RETRY_SCHEDULED", None),
-            ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 500), ("RETRY_SCHEDULED", None),
-            ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 200), ("SUCCEEDED", None),
+            ("ATTEMPT_STARTED", None),
+            ("ATTEMPT_RESULT", 500),
+            ("RETRY_SCHEDULED", None),
+            ("ATTEMPT_STARTED", None),
+            ("ATTEMPT_RESULT", 500),
+            ("RETRY_SCHEDULED", None),
+            ("ATTEMPT_STARTED", None),
+            ("ATTEMPT_RESULT", 200),
+            ("SUCCEEDED", None),
         ],
     )
 
@@ -592,13 +684,24 @@ def test_spent_schedule_fails_and_retry_delivery_adds_one_attempt(client: Client
         assert delivery.last_status_code == 500
         event_id = delivery.event_id
         check_stream(
-            watch.messages, delivery_id=delivery.id, event_id=event_id, event_type="JOB.COMPLETED",
-            job_id=job.id, webhook_id=webhook.id, secret=secret,
+            watch.messages,
+            delivery_id=delivery.id,
+            event_id=event_id,
+            event_type="JOB.COMPLETED",
+            job_id=job.id,
+            webhook_id=webhook.id,
+            secret=secret,
             expected=[
                 ("QUEUED", None),
-                ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 500), ("RETRY_SCHEDULED", None),
-                ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 500), ("RETRY_SCHEDULED", None),
-                ("ATTEMPT_STARTED", None), ("ATTEMPT_RESULT", 500), ("FAILED", None),
+                ("ATTEMPT_STARTED", None),
+                ("ATTEMPT_RESULT", 500),
+                ("RETRY_SCHEDULED", None),
+                ("ATTEMPT_STARTED", None),
+                ("ATTEMPT_RESULT", 500),
+                ("RETRY_SCHEDULED", None),
+                ("ATTEMPT_STARTED", None),
+                ("ATTEMPT_RESULT", 500),
+                ("FAILED", None),
             ],
         )
 
@@ -649,10 +752,12 @@ def test_disabled_and_unlinked_webhooks_receive_nothing(client: Client, receiver
 
     assert off_at_create.enabled is False
     assert client.webhooks.GetWebhook(GetWebhookRequest(id=off_at_create.id)).enabled is False
-    updated = client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=switched_off.id, enabled=False),
-        update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
-    ))
+    updated = client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=switched_off.id, enabled=False),
+            update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
+        )
+    )
     assert updated.enabled is False
     assert updated.url == switched_off.url  # the mask changed nothing else
 
@@ -672,8 +777,9 @@ def test_disabled_and_unlinked_webhooks_receive_nothing(client: Client, receiver
     for path in (off_at_create_path, switched_off_path, unlinked_path):
         assert receiver.at(path) == [], path
     for webhook in (off_at_create, switched_off, unlinked):
-        assert list(client.webhooks.ListDeliveries(
-            ListDeliveriesRequest(webhook_id=webhook.id)).deliveries) == [], webhook.alias
+        assert list(client.webhooks.ListDeliveries(ListDeliveriesRequest(webhook_id=webhook.id)).deliveries) == [], (
+            webhook.alias
+        )
     # The space-wide stream saw this job's delivery to the linked webhook only.
     job_changes = [m for m in changes_of(messages) if m.delivery.job_id == job.id]
     assert {m.delivery.webhook_id for m in job_changes} == {linked.id}

@@ -122,8 +122,9 @@ def start_job(client: Client, flow: str, input: Any = None, **fields: Any) -> Jo
 # --- waiting --------------------------------------------------------------------------
 
 
-def wait_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 10.0,
-               what: str = "condition") -> T:
+def wait_until(
+    fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 10.0, what: str = "condition"
+) -> T:
     """Call `fetch` until `done(result)`; the last result, or a failure after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -138,16 +139,23 @@ def wait_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: fl
 def wait_job(client: Client, job_id: str, *states: int, timeout: float = 10.0) -> Job:
     """The job once it is in one of `states` (default: any terminal state)."""
     wanted = states or TERMINAL_JOB_STATES
-    return wait_until(lambda: client.jobs.GetJob(GetJobRequest(id=job_id)), lambda j: j.state in wanted,
-                      timeout=timeout, what=f"job {job_id} in {[JobState.Name(s) for s in wanted]}")
+    return wait_until(
+        lambda: client.jobs.GetJob(GetJobRequest(id=job_id)),
+        lambda j: j.state in wanted,
+        timeout=timeout,
+        what=f"job {job_id} in {[JobState.Name(s) for s in wanted]}",
+    )
 
 
 def wait_delivery(client: Client, delivery_id: str, *states: int, timeout: float = 10.0) -> Delivery:
     """The delivery once it is in one of `states` (default SUCCEEDED or FAILED)."""
     wanted = states or (DeliveryState.DELIVERY_STATE_SUCCEEDED, DeliveryState.DELIVERY_STATE_FAILED)
-    return wait_until(lambda: client.webhooks.GetDelivery(GetDeliveryRequest(id=delivery_id)),
-                      lambda d: d.state in wanted, timeout=timeout,
-                      what=f"delivery {delivery_id} in {[DeliveryState.Name(s) for s in wanted]}")
+    return wait_until(
+        lambda: client.webhooks.GetDelivery(GetDeliveryRequest(id=delivery_id)),
+        lambda d: d.state in wanted,
+        timeout=timeout,
+        what=f"delivery {delivery_id} in {[DeliveryState.Name(s) for s in wanted]}",
+    )
 
 
 # --- listing --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from google.protobuf import field_mask_pb2
 
 from hookline.client import (
@@ -150,8 +149,9 @@ def test_deleting_a_webhook_cancels_its_pending_deliveries(client, receiver):
     assert delivery.state == DeliveryState.DELIVERY_STATE_CANCELED
     assert "deleted" in delivery.last_error
     # CANCELED is final.
-    rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery,
-              RetryDeliveryRequest(id=sent.delivery.id))
+    rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery, RetryDeliveryRequest(id=sent.delivery.id)
+    )
     assert client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)) == delivery
 
 
@@ -164,11 +164,15 @@ def test_disabling_a_webhook_fails_its_pending_deliveries_and_enabling_resends_n
     failed = client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id))
     assert failed.state == DeliveryState.DELIVERY_STATE_FAILED
     assert "disabled" in failed.last_error
-    rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery,
-              RetryDeliveryRequest(id=sent.delivery.id))
+    rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery, RetryDeliveryRequest(id=sent.delivery.id)
+    )
 
     client.webhooks.UpdateWebhook(UpdateWebhookRequest(webhook=Webhook(id=hook.id, enabled=True), update_mask=mask))
-    assert client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)).state == DeliveryState.DELIVERY_STATE_FAILED
+    assert (
+        client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)).state
+        == DeliveryState.DELIVERY_STATE_FAILED
+    )
     # Now it may be retried.
     retried = client.webhooks.RetryDelivery(RetryDeliveryRequest(id=sent.delivery.id))
     assert retried.state == DeliveryState.DELIVERY_STATE_PENDING

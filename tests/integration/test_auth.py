@@ -92,8 +92,13 @@ def test_an_unauthenticated_call_changes_nothing(client, grpc_channel):
     before_webhooks, before_flows = webhook_ids(client), flow_ids(client)
     webhooks = webhooks_pb2_grpc.WebhookServiceStub(grpc_channel)
     flows = flows_pb2_grpc.FlowServiceStub(grpc_channel)
-    rpc_error(UNAUTHENTICATED, webhooks.CreateWebhook, CreateWebhookRequest(webhook=Webhook(
-        alias=unique("anon"), url="https://example.com/", event_types=["WEBHOOK.TEST"])))
+    rpc_error(
+        UNAUTHENTICATED,
+        webhooks.CreateWebhook,
+        CreateWebhookRequest(
+            webhook=Webhook(alias=unique("anon"), url="https://example.com/", event_types=["WEBHOOK.TEST"])
+        ),
+    )
     rpc_error(UNAUTHENTICATED, flows.CreateFlow, CreateFlowRequest(flow=Flow(alias=unique("anon"))))
     assert webhook_ids(client) == before_webhooks
     assert flow_ids(client) == before_flows
@@ -117,14 +122,20 @@ def test_a_solver_key_cannot_manage_webhooks_or_flows(client, solver_client):
     denied = [
         (solver_client.webhooks.ListWebhooks, ListWebhooksRequest()),
         (solver_client.webhooks.GetWebhook, GetWebhookRequest(id="anything")),
-        (solver_client.webhooks.CreateWebhook, CreateWebhookRequest(webhook=Webhook(
-            alias=unique("solver"), url="https://example.com/", event_types=["WEBHOOK.TEST"]))),
+        (
+            solver_client.webhooks.CreateWebhook,
+            CreateWebhookRequest(
+                webhook=Webhook(alias=unique("solver"), url="https://example.com/", event_types=["WEBHOOK.TEST"])
+            ),
+        ),
         (solver_client.webhooks.ListEventTypes, ListEventTypesRequest()),
         (solver_client.webhooks.WatchDeliveries, WatchDeliveriesRequest()),
         (solver_client.flows.ListFlows, ListFlowsRequest()),
         (solver_client.flows.GetFlow, GetFlowRequest(id=flow.id)),
-        (solver_client.flows.CreateFlow, CreateFlowRequest(flow=Flow(alias=unique("solver"),
-                                                                     definition=struct({"steps": []})))),
+        (
+            solver_client.flows.CreateFlow,
+            CreateFlowRequest(flow=Flow(alias=unique("solver"), definition=struct({"steps": []}))),
+        ),
     ]
     for method, request in denied:
         error = rpc_error(PERMISSION_DENIED, method, request, timeout=5)
@@ -135,8 +146,9 @@ def test_a_solver_key_cannot_manage_webhooks_or_flows(client, solver_client):
 
 def test_a_solver_key_of_another_space_cannot_run_my_flows(client, other_space):
     flow = make_flow(client, [])
-    rpc_error(grpc.StatusCode.NOT_FOUND, other_space.solver.jobs.StartJob,
-              StartJobRequest(flow=flow.id, input=value({})))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, other_space.solver.jobs.StartJob, StartJobRequest(flow=flow.id, input=value({}))
+    )
     assert job_ids(client, flow_id=flow.id) == []
 
 

@@ -124,10 +124,14 @@ def test_list_attempts_pages(client, receiver):
 
 
 def test_get_delivery_unknown_is_not_found(client):
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.GetDelivery,
-              GetDeliveryRequest(id="dlv_00000000000000000000000000"))
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.ListAttempts,
-              ListAttemptsRequest(delivery_id="dlv_00000000000000000000000000"))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.webhooks.GetDelivery, GetDeliveryRequest(id="dlv_00000000000000000000000000")
+    )
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.webhooks.ListAttempts,
+        ListAttemptsRequest(delivery_id="dlv_00000000000000000000000000"),
+    )
 
 
 def test_list_deliveries_filters(client, receiver):
@@ -157,8 +161,9 @@ def test_list_deliveries_filters(client, receiver):
     window = delivery_ids(client, created_after=t0, created_before=t1)
     assert window == [ok1.delivery.id, ok2.delivery.id, ko.delivery.id]
     assert delivery_ids(client, created_after=t1) == [later.delivery.id]
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.ListDeliveries,
-              ListDeliveriesRequest(webhook_id=unique("ghost")))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.webhooks.ListDeliveries, ListDeliveriesRequest(webhook_id=unique("ghost"))
+    )
 
 
 def test_list_deliveries_of_a_job(client, receiver):
@@ -208,8 +213,11 @@ def test_retry_a_succeeded_delivery_adds_one_attempt(client, receiver):
     sent = send_test(client, hook.id)
     wait_delivery(client, sent.delivery.id, SUCCEEDED)
     client.webhooks.RetryDelivery(RetryDeliveryRequest(id=sent.delivery.id))
-    done = wait_until(lambda: client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)),
-                      lambda d: d.state == SUCCEEDED and d.attempt_count == 2, what="a second attempt")
+    done = wait_until(
+        lambda: client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)),
+        lambda d: d.state == SUCCEEDED and d.attempt_count == 2,
+        what="a second attempt",
+    )
     assert done.last_status_code == 200
     attempts = client.webhooks.ListAttempts(ListAttemptsRequest(delivery_id=sent.delivery.id)).attempts
     assert [a.number for a in attempts] == [1, 2]
@@ -220,12 +228,16 @@ def test_retry_delivery_of_a_disabled_webhook_is_failed_precondition(client, rec
     hook, path = hook_at(client, receiver, [500])
     sent = send_test(client, hook.id)
     wait_delivery(client, sent.delivery.id, FAILED)
-    client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=hook.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])))
+    client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=hook.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])
+        )
+    )
     before = client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id))
 
-    error = rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery,
-                      RetryDeliveryRequest(id=sent.delivery.id))
+    error = rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery, RetryDeliveryRequest(id=sent.delivery.id)
+    )
     assert "disabled" in error.details()
     time.sleep(0.3)
     assert client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)) == before
@@ -238,10 +250,14 @@ def test_retry_delivery_of_a_deleted_webhook_is_failed_precondition(client, rece
     sent = send_test(client, hook.id)
     wait_delivery(client, sent.delivery.id, FAILED)
     client.webhooks.DeleteWebhook(DeleteWebhookRequest(id=hook.id))
-    rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery,
-              RetryDeliveryRequest(id=sent.delivery.id))
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.RetryDelivery,
-              RetryDeliveryRequest(id="dlv_00000000000000000000000000"))
+    rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RetryDelivery, RetryDeliveryRequest(id=sent.delivery.id)
+    )
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.webhooks.RetryDelivery,
+        RetryDeliveryRequest(id="dlv_00000000000000000000000000"),
+    )
 
 
 def test_recover_deliveries_requeues_the_failed_ones_since_a_time(client, receiver):
@@ -263,23 +279,37 @@ def test_recover_deliveries_requeues_the_failed_ones_since_a_time(client, receiv
         assert done.attempt_count == 4
     assert client.webhooks.GetDelivery(GetDeliveryRequest(id=old.delivery.id)).state == FAILED
     # Nothing FAILED is left since then.
-    assert client.webhooks.RecoverDeliveries(
-        RecoverDeliveriesRequest(webhook_id=hook.id, since=since)).recovered_count == 0
+    assert (
+        client.webhooks.RecoverDeliveries(RecoverDeliveriesRequest(webhook_id=hook.id, since=since)).recovered_count
+        == 0
+    )
 
 
 def test_recover_deliveries_needs_an_enabled_webhook_and_a_time(client, receiver):
     hook, _ = hook_at(client, receiver, [500])
     sent = send_test(client, hook.id)
     wait_delivery(client, sent.delivery.id, FAILED)
-    rpc_error(grpc.StatusCode.INVALID_ARGUMENT, client.webhooks.RecoverDeliveries,
-              RecoverDeliveriesRequest(webhook_id=hook.id))
-    client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=hook.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])))
-    rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.RecoverDeliveries,
-              RecoverDeliveriesRequest(webhook_id=hook.id, since=timestamp_pb2.Timestamp(seconds=0)))
+    rpc_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.webhooks.RecoverDeliveries,
+        RecoverDeliveriesRequest(webhook_id=hook.id),
+    )
+    client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=hook.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])
+        )
+    )
+    rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.webhooks.RecoverDeliveries,
+        RecoverDeliveriesRequest(webhook_id=hook.id, since=timestamp_pb2.Timestamp(seconds=0)),
+    )
     assert client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id)).state == FAILED
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.RecoverDeliveries,
-              RecoverDeliveriesRequest(webhook_id=unique("ghost"), since=timestamp_pb2.Timestamp(seconds=0)))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.webhooks.RecoverDeliveries,
+        RecoverDeliveriesRequest(webhook_id=unique("ghost"), since=timestamp_pb2.Timestamp(seconds=0)),
+    )
 
 
 def test_get_event_has_the_exact_body_sent(client, receiver):
@@ -340,8 +370,11 @@ def read_stream(stream, until, timeout: float = 10.0):  # type: ignore[no-untype
 
 
 def kinds_of(messages, delivery_id):  # type: ignore[no-untyped-def]
-    return [DeliveryEventKind.Name(m.kind).removeprefix("DELIVERY_EVENT_KIND_")
-            for m in messages if m.delivery.id == delivery_id]
+    return [
+        DeliveryEventKind.Name(m.kind).removeprefix("DELIVERY_EVENT_KIND_")
+        for m in messages
+        if m.delivery.id == delivery_id
+    ]
 
 
 def test_watch_deliveries_streams_every_change_of_a_delivery(client, receiver):
@@ -392,7 +425,9 @@ def test_watch_deliveries_resumes_after_a_cursor_without_gap_or_repeat(client, r
 
     # From the QUEUED message's cursor, the rest follows and nothing before it.
     queued = changes[0]
-    after = client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=hook.id, cursor=queued.cursor), timeout=20)
+    after = client.webhooks.WatchDeliveries(
+        WatchDeliveriesRequest(webhook_id=hook.id, cursor=queued.cursor), timeout=20
+    )
     rest = read_stream(after, lambda ms: "SUCCEEDED" in kinds_of(ms, sent.delivery.id))
     assert kinds_of(rest, sent.delivery.id) == ["ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED"]
 
@@ -409,8 +444,9 @@ def test_watch_deliveries_filters_by_job_and_flow(client, receiver):
     wait_job(client, job.id)
 
     def job_done(ms):  # type: ignore[no-untyped-def]
-        return any(m.delivery.job_id == job.id and m.kind == DeliveryEventKind.DELIVERY_EVENT_KIND_SUCCEEDED
-                   for m in ms)
+        return any(
+            m.delivery.job_id == job.id and m.kind == DeliveryEventKind.DELIVERY_EVENT_KIND_SUCCEEDED for m in ms
+        )
 
     for stream in (by_flow, by_job):
         got = read_stream(stream, job_done)
@@ -470,8 +506,11 @@ def test_410_gone_disables_the_webhook_and_announces_it(client, receiver):
 
 def test_disabled_webhooks_get_no_new_deliveries(client, receiver):
     hook, path = hook_at(client, receiver, event_types=["FLOW.CREATED"])
-    client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=hook.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])))
+    client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=hook.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])
+        )
+    )
     flow = make_flow(client, [])
     [event] = client.webhooks.ListEvents(ListEventsRequest(flow_id=flow.id, event_type="FLOW.CREATED")).events
     assert delivery_ids(client, event_id=event.id, webhook_id=hook.id) == []

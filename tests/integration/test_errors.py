@@ -8,6 +8,7 @@ import base64
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
+from google.protobuf.message import DecodeError
 
 from hookline.client import (
     CreateFlowRequest,
@@ -195,8 +196,9 @@ def test_create_webhook_reports_every_bad_field_at_once(client):
 )
 def test_update_webhook_with_bad_values_changes_nothing(client, receiver, fields, paths, field):
     original = make_webhook(client, receiver.url("/upd"), description="as created").webhook
-    request = UpdateWebhookRequest(webhook=Webhook(id=original.id, **fields),
-                                   update_mask=field_mask_pb2.FieldMask(paths=paths))
+    request = UpdateWebhookRequest(
+        webhook=Webhook(id=original.id, **fields), update_mask=field_mask_pb2.FieldMask(paths=paths)
+    )
     invalid_argument(client.webhooks.UpdateWebhook, request, field)
     assert client.webhooks.GetWebhook(GetWebhookRequest(id=original.id)) == original
 
@@ -212,22 +214,28 @@ def test_update_webhook_to_a_duplicate_alias_is_already_exists(client, receiver)
 
 def test_update_webhook_with_an_unknown_mask_path(client, receiver):
     original = make_webhook(client, receiver.url("/badmask")).webhook
-    request = UpdateWebhookRequest(webhook=Webhook(id=original.id, description="x"),
-                                   update_mask=field_mask_pb2.FieldMask(paths=["description", "secret"]))
+    request = UpdateWebhookRequest(
+        webhook=Webhook(id=original.id, description="x"),
+        update_mask=field_mask_pb2.FieldMask(paths=["description", "secret"]),
+    )
     _, description = invalid_argument(client.webhooks.UpdateWebhook, request, "update_mask")
     assert "secret" in description
     assert client.webhooks.GetWebhook(GetWebhookRequest(id=original.id)) == original
 
 
 def test_update_unknown_webhook_is_not_found(client):
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.UpdateWebhook,
-              UpdateWebhookRequest(webhook=Webhook(id=unique("ghost"), description="x")))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.webhooks.UpdateWebhook,
+        UpdateWebhookRequest(webhook=Webhook(id=unique("ghost"), description="x")),
+    )
 
 
 def test_requests_without_an_id_are_invalid(client):
     invalid_argument(client.webhooks.GetWebhook, GetWebhookRequest(), "id")
-    invalid_argument(client.webhooks.UpdateWebhook, UpdateWebhookRequest(webhook=Webhook(description="x")),
-                     "webhook.id")
+    invalid_argument(
+        client.webhooks.UpdateWebhook, UpdateWebhookRequest(webhook=Webhook(description="x")), "webhook.id"
+    )
     invalid_argument(client.flows.GetFlow, GetFlowRequest(), "id")
     invalid_argument(client.jobs.GetJob, GetJobRequest(), "id")
     invalid_argument(client.webhooks.SendTestEvent, SendTestEventRequest(), "id")
@@ -262,7 +270,9 @@ def test_create_flow_with_a_bad_definition(client, definition, field):
 
 
 def test_bad_jmespath_names_the_expression(client):
-    request = CreateFlowRequest(flow=Flow(alias=unique("badflow"), definition=struct({"steps": [{"transform": "foo[?"}]})))
+    request = CreateFlowRequest(
+        flow=Flow(alias=unique("badflow"), definition=struct({"steps": [{"transform": "foo[?"}]}))
+    )
     _, description = invalid_argument(client.flows.CreateFlow, request, "flow.definition.steps[0].transform")
     assert "JMESPath" in description and "foo[?" in description
 
@@ -295,7 +305,9 @@ def test_create_flow_linking_an_unknown_webhook_is_not_found(client):
 
 def test_update_flow_with_a_bad_definition_keeps_the_version(client):
     original = make_flow(client, [{"transform": "a"}])
-    request = UpdateFlowRequest(flow=Flow(id=original.id, name="renamed", definition=struct({"steps": [{"transform": "a.["}]})))
+    request = UpdateFlowRequest(
+        flow=Flow(id=original.id, name="renamed", definition=struct({"steps": [{"transform": "a.["}]}))
+    )
     invalid_argument(client.flows.UpdateFlow, request, "flow.definition.steps[0].transform")
     after = client.flows.GetFlow(GetFlowRequest(id=original.id))
     assert after == original
@@ -313,8 +325,9 @@ def test_update_flow_to_a_duplicate_alias_is_already_exists(client):
 
 def test_update_flow_with_an_unknown_mask_path(client):
     original = make_flow(client)
-    request = UpdateFlowRequest(flow=Flow(id=original.id, name="x"),
-                                update_mask=field_mask_pb2.FieldMask(paths=["version"]))
+    request = UpdateFlowRequest(
+        flow=Flow(id=original.id, name="x"), update_mask=field_mask_pb2.FieldMask(paths=["version"])
+    )
     invalid_argument(client.flows.UpdateFlow, request, "update_mask")
     assert client.flows.GetFlow(GetFlowRequest(id=original.id)) == original
 
@@ -353,8 +366,9 @@ def test_start_job_on_a_missing_version_is_not_found(client, echo):
     correlation = unique("corr")
     error = rpc_error(grpc.StatusCode.NOT_FOUND, start_job, client, echo.id, {}, version=2, correlation_id=correlation)
     assert "version" in error.details()
-    invalid_argument(client.jobs.StartJob, StartJobRequest(flow=echo.id, version=-1, correlation_id=correlation),
-                     "version")
+    invalid_argument(
+        client.jobs.StartJob, StartJobRequest(flow=echo.id, version=-1, correlation_id=correlation), "version"
+    )
     assert job_ids(client, correlation_id=correlation) == []
 
 
@@ -364,9 +378,11 @@ def test_start_job_without_a_flow(client):
 
 def test_start_job_with_overlong_keys(client, echo):
     correlation = unique("corr")
-    invalid_argument(client.jobs.StartJob,
-                     StartJobRequest(flow=echo.id, idempotency_key="k" * 256, correlation_id=correlation),
-                     "idempotency_key")
+    invalid_argument(
+        client.jobs.StartJob,
+        StartJobRequest(flow=echo.id, idempotency_key="k" * 256, correlation_id=correlation),
+        "idempotency_key",
+    )
     invalid_argument(client.jobs.StartJob, StartJobRequest(flow=echo.id, correlation_id="c" * 256), "correlation_id")
     assert job_ids(client, correlation_id=correlation) == []
 
@@ -374,7 +390,8 @@ def test_start_job_with_overlong_keys(client, echo):
 def test_start_job_input_nested_deeper_than_32_names_the_limit(client, echo):
     correlation = unique("corr")
     error, description = invalid_argument(
-        client.jobs.StartJob, StartJobRequest(flow=echo.id, input=value(nested(33)), correlation_id=correlation),
+        client.jobs.StartJob,
+        StartJobRequest(flow=echo.id, input=value(nested(33)), correlation_id=correlation),
         "input",
     )
     assert "32" in description and "32" in error.details()
@@ -419,7 +436,7 @@ def deep_start_job_request(flow: str, depth: int, correlation_id: str) -> bytes:
 def test_a_request_that_fails_to_decode_is_invalid_argument_naming_the_limit(client, hookline_app, echo):
     correlation = unique("corr")
     payload = deep_start_job_request(echo.id, 150, correlation)
-    with pytest.raises(Exception):
+    with pytest.raises(DecodeError):
         StartJobRequest.FromString(payload)  # protobuf's own parser refuses it too
     call = client.channel.unary_unary(
         "/hookline.v1.JobService/StartJob",
@@ -457,8 +474,10 @@ def list_calls(client):  # type: ignore[no-untyped-def]
     ]
 
 
-@pytest.mark.parametrize("token", ["garbage", "!!!", base64.urlsafe_b64encode(b'{"x": 1}').decode(),
-                                   base64.urlsafe_b64encode(b"[1, 2]").decode()])
+@pytest.mark.parametrize(
+    "token",
+    ["garbage", "!!!", base64.urlsafe_b64encode(b'{"x": 1}').decode(), base64.urlsafe_b64encode(b"[1, 2]").decode()],
+)
 def test_a_garbage_page_token_is_invalid_argument(client, token):
     for method, request_cls in list_calls(client):
         _, description = invalid_argument(method, request_cls(page_token=token), "page_token")
@@ -470,10 +489,12 @@ def test_a_garbage_page_token_on_nested_lists(client, receiver):
     flow = make_flow(client, webhook_ids=[hook.id])
     sent = client.webhooks.SendTestEvent(SendTestEventRequest(id=hook.id))
     wait_delivery(client, sent.delivery.id)
-    invalid_argument(client.flows.ListFlowWebhooks, ListFlowWebhooksRequest(flow_id=flow.id, page_token="junk"),
-                     "page_token")
-    invalid_argument(client.webhooks.ListAttempts, ListAttemptsRequest(delivery_id=sent.delivery.id, page_token="junk"),
-                     "page_token")
+    invalid_argument(
+        client.flows.ListFlowWebhooks, ListFlowWebhooksRequest(flow_id=flow.id, page_token="junk"), "page_token"
+    )
+    invalid_argument(
+        client.webhooks.ListAttempts, ListAttemptsRequest(delivery_id=sent.delivery.id, page_token="junk"), "page_token"
+    )
 
 
 def test_a_negative_page_size_is_invalid_argument(client):
@@ -488,8 +509,11 @@ def test_a_page_token_only_works_with_its_own_filters(client):
             start_job(client, flow.id)
     first = client.jobs.ListJobs(ListJobsRequest(flow_id=flows[0].id, page_size=1))
     assert first.next_page_token
-    invalid_argument(client.jobs.ListJobs,
-                     ListJobsRequest(flow_id=flows[1].id, page_size=1, page_token=first.next_page_token), "page_token")
+    invalid_argument(
+        client.jobs.ListJobs,
+        ListJobsRequest(flow_id=flows[1].id, page_size=1, page_token=first.next_page_token),
+        "page_token",
+    )
 
 
 def test_a_page_size_past_the_maximum_is_capped(client):
@@ -503,8 +527,9 @@ def test_a_page_size_past_the_maximum_is_capped(client):
 def test_watch_deliveries_with_two_filters_is_invalid(client, receiver):
     hook = make_webhook(client, receiver.url("/w")).webhook
     flow = make_flow(client)
-    invalid_argument(client.webhooks.WatchDeliveries, WatchDeliveriesRequest(webhook_id=hook.id, flow_id=flow.id),
-                     "flow_id")
+    invalid_argument(
+        client.webhooks.WatchDeliveries, WatchDeliveriesRequest(webhook_id=hook.id, flow_id=flow.id), "flow_id"
+    )
 
 
 def test_watch_deliveries_with_a_garbage_cursor_is_invalid(client):
@@ -512,10 +537,12 @@ def test_watch_deliveries_with_a_garbage_cursor_is_invalid(client):
 
 
 def test_watch_deliveries_on_unknown_webhook_or_flow_is_not_found(client):
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.WatchDeliveries,
-              WatchDeliveriesRequest(webhook_id=unique("ghost")))
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.WatchDeliveries,
-              WatchDeliveriesRequest(flow_id=unique("ghost")))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.webhooks.WatchDeliveries, WatchDeliveriesRequest(webhook_id=unique("ghost"))
+    )
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.webhooks.WatchDeliveries, WatchDeliveriesRequest(flow_id=unique("ghost"))
+    )
 
 
 # --- more limits ---------------------------------------------------------------------------
@@ -524,8 +551,7 @@ def test_watch_deliveries_on_unknown_webhook_or_flow_is_not_found(client):
 def test_limits_are_inclusive(client, receiver):
     alias = "a" * 64
     url = receiver.url("/") + "p" * (2048 - len(receiver.url("/")))
-    hook = make_webhook(client, url, alias=alias, description="d" * 1000,
-                        event_types=["WEBHOOK.TEST"] * 64).webhook
+    hook = make_webhook(client, url, alias=alias, description="d" * 1000, event_types=["WEBHOOK.TEST"] * 64).webhook
     assert (hook.alias, hook.url, len(hook.description)) == (alias, url, 1000)
     assert list(hook.event_types) == ["WEBHOOK.TEST"]
 
@@ -540,12 +566,19 @@ def test_start_job_input_over_1_mib_names_the_limit(client, echo):
 
 def test_webhook_headers_are_checked(client):
     before = webhook_ids(client)
-    invalid_argument(client.webhooks.CreateWebhook, create_webhook_request(headers={"X-A": "line\r\nX-Evil: 1"}),
-                     "webhook.headers['X-A']")
-    invalid_argument(client.webhooks.CreateWebhook, create_webhook_request(headers={"bad header": "v"}),
-                     "webhook.headers['bad header']")
+    invalid_argument(
+        client.webhooks.CreateWebhook,
+        create_webhook_request(headers={"X-A": "line\r\nX-Evil: 1"}),
+        "webhook.headers['X-A']",
+    )
+    invalid_argument(
+        client.webhooks.CreateWebhook,
+        create_webhook_request(headers={"bad header": "v"}),
+        "webhook.headers['bad header']",
+    )
     _, description = invalid_argument(
-        client.webhooks.CreateWebhook, create_webhook_request(headers={f"X-H{i}": "v" for i in range(33)}),
+        client.webhooks.CreateWebhook,
+        create_webhook_request(headers={f"X-H{i}": "v" for i in range(33)}),
         "webhook.headers",
     )
     assert "32" in description
@@ -554,26 +587,35 @@ def test_webhook_headers_are_checked(client):
 
 def test_rotate_with_a_negative_grace_period_is_invalid(client, receiver):
     hook = make_webhook(client, receiver.url("/grace")).webhook
-    invalid_argument(client.webhooks.RotateWebhookSecret,
-                     RotateWebhookSecretRequest(id=hook.id, grace_period=duration_pb2.Duration(seconds=-1)),
-                     "grace_period")
+    invalid_argument(
+        client.webhooks.RotateWebhookSecret,
+        RotateWebhookSecretRequest(id=hook.id, grace_period=duration_pb2.Duration(seconds=-1)),
+        "grace_period",
+    )
     assert client.webhooks.GetWebhook(GetWebhookRequest(id=hook.id)) == hook
 
 
 def test_send_test_event_with_a_too_long_message(client, receiver):
     hook = make_webhook(client, receiver.url("/long-message")).webhook
-    _, description = invalid_argument(client.webhooks.SendTestEvent,
-                                      SendTestEventRequest(id=hook.id, message="m" * 1001), "message")
+    _, description = invalid_argument(
+        client.webhooks.SendTestEvent, SendTestEventRequest(id=hook.id, message="m" * 1001), "message"
+    )
     assert "1000" in description
     assert list(client.webhooks.ListDeliveries(ListDeliveriesRequest(webhook_id=hook.id)).deliveries) == []
 
 
 def test_flow_name_and_description_limits(client):
     before = flow_ids(client)
-    invalid_argument(client.flows.CreateFlow, CreateFlowRequest(
-        flow=Flow(alias=unique("f"), name="n" * 201, definition=struct({"steps": []}))), "flow.name")
-    invalid_argument(client.flows.CreateFlow, CreateFlowRequest(
-        flow=Flow(alias=unique("f"), description="d" * 1001, definition=struct({"steps": []}))), "flow.description")
+    invalid_argument(
+        client.flows.CreateFlow,
+        CreateFlowRequest(flow=Flow(alias=unique("f"), name="n" * 201, definition=struct({"steps": []}))),
+        "flow.name",
+    )
+    invalid_argument(
+        client.flows.CreateFlow,
+        CreateFlowRequest(flow=Flow(alias=unique("f"), description="d" * 1001, definition=struct({"steps": []}))),
+        "flow.description",
+    )
     assert flow_ids(client) == before
 
 
@@ -581,8 +623,11 @@ def test_flow_definition_with_nan_is_invalid(client):
     before = flow_ids(client)
     definition = struct({"steps": []})
     definition.fields["timeout_seconds"].number_value = float("nan")
-    error = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, client.flows.CreateFlow,
-                      CreateFlowRequest(flow=Flow(alias=unique("nan"), definition=definition)))
+    error = rpc_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.flows.CreateFlow,
+        CreateFlowRequest(flow=Flow(alias=unique("nan"), definition=definition)),
+    )
     assert "timeout_seconds" in error.details() or "NaN" in error.details()
     assert flow_ids(client) == before
 
@@ -613,11 +658,16 @@ HUGE = "x" * 20_000
         (lambda c: c.jobs.GetJob, GetJobRequest(id="job_" + HUGE), "NOT_FOUND"),
         (lambda c: c.jobs.StartJob, StartJobRequest(flow=HUGE), "NOT_FOUND"),
         (lambda c: c.webhooks.GetEvent, GetEventRequest(id="evt_" + HUGE), "NOT_FOUND"),
-        (lambda c: c.flows.CreateFlow,
-         CreateFlowRequest(flow=Flow(alias="huge", definition=struct({"steps": [{"transform": "a[" + HUGE}]}))),
-         "INVALID_ARGUMENT"),
-        (lambda c: c.flows.CreateFlow,
-         CreateFlowRequest(flow=Flow(alias="huge", definition=struct({"steps": [{HUGE: 1}]}))), "INVALID_ARGUMENT"),
+        (
+            lambda c: c.flows.CreateFlow,
+            CreateFlowRequest(flow=Flow(alias="huge", definition=struct({"steps": [{"transform": "a[" + HUGE}]}))),
+            "INVALID_ARGUMENT",
+        ),
+        (
+            lambda c: c.flows.CreateFlow,
+            CreateFlowRequest(flow=Flow(alias="huge", definition=struct({"steps": [{HUGE: 1}]}))),
+            "INVALID_ARGUMENT",
+        ),
     ],
     ids=["GetWebhook", "GetFlow", "GetJob", "StartJob", "GetEvent", "long-jmespath", "long-step-key"],
 )

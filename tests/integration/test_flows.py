@@ -49,8 +49,14 @@ def test_create_flow_returns_it_at_version_1(client, receiver):
         "steps": [{"transform": "{total: price}"}, {"fail_if": "total > `100`", "message": "too dear"}],
     }
     before = time.time()
-    flow = make_flow(client, alias=alias, name="Pricing", description="prices things",
-                     definition=definition, webhook_ids=[hook.alias])
+    flow = make_flow(
+        client,
+        alias=alias,
+        name="Pricing",
+        description="prices things",
+        definition=definition,
+        webhook_ids=[hook.alias],
+    )
     assert flow.id.startswith("flow_")
     assert flow.alias == alias
     assert flow.name == "Pricing"
@@ -81,7 +87,8 @@ def test_update_and_delete_announce_the_flow(client, receiver):
     client.flows.DeleteFlow(DeleteFlowRequest(id=flow.id))
     bodies = [body_json(r.body) for r in receiver.wait_for(path, 2)]
     assert sorted((b["eventType"], b["data"]["flow"]["version"]) for b in bodies) == [
-        ("FLOW.DELETED", 2), ("FLOW.UPDATED", 2),
+        ("FLOW.DELETED", 2),
+        ("FLOW.UPDATED", 2),
     ]
     assert all(b["data"]["flow"]["id"] == flow.id for b in bodies)
 
@@ -100,9 +107,12 @@ def test_get_unknown_flow_is_not_found(client):
 def test_a_definition_change_makes_a_new_version_and_keeps_the_old_one(client):
     flow = make_flow(client, definition=ONE, name="Versions")
 
-    updated = client.flows.UpdateFlow(UpdateFlowRequest(
-        flow=Flow(id=flow.id, definition=struct(TWO)), update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
-    ))
+    updated = client.flows.UpdateFlow(
+        UpdateFlowRequest(
+            flow=Flow(id=flow.id, definition=struct(TWO)),
+            update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
+        )
+    )
     assert updated.version == 2
     assert plain(updated.definition) == TWO
     assert updated.name == "Versions"
@@ -135,18 +145,23 @@ def test_an_old_version_can_still_run(client):
 
 def test_changes_other_than_the_definition_keep_the_version(client):
     flow = make_flow(client, definition=ONE, name="Before", description="old text")
-    renamed = client.flows.UpdateFlow(UpdateFlowRequest(
-        flow=Flow(id=flow.id, name="After", description="ignored", definition=struct(TWO)),
-        update_mask=field_mask_pb2.FieldMask(paths=["name"]),
-    ))
+    renamed = client.flows.UpdateFlow(
+        UpdateFlowRequest(
+            flow=Flow(id=flow.id, name="After", description="ignored", definition=struct(TWO)),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+        )
+    )
     assert renamed.name == "After"
     assert renamed.description == "old text"
     assert renamed.version == 1
     assert plain(renamed.definition) == ONE
     # The same definition again is no change either.
-    same = client.flows.UpdateFlow(UpdateFlowRequest(
-        flow=Flow(id=flow.id, definition=struct(ONE)), update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
-    ))
+    same = client.flows.UpdateFlow(
+        UpdateFlowRequest(
+            flow=Flow(id=flow.id, definition=struct(ONE)),
+            update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
+        )
+    )
     assert same.version == 1
     assert client.flows.GetFlow(GetFlowRequest(id=flow.id)).name == "After"
 
@@ -154,9 +169,12 @@ def test_changes_other_than_the_definition_keep_the_version(client):
 def test_update_flow_alias(client):
     flow = make_flow(client)
     new_alias = unique("moved")
-    updated = client.flows.UpdateFlow(UpdateFlowRequest(
-        flow=Flow(id=flow.alias, alias=new_alias), update_mask=field_mask_pb2.FieldMask(paths=["alias"]),
-    ))
+    updated = client.flows.UpdateFlow(
+        UpdateFlowRequest(
+            flow=Flow(id=flow.alias, alias=new_alias),
+            update_mask=field_mask_pb2.FieldMask(paths=["alias"]),
+        )
+    )
     assert updated.alias == new_alias
     assert client.flows.GetFlow(GetFlowRequest(id=new_alias)).id == flow.id
     rpc_error(grpc.StatusCode.NOT_FOUND, client.flows.GetFlow, GetFlowRequest(id=flow.alias))
@@ -191,8 +209,7 @@ def test_delete_flow(client):
 
 
 def test_set_add_remove_and_list_flow_webhooks(client, receiver):
-    a, b, c = (make_webhook(client, receiver.url("/links"), event_types=["JOB.COMPLETED"]).webhook
-               for _ in range(3))
+    a, b, c = (make_webhook(client, receiver.url("/links"), event_types=["JOB.COMPLETED"]).webhook for _ in range(3))
     flow = make_flow(client, webhook_ids=[a.id])
 
     replaced = client.flows.SetFlowWebhooks(SetFlowWebhooksRequest(flow_id=flow.alias, webhook_ids=[b.id, c.alias]))
@@ -230,9 +247,12 @@ def test_update_flow_webhook_ids_with_a_mask(client, receiver):
     a = make_webhook(client, receiver.url("/mask-links")).webhook
     b = make_webhook(client, receiver.url("/mask-links")).webhook
     flow = make_flow(client, webhook_ids=[a.id])
-    updated = client.flows.UpdateFlow(UpdateFlowRequest(
-        flow=Flow(id=flow.id, webhook_ids=[b.alias]), update_mask=field_mask_pb2.FieldMask(paths=["webhook_ids"]),
-    ))
+    updated = client.flows.UpdateFlow(
+        UpdateFlowRequest(
+            flow=Flow(id=flow.id, webhook_ids=[b.alias]),
+            update_mask=field_mask_pb2.FieldMask(paths=["webhook_ids"]),
+        )
+    )
     assert list(updated.webhook_ids) == [b.id]
     assert updated.version == 1
 
@@ -240,12 +260,22 @@ def test_update_flow_webhook_ids_with_a_mask(client, receiver):
 def test_link_calls_on_unknown_flow_or_webhook_are_not_found(client, receiver):
     hook = make_webhook(client, receiver.url("/nf")).webhook
     flow = make_flow(client)
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.flows.AddFlowWebhook,
-              AddFlowWebhookRequest(flow_id=unique("ghost"), webhook_id=hook.id))
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.flows.AddFlowWebhook,
-              AddFlowWebhookRequest(flow_id=flow.id, webhook_id=unique("ghost")))
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.flows.SetFlowWebhooks,
-              SetFlowWebhooksRequest(flow_id=flow.id, webhook_ids=[hook.id, unique("ghost")]))
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.flows.ListFlowWebhooks,
-              ListFlowWebhooksRequest(flow_id=unique("ghost")))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.flows.AddFlowWebhook,
+        AddFlowWebhookRequest(flow_id=unique("ghost"), webhook_id=hook.id),
+    )
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.flows.AddFlowWebhook,
+        AddFlowWebhookRequest(flow_id=flow.id, webhook_id=unique("ghost")),
+    )
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.flows.SetFlowWebhooks,
+        SetFlowWebhooksRequest(flow_id=flow.id, webhook_ids=[hook.id, unique("ghost")]),
+    )
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.flows.ListFlowWebhooks, ListFlowWebhooksRequest(flow_id=unique("ghost"))
+    )
     assert list(client.flows.GetFlow(GetFlowRequest(id=flow.id)).webhook_ids) == []

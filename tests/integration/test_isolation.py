@@ -80,8 +80,13 @@ def mine(client, receiver) -> Mine:  # type: ignore[no-untyped-def]
     wait_job(client, job.id)
     sent = client.webhooks.SendTestEvent(SendTestEventRequest(id=hook.id))
     wait_delivery(client, sent.delivery.id)
-    return Mine(client.webhooks.GetWebhook(GetWebhookRequest(id=hook.id)),
-                client.flows.GetFlow(GetFlowRequest(id=flow.id)), job.id, sent.delivery.id, sent.event.id)
+    return Mine(
+        client.webhooks.GetWebhook(GetWebhookRequest(id=hook.id)),
+        client.flows.GetFlow(GetFlowRequest(id=flow.id)),
+        job.id,
+        sent.delivery.id,
+        sent.event.id,
+    )
 
 
 def test_another_space_cannot_see_or_touch_my_webhooks(client, other_space, mine):
@@ -93,8 +98,11 @@ def test_another_space_cannot_see_or_touch_my_webhooks(client, other_space, mine
         rpc_error(NOT_FOUND, them.RotateWebhookSecret, RotateWebhookSecretRequest(id=ref))
         rpc_error(NOT_FOUND, them.SendTestEvent, SendTestEventRequest(id=ref))
         rpc_error(NOT_FOUND, them.ListDeliveries, ListDeliveriesRequest(webhook_id=ref))
-        rpc_error(NOT_FOUND, them.RecoverDeliveries,
-                  RecoverDeliveriesRequest(webhook_id=ref, since=timestamp_pb2.Timestamp(seconds=0)))
+        rpc_error(
+            NOT_FOUND,
+            them.RecoverDeliveries,
+            RecoverDeliveriesRequest(webhook_id=ref, since=timestamp_pb2.Timestamp(seconds=0)),
+        )
         rpc_error(NOT_FOUND, them.WatchDeliveries, WatchDeliveriesRequest(webhook_id=ref))
         rpc_error(NOT_FOUND, them.DeleteWebhook, DeleteWebhookRequest(id=ref))
     assert mine.webhook.id not in webhook_ids(other_space.client)
@@ -158,27 +166,34 @@ def test_a_webhook_of_another_space_cannot_be_linked(client, other_space, mine):
     theirs = make_flow(them, [])
     foreign = [mine.webhook.id, mine.webhook.alias]
     for ref in foreign:
-        error = rpc_error(NOT_FOUND, them.flows.AddFlowWebhook, AddFlowWebhookRequest(flow_id=theirs.id, webhook_id=ref))
+        error = rpc_error(
+            NOT_FOUND, them.flows.AddFlowWebhook, AddFlowWebhookRequest(flow_id=theirs.id, webhook_id=ref)
+        )
         assert "not found" in error.details()
         rpc_error(NOT_FOUND, them.flows.SetFlowWebhooks, SetFlowWebhooksRequest(flow_id=theirs.id, webhook_ids=[ref]))
         rpc_error(NOT_FOUND, them.flows.UpdateFlow, UpdateFlowRequest(flow=Flow(id=theirs.id, webhook_ids=[ref])))
-        rpc_error(NOT_FOUND, them.flows.RemoveFlowWebhook,
-                  RemoveFlowWebhookRequest(flow_id=theirs.id, webhook_id=ref))
+        rpc_error(NOT_FOUND, them.flows.RemoveFlowWebhook, RemoveFlowWebhookRequest(flow_id=theirs.id, webhook_id=ref))
     assert them.flows.GetFlow(GetFlowRequest(id=theirs.id)) == theirs
     assert list(them.flows.ListFlowWebhooks(ListFlowWebhooksRequest(flow_id=theirs.id)).webhooks) == []
 
     before = flow_ids(them)
     alias = unique("linked")
-    rpc_error(NOT_FOUND, them.flows.CreateFlow, CreateFlowRequest(
-        flow=Flow(alias=alias, definition=struct({"steps": []}), webhook_ids=[mine.webhook.id])))
+    rpc_error(
+        NOT_FOUND,
+        them.flows.CreateFlow,
+        CreateFlowRequest(flow=Flow(alias=alias, definition=struct({"steps": []}), webhook_ids=[mine.webhook.id])),
+    )
     assert flow_ids(them) == before
 
 
 def test_my_flow_cannot_link_a_webhook_of_another_space(client, other_space, mine, receiver):
     theirs = make_webhook(other_space.client, receiver.url("/theirs")).webhook
     rpc_error(NOT_FOUND, client.flows.AddFlowWebhook, AddFlowWebhookRequest(flow_id=mine.flow.id, webhook_id=theirs.id))
-    rpc_error(NOT_FOUND, client.flows.SetFlowWebhooks,
-              SetFlowWebhooksRequest(flow_id=mine.flow.id, webhook_ids=[mine.webhook.id, theirs.id]))
+    rpc_error(
+        NOT_FOUND,
+        client.flows.SetFlowWebhooks,
+        SetFlowWebhooksRequest(flow_id=mine.flow.id, webhook_ids=[mine.webhook.id, theirs.id]),
+    )
     assert list(client.flows.GetFlow(GetFlowRequest(id=mine.flow.id)).webhook_ids) == [mine.webhook.id]
 
 
@@ -203,8 +218,10 @@ def test_a_space_wide_stream_shows_only_its_own_space(client, other_space, recei
     try:
         for message in stream:
             got.append(message)
-            if message.delivery.id == their_sent.delivery.id and \
-                    message.delivery.state == DeliveryState.DELIVERY_STATE_SUCCEEDED:
+            if (
+                message.delivery.id == their_sent.delivery.id
+                and message.delivery.state == DeliveryState.DELIVERY_STATE_SUCCEEDED
+            ):
                 break
     finally:
         stream.cancel()

@@ -144,20 +144,35 @@ def test_idempotency_key_with_other_input_is_already_exists(client, double):
     key = unique("idem")
     correlation = unique("corr")
     first = start_job(client, double.alias, {"n": 5, "tag": "a"}, idempotency_key=key, correlation_id=correlation)
-    error = rpc_error(grpc.StatusCode.ALREADY_EXISTS, start_job, client, double.alias, {"n": 6, "tag": "a"},
-                      idempotency_key=key, correlation_id=correlation)
+    error = rpc_error(
+        grpc.StatusCode.ALREADY_EXISTS,
+        start_job,
+        client,
+        double.alias,
+        {"n": 6, "tag": "a"},
+        idempotency_key=key,
+        correlation_id=correlation,
+    )
     assert key in error.details()
     other = make_flow(client, [])
-    rpc_error(grpc.StatusCode.ALREADY_EXISTS, start_job, client, other.alias, {"n": 5, "tag": "a"},
-              idempotency_key=key, correlation_id=correlation)
+    rpc_error(
+        grpc.StatusCode.ALREADY_EXISTS,
+        start_job,
+        client,
+        other.alias,
+        {"n": 5, "tag": "a"},
+        idempotency_key=key,
+        correlation_id=correlation,
+    )
     assert job_ids(client, correlation_id=correlation) == [first.id]
 
 
 def test_idempotency_key_under_concurrent_retries_makes_one_job(client, double):
     key = unique("idem")
     correlation = unique("corr")
-    jobs, errors = concurrently(12, lambda: start_job(client, double.id, {"n": 1, "tag": "c"},
-                                                      idempotency_key=key, correlation_id=correlation))
+    jobs, errors = concurrently(
+        12, lambda: start_job(client, double.id, {"n": 1, "tag": "c"}, idempotency_key=key, correlation_id=correlation)
+    )
     assert [e.code() for e in errors] == []
     assert len({j.id for j in jobs}) == 1
     assert job_ids(client, correlation_id=correlation) == [jobs[0].id]

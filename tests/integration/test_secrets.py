@@ -64,11 +64,18 @@ def test_the_secret_is_in_no_get_list_or_update_response(client, receiver):
         if not page.next_page_token:
             break
         request.page_token = page.next_page_token
-    assert_no_secret(client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=hook.id, description="updated"), update_mask=field_mask_pb2.FieldMask(paths=["description"]),
-    )), secret)
-    assert_no_secret(client.webhooks.UpdateWebhook(UpdateWebhookRequest(webhook=Webhook(id=hook.id, enabled=True))),
-                     secret)
+    assert_no_secret(
+        client.webhooks.UpdateWebhook(
+            UpdateWebhookRequest(
+                webhook=Webhook(id=hook.id, description="updated"),
+                update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+            )
+        ),
+        secret,
+    )
+    assert_no_secret(
+        client.webhooks.UpdateWebhook(UpdateWebhookRequest(webhook=Webhook(id=hook.id, enabled=True))), secret
+    )
 
     flow = make_flow(client, [], webhook_ids=[hook.id])
     assert_no_secret(flow, secret)
@@ -93,8 +100,9 @@ def test_rotation_returns_the_new_secret_once(client, receiver):
     rotated = client.webhooks.RotateWebhookSecret(RotateWebhookSecretRequest(id=created.webhook.id))
     assert rotated.secret.startswith("whsec_") and rotated.secret != created.secret
     assert_no_secret(rotated.webhook, created.secret, rotated.secret)
-    assert_no_secret(client.webhooks.GetWebhook(GetWebhookRequest(id=created.webhook.id)),
-                     created.secret, rotated.secret)
+    assert_no_secret(
+        client.webhooks.GetWebhook(GetWebhookRequest(id=created.webhook.id)), created.secret, rotated.secret
+    )
     assert_no_secret(client.webhooks.ListWebhooks(ListWebhooksRequest(page_size=1000)), created.secret, rotated.secret)
 
 
@@ -109,7 +117,10 @@ def test_the_secret_is_in_no_stream_message(client, receiver):
     try:
         for message in stream:
             got.append(message)
-            if message.delivery.id == sent.delivery.id and message.kind == DeliveryEventKind.DELIVERY_EVENT_KIND_SUCCEEDED:
+            if (
+                message.delivery.id == sent.delivery.id
+                and message.kind == DeliveryEventKind.DELIVERY_EVENT_KIND_SUCCEEDED
+            ):
                 break
     finally:
         stream.cancel()

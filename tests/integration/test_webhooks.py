@@ -37,8 +37,14 @@ from .helpers import (
 )
 
 EVENT_TYPES = {
-    "JOB.COMPLETED", "JOB.ERROR", "JOB.CANCELED", "FLOW.CREATED", "FLOW.UPDATED", "FLOW.DELETED",
-    "WEBHOOK.DISABLED", "WEBHOOK.TEST",
+    "JOB.COMPLETED",
+    "JOB.ERROR",
+    "JOB.CANCELED",
+    "FLOW.CREATED",
+    "FLOW.UPDATED",
+    "FLOW.DELETED",
+    "WEBHOOK.DISABLED",
+    "WEBHOOK.TEST",
 }
 
 
@@ -46,8 +52,13 @@ def test_create_webhook_returns_the_webhook_and_a_fresh_secret(client, receiver)
     alias = unique("orders")
     before = time.time()
     created = make_webhook(
-        client, receiver.url("/create"), alias=alias, description="orders hook",
-        event_types=["JOB.COMPLETED", "JOB.ERROR"], headers={"X-Team": "billing"}, rate_limit_per_s=5,
+        client,
+        receiver.url("/create"),
+        alias=alias,
+        description="orders hook",
+        event_types=["JOB.COMPLETED", "JOB.ERROR"],
+        headers={"X-Team": "billing"},
+        rate_limit_per_s=5,
     )
     hook = created.webhook
     assert hook.id.startswith("wh_")
@@ -93,8 +104,9 @@ def test_get_webhook_by_id_and_by_alias(client, receiver):
 def test_get_unknown_webhook_is_not_found(client):
     error = rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.GetWebhook, GetWebhookRequest(id=unique("nope")))
     assert "not found" in error.details()
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.GetWebhook,
-              GetWebhookRequest(id="wh_00000000000000000000000000"))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.webhooks.GetWebhook, GetWebhookRequest(id="wh_00000000000000000000000000")
+    )
 
 
 def test_list_webhooks_pages_through_everything_without_gaps_or_repeats(client, receiver):
@@ -120,12 +132,10 @@ def test_list_webhooks_returns_full_webhooks(client, receiver):
 
 
 def test_update_with_a_mask_changes_only_the_masked_fields(client, receiver):
-    created = make_webhook(client, receiver.url("/mask"), description="before",
-                           event_types=["WEBHOOK.TEST"]).webhook
+    created = make_webhook(client, receiver.url("/mask"), description="before", event_types=["WEBHOOK.TEST"]).webhook
     time.sleep(0.01)
     request = UpdateWebhookRequest(
-        webhook=Webhook(id=created.id, description="after", url=receiver.url("/elsewhere"),
-                        event_types=["JOB.ERROR"]),
+        webhook=Webhook(id=created.id, description="after", url=receiver.url("/elsewhere"), event_types=["JOB.ERROR"]),
         update_mask=field_mask_pb2.FieldMask(paths=["description"]),
     )
     updated = client.webhooks.UpdateWebhook(request)
@@ -140,9 +150,12 @@ def test_update_with_a_mask_changes_only_the_masked_fields(client, receiver):
 
 def test_update_with_a_mask_can_clear_a_field(client, receiver):
     created = make_webhook(client, receiver.url("/clear"), description="soon gone", headers={"X-B": "2"}).webhook
-    updated = client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=created.id), update_mask=field_mask_pb2.FieldMask(paths=["description", "headers"]),
-    ))
+    updated = client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=created.id),
+            update_mask=field_mask_pb2.FieldMask(paths=["description", "headers"]),
+        )
+    )
     assert updated.description == ""
     assert dict(updated.headers) == {}
     assert updated.url == created.url
@@ -151,9 +164,11 @@ def test_update_with_a_mask_can_clear_a_field(client, receiver):
 def test_update_without_a_mask_replaces_the_fields_it_sets(client, receiver):
     created = make_webhook(client, receiver.url("/nomask"), description="kept").webhook
     new_alias = unique("renamed")
-    updated = client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=created.alias, alias=new_alias, event_types=["FLOW.CREATED", "FLOW.DELETED"]),
-    ))
+    updated = client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=created.alias, alias=new_alias, event_types=["FLOW.CREATED", "FLOW.DELETED"]),
+        )
+    )
     assert updated.id == created.id
     assert updated.alias == new_alias
     assert list(updated.event_types) == ["FLOW.CREATED", "FLOW.DELETED"]
@@ -166,9 +181,12 @@ def test_update_without_a_mask_replaces_the_fields_it_sets(client, receiver):
 
 def test_disable_and_re_enable_a_webhook(client, receiver):
     created = make_webhook(client, receiver.url("/toggle")).webhook
-    off = client.webhooks.UpdateWebhook(UpdateWebhookRequest(
-        webhook=Webhook(id=created.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
-    ))
+    off = client.webhooks.UpdateWebhook(
+        UpdateWebhookRequest(
+            webhook=Webhook(id=created.id, enabled=False),
+            update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
+        )
+    )
     assert off.enabled is False
     # A disabled webhook takes no test event.
     rpc_error(grpc.StatusCode.FAILED_PRECONDITION, client.webhooks.SendTestEvent, SendTestEventRequest(id=created.id))
@@ -231,8 +249,9 @@ def test_rotate_secret_without_grace_drops_the_old_secret_at_once(client, receiv
 
 
 def test_rotate_secret_of_unknown_webhook_is_not_found(client):
-    rpc_error(grpc.StatusCode.NOT_FOUND, client.webhooks.RotateWebhookSecret,
-              RotateWebhookSecretRequest(id=unique("ghost")))
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, client.webhooks.RotateWebhookSecret, RotateWebhookSecretRequest(id=unique("ghost"))
+    )
 
 
 def test_send_test_event_reaches_the_webhook_only(client, receiver):

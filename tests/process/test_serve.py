@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import signal
 import socket
 import stat
@@ -33,7 +32,10 @@ def _wait_serving(address: str, timeout: float = 20.0) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 pass
@@ -52,7 +54,9 @@ def server(data_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
     address = f"127.0.0.1:{_free_port()}"
     process = subprocess.Popen(
         [*HOOKLINE, "serve", "--listen", address, "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         _wait_serving(address)
@@ -75,7 +79,9 @@ def test_first_start_writes_a_private_management_key(server, data_dir: Path) -> 
 def test_a_second_server_on_the_same_data_dir_is_refused(server, data_dir: Path) -> None:
     result = subprocess.run(
         [*HOOKLINE, "serve", "--listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "already using" in result.stderr and str(data_dir.resolve()) in result.stderr
@@ -85,7 +91,10 @@ def test_spaces_and_keys_commands(server, data_dir: Path) -> None:
     _, address = server
     created = subprocess.run(
         [*HOOKLINE, "spaces", "create", "acme", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     keys = dict(line.split(" key: ") for line in created.splitlines() if " key: " in line)
     assert set(keys) == {"management", "solver"}
@@ -101,14 +110,22 @@ def test_spaces_and_keys_commands(server, data_dir: Path) -> None:
 
     listed = subprocess.run(
         [*HOOKLINE, "keys", "list", "--space", "acme", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     assert keys["management"] not in listed  # never the secret
     management_id = keys["management"].split("_")[1]
     assert management_id in listed
 
-    subprocess.run([*HOOKLINE, "keys", "revoke", management_id, "--data-dir", str(data_dir)],
-                   capture_output=True, text=True, timeout=30, check=True)
+    subprocess.run(
+        [*HOOKLINE, "keys", "revoke", management_id, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     with Client(address, keys["management"]) as revoked, pytest.raises(grpc.RpcError) as rejected:
         revoked.webhooks.ListWebhooks(ListWebhooksRequest())
     assert rejected.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -113,9 +113,7 @@ def test_key_order() -> None:
 def test_key_order_index_bounds() -> None:
     doc = {"x": 0, "4294967295": 1, "4294967294": 2, "0": 3, "-1": 4, "1.5": 5, "١": 6}
     # 2**32 - 2 is the largest array index; 2**32 - 1 is an ordinary key.
-    assert dumps(doc) == (
-        '{"0":3,"4294967294":2,"x":0,"4294967295":1,"-1":4,"1.5":5,"١":6}'.encode()
-    )
+    assert dumps(doc) == ('{"0":3,"4294967294":2,"x":0,"4294967295":1,"-1":4,"1.5":5,"١":6}'.encode())
 
 
 def test_compact_nested() -> None:
@@ -249,9 +247,7 @@ def test_depth_limit(max_depth: int) -> None:
         with pytest.raises(InvalidArgument) as info:
             convert()
         assert info.value.violations[0].field == "f"
-        assert info.value.violations[0].description == (
-            f"JSON nested deeper than {max_depth} levels"
-        )
+        assert info.value.violations[0].description == (f"JSON nested deeper than {max_depth} levels")
 
 
 def test_depth_definition() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -117,13 +117,11 @@ def test_retry_after_clamp(scheduled: float, retry_after: float, expected: float
 
 
 def test_retry_after_custom_cap() -> None:
-    delay = next_delay(
-        (1.0,), 0, rng=random.Random(0), retry_after=500, jitter=0, retry_after_cap=120
-    )
+    delay = next_delay((1.0,), 0, rng=random.Random(0), retry_after=500, jitter=0, retry_after_cap=120)
     assert delay == 120.0
 
 
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize(
@@ -142,8 +140,6 @@ def test_parse_retry_after(value: str, expected: float) -> None:
     assert parse_retry_after(value, now=NOW) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    "value", [None, "", "soon", "-5", "1.5", "12abc", "Wed, 99 Foo 2024", "٣"]
-)
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "12abc", "Wed, 99 Foo 2024", "٣"])
 def test_parse_retry_after_garbage(value: str | None) -> None:
     assert parse_retry_after(value, now=NOW) is None

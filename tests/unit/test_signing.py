@@ -98,9 +98,7 @@ def test_signature_headers_rejects_bad_input() -> None:
 def test_verify_standard_headers() -> None:
     headers = signature_headers([SECRET], MSG_ID, TIMESTAMP, BODY, 1)
     assert verify(BODY, headers, SECRET, now=TIMESTAMP + 10) == {"eventType": "JOB.COMPLETED"}
-    assert verify(BODY.decode(), headers, SECRET, now=TIMESTAMP) == {
-        "eventType": "JOB.COMPLETED"
-    }
+    assert verify(BODY.decode(), headers, SECRET, now=TIMESTAMP) == {"eventType": "JOB.COMPLETED"}
 
 
 def test_verify_accepts_any_rotation_entry() -> None:
@@ -188,9 +186,7 @@ def test_verify_decisionrules_headers_only() -> None:
     }
     assert verify(BODY, headers, SECRET, now=TIMESTAMP) == {"eventType": "JOB.COMPLETED"}
     # Without a timestamp header there is nothing to check the clock against.
-    assert verify(BODY, {"X-Webhook-Signature": DECISIONRULES_SIG}, SECRET, now=0) == {
-        "eventType": "JOB.COMPLETED"
-    }
+    assert verify(BODY, {"X-Webhook-Signature": DECISIONRULES_SIG}, SECRET, now=0) == {"eventType": "JOB.COMPLETED"}
     with pytest.raises(VerificationError, match="timestamp outside tolerance"):
         verify(BODY, headers, SECRET, now=TIMESTAMP + 1000)
     with pytest.raises(VerificationError, match="no matching signature"):

@@ -5,7 +5,35 @@
 It re-exports every request, response and resource message, and `verify`
 for receivers of hookline's webhooks.
 """
+
 from hookline.signing import VerificationError, verify
+from hookline.v1.flows_pb2 import (
+    AddFlowWebhookRequest,
+    CreateFlowRequest,
+    DeleteFlowRequest,
+    Flow,
+    GetFlowRequest,
+    ListFlowsRequest,
+    ListFlowsResponse,
+    ListFlowWebhooksRequest,
+    ListFlowWebhooksResponse,
+    RemoveFlowWebhookRequest,
+    SetFlowWebhooksRequest,
+    UpdateFlowRequest,
+)
+from hookline.v1.jobs_pb2 import (
+    CancelJobRequest,
+    CancelJobsRequest,
+    CancelJobsResponse,
+    GetJobRequest,
+    Job,
+    JobState,
+    JobStatusCode,
+    ListJobsRequest,
+    ListJobsResponse,
+    StartJobRequest,
+    WatchJobRequest,
+)
 from hookline.v1.webhooks_pb2 import (
     Attempt,
     CreateWebhookRequest,
@@ -24,10 +52,10 @@ from hookline.v1.webhooks_pb2 import (
     ListAttemptsResponse,
     ListDeliveriesRequest,
     ListDeliveriesResponse,
-    ListEventTypesRequest,
-    ListEventTypesResponse,
     ListEventsRequest,
     ListEventsResponse,
+    ListEventTypesRequest,
+    ListEventTypesResponse,
     ListWebhooksRequest,
     ListWebhooksResponse,
     RecoverDeliveriesRequest,
@@ -40,33 +68,6 @@ from hookline.v1.webhooks_pb2 import (
     UpdateWebhookRequest,
     WatchDeliveriesRequest,
     Webhook,
-)
-from hookline.v1.flows_pb2 import (
-    AddFlowWebhookRequest,
-    CreateFlowRequest,
-    DeleteFlowRequest,
-    Flow,
-    GetFlowRequest,
-    ListFlowWebhooksRequest,
-    ListFlowWebhooksResponse,
-    ListFlowsRequest,
-    ListFlowsResponse,
-    RemoveFlowWebhookRequest,
-    SetFlowWebhooksRequest,
-    UpdateFlowRequest,
-)
-from hookline.v1.jobs_pb2 import (
-    CancelJobRequest,
-    CancelJobsRequest,
-    CancelJobsResponse,
-    GetJobRequest,
-    Job,
-    JobState,
-    JobStatusCode,
-    ListJobsRequest,
-    ListJobsResponse,
-    StartJobRequest,
-    WatchJobRequest,
 )
 
 from ._connection import Client, find_api_key

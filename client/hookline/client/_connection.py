@@ -93,7 +93,7 @@ class Client:
         if self._owned:
             self._raw.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

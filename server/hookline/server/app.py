@@ -159,8 +159,9 @@ def serve(settings: Settings) -> None:
     server.start()
     app.start_background()
     host = settings.listen.rsplit(":", 1)[0]
-    log.info("hookline listening on %s:%d (data: %s)", host, port,
-             settings.database or Path(settings.data_dir).resolve())
+    log.info(
+        "hookline listening on %s:%d (data: %s)", host, port, settings.database or Path(settings.data_dir).resolve()
+    )
     if app.admin_key:
         log.info("management key of the default space: %s", (settings.data_dir / KEY_FILE).resolve())
     done = threading.Event()

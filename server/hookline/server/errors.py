@@ -29,12 +29,12 @@ class InvalidArgument(HooklineError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     @classmethod
-    def field(cls, field: str, description: str) -> "InvalidArgument":
+    def field(cls, field: str, description: str) -> InvalidArgument:
         """One bad field: the message repeats the violation so it reads on its own."""
         return cls(f"{field}: {description}", [FieldViolation(field, description)])
 
     @classmethod
-    def fields(cls, violations: list[FieldViolation]) -> "InvalidArgument":
+    def fields(cls, violations: list[FieldViolation]) -> InvalidArgument:
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
         return cls(text, violations)
 

@@ -6,7 +6,7 @@ attempt to every webhook."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import jsonvalue
@@ -26,7 +26,7 @@ def rfc3339(ms: int | None) -> str | None:
     """RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -136,16 +136,12 @@ def job_event_body(job: Job, event_id: str, time_ms: int) -> bytes:
     return _envelope(JOB_EVENT[job.state], data, metadata)
 
 
-def flow_event_body(
-    event_type: str, flow: dict[str, Any], space_id: str, event_id: str, time_ms: int
-) -> bytes:
+def flow_event_body(event_type: str, flow: dict[str, Any], space_id: str, event_id: str, time_ms: int) -> bytes:
     data = {"flow": {k: flow[k] for k in ("id", "alias", "name", "version")}}
     return _envelope(event_type, data, _metadata(event_id, time_ms, space_id))
 
 
-def test_event_body(
-    webhook_id: str, alias: str, message: str, space_id: str, event_id: str, time_ms: int
-) -> bytes:
+def test_event_body(webhook_id: str, alias: str, message: str, space_id: str, event_id: str, time_ms: int) -> bytes:
     data = {"webhook": {"id": webhook_id, "alias": alias}, "message": message}
     return _envelope("WEBHOOK.TEST", data, _metadata(event_id, time_ms, space_id))
 

@@ -89,13 +89,7 @@ def _format_number(x: float) -> str:
 def _is_array_index(key: str) -> bool:
     if key == "0":
         return True
-    return (
-        key.isascii()
-        and key.isdigit()
-        and key[0] != "0"
-        and len(key) <= 10
-        and int(key) <= _MAX_ARRAY_INDEX
-    )
+    return key.isascii() and key.isdigit() and key[0] != "0" and len(key) <= 10 and int(key) <= _MAX_ARRAY_INDEX
 
 
 def _ordered_items(obj: dict[Any, Any]) -> list[tuple[str, Any]]:

@@ -73,7 +73,11 @@ _FLAGS: dict[str, dict] = {
     "data_dir": {"help": "data directory (default ./.hookline)", "type": Path},
     "database": {"help": "database URL, e.g. postgresql://... (default: SQLite in the data dir)"},
     "role": {"help": "api, worker or all (default all)", "choices": ["api", "worker", "all"]},
-    "allow_targets": {"flag": "--allow-target", "help": "CIDR webhook targets may use even if not global (repeatable)", "action": "append"},
+    "allow_targets": {
+        "flag": "--allow-target",
+        "help": "CIDR webhook targets may use even if not global (repeatable)",
+        "action": "append",
+    },
     "metrics_port": {"help": "serve Prometheus metrics on this port", "type": int},
     "tls_cert": {"help": "PEM certificate chain: serve gRPC over TLS", "type": Path},
     "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},
@@ -83,7 +87,11 @@ _FLAGS: dict[str, dict] = {
     "delivery_concurrency": {"help": "HTTP requests in flight at most (default 64)", "type": int},
     "webhook_max_in_flight": {"help": "requests in flight per webhook at most (default 8)", "type": int},
     "connect_timeout_s": {"flag": "--connect-timeout", "help": "seconds (default 5)", "type": float},
-    "request_timeout_s": {"flag": "--request-timeout", "help": "seconds for a whole attempt (default 15)", "type": float},
+    "request_timeout_s": {
+        "flag": "--request-timeout",
+        "help": "seconds for a whole attempt (default 15)",
+        "type": float,
+    },
 }
 
 

@@ -40,8 +40,16 @@ class StreamItem:
 
 
 def watch_deliveries(
-    space_id: str, *, webhook_id: str, flow_id: str, job_id: str, cursor: str,
-    alive: Callable[[], bool], stopping: threading.Event, poll_s: float, heartbeat_s: float,
+    space_id: str,
+    *,
+    webhook_id: str,
+    flow_id: str,
+    job_id: str,
+    cursor: str,
+    alive: Callable[[], bool],
+    stopping: threading.Event,
+    poll_s: float,
+    heartbeat_s: float,
 ) -> Iterator[StreamItem]:
     if cursor:
         seq = decode_cursor(cursor)
@@ -75,7 +83,12 @@ def watch_deliveries(
 
 
 def watch_job(
-    space_id: str, job_id: str, *, alive: Callable[[], bool], stopping: threading.Event, poll_s: float,
+    space_id: str,
+    job_id: str,
+    *,
+    alive: Callable[[], bool],
+    stopping: threading.Event,
+    poll_s: float,
 ) -> Iterator[Job]:
     job = jobs.get_job(space_id, job_id)
     yield job

@@ -8,17 +8,27 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import ids, jsonvalue
-from .errors import FieldViolation, InvalidArgument
 from .delivery import targets
+from .errors import FieldViolation, InvalidArgument
 from .events import EVENT_TYPE_NAMES
 from .settings import Limits, Settings
 
 # Headers hookline sets itself; a webhook's extra headers may not replace them.
 RESERVED_HEADERS = frozenset(
-    h.lower() for h in (
-        "content-type", "content-length", "user-agent", "host", "connection", "transfer-encoding",
-        "webhook-id", "webhook-timestamp", "webhook-signature",
-        "x-webhook-signature", "x-webhook-timestamp", "x-webhook-delivery-attempt",
+    h.lower()
+    for h in (
+        "content-type",
+        "content-length",
+        "user-agent",
+        "host",
+        "connection",
+        "transfer-encoding",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "x-webhook-signature",
+        "x-webhook-timestamp",
+        "x-webhook-delivery-attempt",
     )
 )
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -55,7 +65,7 @@ def url(v: Violations, field: str, value: str, settings: Settings) -> None:
         return
     try:
         parts = urlsplit(value)
-        parts.port  # raises on a bad port
+        _ = parts.port  # raises on a bad port
     except ValueError as error:
         v.add(field, f"is not a valid URL: {error}")
         return
@@ -114,9 +124,7 @@ def json_size(field: str, value: Any, limits: Limits) -> bytes:
     """The value's JSON bytes, or INVALID_ARGUMENT past the size limit."""
     data = jsonvalue.dumps(value)
     if len(data) > limits.max_json_bytes:
-        raise InvalidArgument.field(
-            field, f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes"
-        )
+        raise InvalidArgument.field(field, f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes")
     return data
 
 

@@ -24,28 +24,49 @@ def millis(ts: timestamp_pb2.Timestamp, present: bool) -> int | None:
 
 def webhook(w: records.Webhook) -> webhooks_pb2.Webhook:
     return webhooks_pb2.Webhook(
-        id=w.id, alias=w.alias, url=w.url, description=w.description, enabled=w.enabled,
-        event_types=w.event_types, headers=w.headers, rate_limit_per_s=w.rate_limit_per_s,
-        disabled_reason=w.disabled_reason, create_time=timestamp(w.create_time),
+        id=w.id,
+        alias=w.alias,
+        url=w.url,
+        description=w.description,
+        enabled=w.enabled,
+        event_types=w.event_types,
+        headers=w.headers,
+        rate_limit_per_s=w.rate_limit_per_s,
+        disabled_reason=w.disabled_reason,
+        create_time=timestamp(w.create_time),
         update_time=timestamp(w.update_time),
     )
 
 
 def flow(f: records.Flow) -> flows_pb2.Flow:
     return flows_pb2.Flow(
-        id=f.id, alias=f.alias, name=f.name, description=f.description,
-        definition=jsonvalue.python_to_struct(f.definition), version=f.version,
-        webhook_ids=f.webhook_ids, create_time=timestamp(f.create_time), update_time=timestamp(f.update_time),
+        id=f.id,
+        alias=f.alias,
+        name=f.name,
+        description=f.description,
+        definition=jsonvalue.python_to_struct(f.definition),
+        version=f.version,
+        webhook_ids=f.webhook_ids,
+        create_time=timestamp(f.create_time),
+        update_time=timestamp(f.update_time),
     )
 
 
 def job(j: records.Job) -> jobs_pb2.Job:
     message = jobs_pb2.Job(
-        id=j.id, flow_id=j.flow_id, flow_alias=j.flow_alias, flow_version=j.flow_version,
-        state=jobs_pb2.JobState.Value("JOB_STATE_" + j.state), code=jobs_pb2.JobStatusCode.Value(j.code),
-        message=j.message, input=jsonvalue.python_to_value(j.input), correlation_id=j.correlation_id,
-        create_time=timestamp(j.create_time), claim_time=timestamp(j.claim_time),
-        end_time=timestamp(j.end_time), idempotency_key=j.idempotency_key,
+        id=j.id,
+        flow_id=j.flow_id,
+        flow_alias=j.flow_alias,
+        flow_version=j.flow_version,
+        state=jobs_pb2.JobState.Value("JOB_STATE_" + j.state),
+        code=jobs_pb2.JobStatusCode.Value(j.code),
+        message=j.message,
+        input=jsonvalue.python_to_value(j.input),
+        correlation_id=j.correlation_id,
+        create_time=timestamp(j.create_time),
+        claim_time=timestamp(j.claim_time),
+        end_time=timestamp(j.end_time),
+        idempotency_key=j.idempotency_key,
     )
     if j.output is not None or j.state == "COMPLETED":
         message.output.CopyFrom(jsonvalue.python_to_value(j.output))
@@ -54,8 +75,13 @@ def job(j: records.Job) -> jobs_pb2.Job:
 
 def event(e: records.Event) -> webhooks_pb2.Event:
     return webhooks_pb2.Event(
-        id=e.id, event_type=e.event_type, job_id=e.job_id, flow_id=e.flow_id, webhook_id=e.webhook_id,
-        body=e.body, create_time=timestamp(e.create_time),
+        id=e.id,
+        event_type=e.event_type,
+        job_id=e.job_id,
+        flow_id=e.flow_id,
+        webhook_id=e.webhook_id,
+        body=e.body,
+        create_time=timestamp(e.create_time),
     )
 
 
@@ -65,26 +91,42 @@ def delivery_state(name: str) -> webhooks_pb2.DeliveryState.ValueType:
 
 def delivery(d: records.Delivery) -> webhooks_pb2.Delivery:
     return webhooks_pb2.Delivery(
-        id=d.id, webhook_id=d.webhook_id, event_id=d.event_id, event_type=d.event_type, job_id=d.job_id,
-        state=delivery_state(d.state), attempt_count=d.attempt_count,
-        next_attempt_time=timestamp(d.next_attempt_time), last_status_code=d.last_status_code,
-        last_error=d.last_error, flow_id=d.flow_id, create_time=timestamp(d.create_time),
+        id=d.id,
+        webhook_id=d.webhook_id,
+        event_id=d.event_id,
+        event_type=d.event_type,
+        job_id=d.job_id,
+        state=delivery_state(d.state),
+        attempt_count=d.attempt_count,
+        next_attempt_time=timestamp(d.next_attempt_time),
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        flow_id=d.flow_id,
+        create_time=timestamp(d.create_time),
         update_time=timestamp(d.update_time),
     )
 
 
 def attempt(a: records.Attempt) -> webhooks_pb2.Attempt:
     return webhooks_pb2.Attempt(
-        id=a.id, delivery_id=a.delivery_id, number=a.number, start_time=timestamp(a.start_time),
-        duration_ms=a.duration_ms, status_code=a.status_code, error=a.error,
-        response_headers=a.response_headers, response_body=a.response_body,
+        id=a.id,
+        delivery_id=a.delivery_id,
+        number=a.number,
+        start_time=timestamp(a.start_time),
+        duration_ms=a.duration_ms,
+        status_code=a.status_code,
+        error=a.error,
+        response_headers=a.response_headers,
+        response_body=a.response_body,
         response_truncated=a.response_truncated,
     )
 
 
 def change(c: records.Change, cursor: str) -> webhooks_pb2.DeliveryEvent:
     return webhooks_pb2.DeliveryEvent(
-        cursor=cursor, kind=webhooks_pb2.DeliveryEventKind.Value("DELIVERY_EVENT_KIND_" + c.kind),
-        delivery=delivery(c.delivery), attempt=attempt(c.attempt) if c.attempt else None,
+        cursor=cursor,
+        kind=webhooks_pb2.DeliveryEventKind.Value("DELIVERY_EVENT_KIND_" + c.kind),
+        delivery=delivery(c.delivery),
+        attempt=attempt(c.attempt) if c.attempt else None,
         time=timestamp(c.time),
     )

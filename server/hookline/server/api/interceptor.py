@@ -25,8 +25,11 @@ log = logging.getLogger("hookline.api")
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
 
 # Services callable without a key, so generic tools work.
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 SOLVER_SERVICES = ("/hookline.v1.JobService/",)
 
 
@@ -68,7 +71,9 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
     if error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=_cut(v.field, 200), description=_cut(v.description, 400))
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=_cut(v.field, 200), description=_cut(v.description, 400)
+                )
                 for v in error.violations[:_MAX_VIOLATIONS]
             ]
         )

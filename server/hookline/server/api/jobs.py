@@ -42,8 +42,14 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise NotFound(f"flow {flow.alias!r} has no version {version} (latest is {flow.version})")
         fingerprint = hashlib.sha256(f"{flow.id}\0{request.version}\0".encode() + input_json).hexdigest()
         job = jobs.start_job(
-            space_id, flow, version, input_json.decode(), request.correlation_id, request.idempotency_key,
-            fingerprint, int(self._settings.idempotency_ttl_s * 1000),
+            space_id,
+            flow,
+            version,
+            input_json.decode(),
+            request.correlation_id,
+            request.idempotency_key,
+            fingerprint,
+            int(self._settings.idempotency_ttl_s * 1000),
         )
         return convert.job(job)
 
@@ -56,7 +62,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         flow_id = flows.flow_row(space_id, request.flow_id).id if request.flow_id else ""
         state = validation.state_filter("state", jobs_pb2.JobState, request.state, "JOB_STATE_")
         items, token = jobs.list_jobs(
-            space_id, request.page_size, request.page_token, flow_id=flow_id, state=state,
+            space_id,
+            request.page_size,
+            request.page_token,
+            flow_id=flow_id,
+            state=state,
             correlation_id=request.correlation_id,
         )
         return jobs_pb2.ListJobsResponse(jobs=[convert.job(j) for j in items], next_page_token=token)
@@ -73,9 +83,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def WatchJob(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)
         for job in streams.watch_job(
-            principal().space_id, request.id, alive=context.is_active, stopping=self._stopping,
+            principal().space_id,
+            request.id,
+            alive=context.is_active,
+            stopping=self._stopping,
             poll_s=self._settings.poll_interval_s,
         ):
             yield convert.job(job)
-
-

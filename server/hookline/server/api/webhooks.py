@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
 
 from hookline import signing
@@ -17,9 +16,9 @@ from ..errors import FailedPrecondition, InvalidArgument
 from ..settings import Settings
 from ..storage import deliveries, flows, webhooks
 from ..storage.database import now_ms
+from ..validation import require
 from . import convert
 from .interceptor import principal
-from ..validation import require
 
 WRITABLE = ("alias", "url", "description", "enabled", "event_types", "headers", "rate_limit_per_s")
 
@@ -135,8 +134,9 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
     def ListEventTypes(self, request, context):  # type: ignore[no-untyped-def]
         return webhooks_pb2.ListEventTypesResponse(
             event_types=[
-                webhooks_pb2.EventType(name=t.name, description=t.description,
-                                       data_schema=jsonvalue.python_to_struct(t.data_schema))
+                webhooks_pb2.EventType(
+                    name=t.name, description=t.description, data_schema=jsonvalue.python_to_struct(t.data_schema)
+                )
                 for t in events.CATALOG
             ]
         )
@@ -150,11 +150,19 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
         state = validation.state_filter("state", webhooks_pb2.DeliveryState, request.state, "DELIVERY_STATE_")
         items, token = deliveries.list_deliveries(
-            space_id, request.page_size, request.page_token, webhook_id=webhook_id, job_id=request.job_id,
-            event_id=request.event_id, state=state, after=_time_filter(request, "created_after"),
+            space_id,
+            request.page_size,
+            request.page_token,
+            webhook_id=webhook_id,
+            job_id=request.job_id,
+            event_id=request.event_id,
+            state=state,
+            after=_time_filter(request, "created_after"),
             before=_time_filter(request, "created_before"),
         )
-        return webhooks_pb2.ListDeliveriesResponse(deliveries=[convert.delivery(d) for d in items], next_page_token=token)
+        return webhooks_pb2.ListDeliveriesResponse(
+            deliveries=[convert.delivery(d) for d in items], next_page_token=token
+        )
 
     def ListAttempts(self, request, context):  # type: ignore[no-untyped-def]
         require("delivery_id", request.delivery_id)
@@ -180,8 +188,13 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
 
     def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
         items, token = deliveries.list_events(
-            principal().space_id, request.page_size, request.page_token, event_type=request.event_type,
-            job_id=request.job_id, flow_id=request.flow_id, after=_time_filter(request, "created_after"),
+            principal().space_id,
+            request.page_size,
+            request.page_token,
+            event_type=request.event_type,
+            job_id=request.job_id,
+            flow_id=request.flow_id,
+            after=_time_filter(request, "created_after"),
             before=_time_filter(request, "created_before"),
         )
         return webhooks_pb2.ListEventsResponse(events=[convert.event(e) for e in items], next_page_token=token)
@@ -200,8 +213,14 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         if flow_id:
             flow_id = flows.flow_row(space_id, flow_id).id
         items = streams.watch_deliveries(
-            space_id, webhook_id=webhook_id, flow_id=flow_id, job_id=request.job_id, cursor=request.cursor,
-            alive=context.is_active, stopping=self._stopping, poll_s=self._settings.poll_interval_s,
+            space_id,
+            webhook_id=webhook_id,
+            flow_id=flow_id,
+            job_id=request.job_id,
+            cursor=request.cursor,
+            alive=context.is_active,
+            stopping=self._stopping,
+            poll_s=self._settings.poll_interval_s,
             heartbeat_s=self._settings.stream_heartbeat_s,
         )
         for item in items:
@@ -211,5 +230,3 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
                 )
             else:
                 yield convert.change(item.change, item.cursor)
-
-

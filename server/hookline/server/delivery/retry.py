@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 __all__ = [
@@ -42,8 +42,7 @@ def parse_schedule(text: str) -> tuple[float, ...]:
         match = _ENTRY.fullmatch(entry)
         if match is None:
             raise ValueError(
-                f"retry schedule entry {position} ({entry!r}) is not a non-negative "
-                "number with unit ms, s, m or h"
+                f"retry schedule entry {position} ({entry!r}) is not a non-negative number with unit ms, s, m or h"
             )
         number, unit = match.groups()
         delays.append(float(number) * _UNIT_SECONDS[unit or "s"])
@@ -94,7 +93,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         # "-0000" yields a naive datetime; HTTP dates are UTC anyway.
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     seconds = when.timestamp() - now
     if not math.isfinite(seconds):
         return None

@@ -64,8 +64,5 @@ def refusal(address: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
     if inner is not None and any(net.version == 4 and inner in net for net in allowed):
         return None
     if not address.is_global or address.is_multicast or (inner is not None and not inner.is_global):
-        return (
-            f"{address} is not a globally routable address; an operator can allow it with "
-            "--allow-target CIDR"
-        )
+        return f"{address} is not a globally routable address; an operator can allow it with --allow-target CIDR"
     return None

@@ -26,8 +26,8 @@ from ..notify import hub
 from ..settings import Settings
 from ..storage import sending as store
 from ..storage.database import now_ms
-from ..storage.sending import AttemptOutcome
 from ..storage.records import Attempt, SendTask
+from ..storage.sending import AttemptOutcome
 from . import retry
 
 log = logging.getLogger("hookline.delivery")
@@ -71,8 +71,12 @@ class DeliveryWorker:
         cap = self._settings.webhook_max_in_flight
         room = self._settings.delivery_concurrency - len(self._sending)
         tasks = await self._db_call(
-            store.claim_due, self._clock(), room, int(self._settings.delivery_lease_s * 1000),
-            lambda webhook_id: cap - self._in_flight[webhook_id], cap,
+            store.claim_due,
+            self._clock(),
+            room,
+            int(self._settings.delivery_lease_s * 1000),
+            lambda webhook_id: cap - self._in_flight[webhook_id],
+            cap,
         )
         for task in tasks:
             self._in_flight[task.delivery.webhook_id] += 1
@@ -120,9 +124,7 @@ class DeliveryWorker:
         started = time.monotonic()
         timestamp = start_ms // 1000
         headers = dict(task.headers)
-        headers.update(
-            signing.signature_headers(task.secrets, d.event_id, timestamp, task.body, task.attempt_number)
-        )
+        headers.update(signing.signature_headers(task.secrets, d.event_id, timestamp, task.body, task.attempt_number))
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = USER_AGENT
         status, error, response_headers, body, truncated = 0, "", {}, b"", False
@@ -147,19 +149,34 @@ class DeliveryWorker:
         if status == 410:
             disable_reason = "gone"  # the receiver says this endpoint is gone for good
         elif not succeeded:
-            delay = retry.next_delay(self._settings.schedule, task.attempt_number, rng=self._rng,
-                                     retry_after=retry_after)
+            delay = retry.next_delay(
+                self._settings.schedule, task.attempt_number, rng=self._rng, retry_after=retry_after
+            )
             if delay is not None:
                 next_time = self._clock() + int(delay * 1000)
         attempt = Attempt(
-            id=ids.new_id("att"), delivery_id=d.id, number=task.attempt_number, start_time=start_ms,
-            duration_ms=duration_ms, status_code=status, error=error, response_headers=response_headers,
-            response_body=body, response_truncated=truncated,
+            id=ids.new_id("att"),
+            delivery_id=d.id,
+            number=task.attempt_number,
+            start_time=start_ms,
+            duration_ms=duration_ms,
+            status_code=status,
+            error=error,
+            response_headers=response_headers,
+            response_body=body,
+            response_truncated=truncated,
         )
-        log.info("delivery %s attempt %d to webhook %s: %s in %d ms", d.id, task.attempt_number,
-                 d.webhook_id, status or error, duration_ms)
-        return AttemptOutcome(task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time,
-                              disable_reason=disable_reason)
+        log.info(
+            "delivery %s attempt %d to webhook %s: %s in %d ms",
+            d.id,
+            task.attempt_number,
+            d.webhook_id,
+            status or error,
+            duration_ms,
+        )
+        return AttemptOutcome(
+            task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time, disable_reason=disable_reason
+        )
 
     # --- the loop -------------------------------------------------------------------
 
@@ -239,5 +256,3 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
             break
     body = b"".join(chunks)
     return body[:cap], size > cap
-
-

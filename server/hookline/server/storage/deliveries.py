@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from peewee import fn
@@ -18,7 +17,7 @@ from ..errors import FailedPrecondition, NotFound, shown
 from . import models as m
 from .database import now_ms
 from .paging import paginate
-from .records import Attempt, Change, Delivery, Event, SendTask
+from .records import Attempt, Change, Delivery, Event
 
 UNFINISHED = ("PENDING", "SENDING")
 
@@ -27,7 +26,9 @@ def subscribers(webhooks: Iterable[m.Webhook], event_type: str) -> list[m.Webhoo
     return [w for w in webhooks if w.enabled and event_type in json.loads(w.event_types)]
 
 
-def log_change(changes: list[dict[str, Any]], delivery: Delivery, kind: str, time: int, attempt_id: str | None = None) -> None:
+def log_change(
+    changes: list[dict[str, Any]], delivery: Delivery, kind: str, time: int, attempt_id: str | None = None
+) -> None:
     changes.append(
         dict(
             space_id=delivery.space_id,
@@ -68,15 +69,31 @@ def record_event(
     event_id = ids.new_id("evt")
     body = build_body(event_id, now)
     m.Event.insert(
-        id=event_id, space_id=space_id, event_type=event_type, job_id=job_id,
-        flow_id=flow_id, webhook_id=webhook_id, body=body, create_time=now,
+        id=event_id,
+        space_id=space_id,
+        event_type=event_type,
+        job_id=job_id,
+        flow_id=flow_id,
+        webhook_id=webhook_id,
+        body=body,
+        create_time=now,
     ).execute()
     deliveries = [
         Delivery(
-            id=ids.new_id("dlv"), space_id=space_id, webhook_id=w.id, event_id=event_id,
-            event_type=event_type, job_id=job_id, flow_id=flow_id, state="PENDING",
-            attempt_count=0, next_attempt_time=now, last_status_code=0, last_error="",
-            create_time=now, update_time=now,
+            id=ids.new_id("dlv"),
+            space_id=space_id,
+            webhook_id=w.id,
+            event_id=event_id,
+            event_type=event_type,
+            job_id=job_id,
+            flow_id=flow_id,
+            state="PENDING",
+            attempt_count=0,
+            next_attempt_time=now,
+            last_status_code=0,
+            last_error="",
+            create_time=now,
+            update_time=now,
         )
         for w in targets
     ]
@@ -89,8 +106,16 @@ def record_event(
     flush_changes(changes)
     if deliveries:
         notify.after_commit("deliveries")
-    event = Event(id=event_id, space_id=space_id, event_type=event_type, job_id=job_id,
-                  flow_id=flow_id, webhook_id=webhook_id, body=body, create_time=now)
+    event = Event(
+        id=event_id,
+        space_id=space_id,
+        event_type=event_type,
+        job_id=job_id,
+        flow_id=flow_id,
+        webhook_id=webhook_id,
+        body=body,
+        create_time=now,
+    )
     return event, deliveries
 
 
@@ -101,9 +126,17 @@ def get_event(space_id: str, event_id: str) -> Event:
     return Event.from_row(row)
 
 
-def list_events(space_id: str, page_size: int, page_token: str, *, event_type: str = "",
-                job_id: str = "", flow_id: str = "", after: int | None = None,
-                before: int | None = None) -> tuple[list[Event], str]:
+def list_events(
+    space_id: str,
+    page_size: int,
+    page_token: str,
+    *,
+    event_type: str = "",
+    job_id: str = "",
+    flow_id: str = "",
+    after: int | None = None,
+    before: int | None = None,
+) -> tuple[list[Event], str]:
     q = m.Event.select().where(m.Event.space_id == space_id)
     if event_type:
         q = q.where(m.Event.event_type == event_type)
@@ -126,9 +159,18 @@ def get_delivery(space_id: str, delivery_id: str) -> Delivery:
     return Delivery.from_row(row)
 
 
-def list_deliveries(space_id: str, page_size: int, page_token: str, *, webhook_id: str = "",
-                    job_id: str = "", event_id: str = "", state: str = "",
-                    after: int | None = None, before: int | None = None) -> tuple[list[Delivery], str]:
+def list_deliveries(
+    space_id: str,
+    page_size: int,
+    page_token: str,
+    *,
+    webhook_id: str = "",
+    job_id: str = "",
+    event_id: str = "",
+    state: str = "",
+    after: int | None = None,
+    before: int | None = None,
+) -> tuple[list[Delivery], str]:
     q = m.Delivery.select().where(m.Delivery.space_id == space_id)
     if webhook_id:
         q = q.where(m.Delivery.webhook_id == webhook_id)
@@ -152,8 +194,9 @@ def list_attempts(space_id: str, delivery_id: str, page_size: int, page_token: s
     return paginate(q, m.Attempt.id, page_size, page_token, [delivery_id], Attempt.from_row)
 
 
-def update_delivery(delivery: Delivery, changes: list[dict[str, Any]], kind: str, now: int,
-            attempt_id: str | None = None, **fields: Any) -> Delivery:
+def update_delivery(
+    delivery: Delivery, changes: list[dict[str, Any]], kind: str, now: int, attempt_id: str | None = None, **fields: Any
+) -> Delivery:
     for key, value in fields.items():
         if hasattr(delivery, key):  # columns such as the lease are not part of the record
             setattr(delivery, key, value)
@@ -190,15 +233,18 @@ def recover_deliveries(space_id: str, webhook_id: str, since: int) -> int:
     with m.db.atomic():
         rows = list(
             m.Delivery.select().where(
-                (m.Delivery.space_id == space_id) & (m.Delivery.webhook_id == webhook_id)
-                & (m.Delivery.state == "FAILED") & (m.Delivery.create_time >= since)
+                (m.Delivery.space_id == space_id)
+                & (m.Delivery.webhook_id == webhook_id)
+                & (m.Delivery.state == "FAILED")
+                & (m.Delivery.create_time >= since)
             )
         )
         now = now_ms()
         changes: list[dict[str, Any]] = []
         for row in rows:
-            update_delivery(Delivery.from_row(row), changes, "RETRY_SCHEDULED", now,
-                    state="PENDING", next_attempt_time=now)
+            update_delivery(
+                Delivery.from_row(row), changes, "RETRY_SCHEDULED", now, state="PENDING", next_attempt_time=now
+            )
         flush_changes(changes)
         notify.after_commit("deliveries")
     return len(rows)
@@ -219,8 +265,16 @@ def _finish_unfinished(webhook_id: str, states: tuple[str, ...], state: str, rea
     now = now_ms()
     changes: list[dict[str, Any]] = []
     for row in rows:
-        update_delivery(Delivery.from_row(row), changes, state, now, state=state,
-                next_attempt_time=None, last_error=reason, lease_expire_time=None)
+        update_delivery(
+            Delivery.from_row(row),
+            changes,
+            state,
+            now,
+            state=state,
+            next_attempt_time=None,
+            last_error=reason,
+            lease_expire_time=None,
+        )
     flush_changes(changes)
 
 
@@ -235,34 +289,38 @@ def first_change_seq() -> int:
     return m.DeliveryChange.select(fn.MIN(m.DeliveryChange.seq)).scalar() or 0
 
 
-def changes_after(space_id: str, seq: int, *, webhook_id: str = "", flow_id: str = "",
-                  job_id: str = "", limit: int = 500) -> tuple[list[Change], int]:
+def changes_after(
+    space_id: str, seq: int, *, webhook_id: str = "", flow_id: str = "", job_id: str = "", limit: int = 500
+) -> tuple[list[Change], int]:
     """Changes of a space after `seq` that match the filter, and the position
     reached (which moves on even when nothing matched)."""
-    q = (
-        m.DeliveryChange.select()
-        .where((m.DeliveryChange.seq > seq))
-        .order_by(m.DeliveryChange.seq)
-        .limit(limit)
-    )
+    q = m.DeliveryChange.select().where(m.DeliveryChange.seq > seq).order_by(m.DeliveryChange.seq).limit(limit)
     rows = list(q)
     if not rows:
         return [], seq
     reached = rows[-1].seq
     matching = [
-        r for r in rows
+        r
+        for r in rows
         if r.space_id == space_id
         and (not webhook_id or r.webhook_id == webhook_id)
         and (not flow_id or r.flow_id == flow_id)
         and (not job_id or r.job_id == job_id)
     ]
     attempt_ids = [r.attempt_id for r in matching if r.attempt_id]
-    attempts = {
-        a.id: Attempt.from_row(a) for a in m.Attempt.select().where(m.Attempt.id.in_(attempt_ids))
-    } if attempt_ids else {}
+    attempts = (
+        {a.id: Attempt.from_row(a) for a in m.Attempt.select().where(m.Attempt.id.in_(attempt_ids))}
+        if attempt_ids
+        else {}
+    )
     changes = [
-        Change(seq=r.seq, kind=r.kind, delivery=Delivery.from_snapshot(r.delivery),
-               attempt=attempts.get(r.attempt_id) if r.attempt_id else None, time=r.time)
+        Change(
+            seq=r.seq,
+            kind=r.kind,
+            delivery=Delivery.from_snapshot(r.delivery),
+            attempt=attempts.get(r.attempt_id) if r.attempt_id else None,
+            time=r.time,
+        )
         for r in matching
     ]
     return changes, reached

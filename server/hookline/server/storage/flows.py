@@ -32,12 +32,24 @@ def _record(row: m.Flow, version: int | None = None) -> Flow:
     if definition is None:
         raise NotFound(f"flow {row.alias!r} has no version {version} (latest is {row.version})")
     links = [
-        wid for (wid,) in m.FlowWebhook.select(m.FlowWebhook.webhook_id)
-        .where(m.FlowWebhook.flow_id == row.id).order_by(m.FlowWebhook.webhook_id).tuples()
+        wid
+        for (wid,) in m.FlowWebhook.select(m.FlowWebhook.webhook_id)
+        .where(m.FlowWebhook.flow_id == row.id)
+        .order_by(m.FlowWebhook.webhook_id)
+        .tuples()
     ]
-    return Flow(id=row.id, space_id=row.space_id, alias=row.alias, name=row.name,
-                description=row.description, version=version, definition=json.loads(definition.definition),
-                webhook_ids=links, create_time=row.create_time, update_time=row.update_time)
+    return Flow(
+        id=row.id,
+        space_id=row.space_id,
+        alias=row.alias,
+        name=row.name,
+        description=row.description,
+        version=version,
+        definition=json.loads(definition.definition),
+        webhook_ids=links,
+        create_time=row.create_time,
+        update_time=row.update_time,
+    )
 
 
 def get_flow(space_id: str, ref: str, version: int = 0) -> Flow:
@@ -51,7 +63,8 @@ def list_flows(space_id: str, page_size: int, page_token: str) -> tuple[list[Flo
 
 def _announce(event_type: str, flow: Flow) -> None:
     record_event(
-        flow.space_id, event_type,
+        flow.space_id,
+        event_type,
         lambda event_id, time_ms: events.flow_event_body(event_type, flow.__dict__, flow.space_id, event_id, time_ms),
         subscribers(space_webhooks(flow.space_id), event_type),
         flow_id=flow.id,
@@ -62,16 +75,26 @@ def _duplicate(alias: str) -> AlreadyExists:
     return AlreadyExists(f"a flow with alias {alias!r} already exists in this space")
 
 
-def create_flow(space_id: str, alias: str, name: str, description: str,
-                definition: dict[str, Any], webhook_ids: list[str]) -> Flow:
+def create_flow(
+    space_id: str, alias: str, name: str, description: str, definition: dict[str, Any], webhook_ids: list[str]
+) -> Flow:
     now = now_ms()
     flow_id = ids.new_id("flow")
     try:
         with m.db.atomic():
-            m.Flow.insert(id=flow_id, space_id=space_id, alias=alias, name=name, description=description,
-                          version=1, create_time=now, update_time=now).execute()
-            m.FlowVersion.insert(flow_id=flow_id, version=1, definition=json.dumps(definition),
-                                 create_time=now).execute()
+            m.Flow.insert(
+                id=flow_id,
+                space_id=space_id,
+                alias=alias,
+                name=name,
+                description=description,
+                version=1,
+                create_time=now,
+                update_time=now,
+            ).execute()
+            m.FlowVersion.insert(
+                flow_id=flow_id, version=1, definition=json.dumps(definition), create_time=now
+            ).execute()
             _link(flow_id, webhook_ids)
             flow = get_flow(space_id, flow_id)
             _announce("FLOW.CREATED", flow)
@@ -86,8 +109,13 @@ def _link(flow_id: str, webhook_ids: list[str]) -> None:
         m.FlowWebhook.insert_many(rows).on_conflict_ignore().execute()
 
 
-def update_flow(space_id: str, ref: str, fields: dict[str, Any], definition: dict[str, Any] | None,
-                webhook_ids: list[str] | None = None) -> Flow:
+def update_flow(
+    space_id: str,
+    ref: str,
+    fields: dict[str, Any],
+    definition: dict[str, Any] | None,
+    webhook_ids: list[str] | None = None,
+) -> Flow:
     """Replace fields (and the linked webhooks when given); a changed definition
     becomes a new version."""
     try:
@@ -100,8 +128,9 @@ def update_flow(space_id: str, ref: str, fields: dict[str, Any], definition: dic
                 _link(row.id, webhook_ids)
             if definition is not None and definition != _record(row).definition:
                 values["version"] = row.version + 1
-                m.FlowVersion.insert(flow_id=row.id, version=row.version + 1,
-                                     definition=json.dumps(definition), create_time=now).execute()
+                m.FlowVersion.insert(
+                    flow_id=row.id, version=row.version + 1, definition=json.dumps(definition), create_time=now
+                ).execute()
             if values:
                 m.Flow.update(update_time=now, **values).where(m.Flow.id == row.id).execute()
                 flow = get_flow(space_id, row.id)

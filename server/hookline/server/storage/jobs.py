@@ -29,8 +29,9 @@ def get_job(space_id: str, job_id: str) -> Job:
     return Job.from_row(_row(space_id, job_id))
 
 
-def list_jobs(space_id: str, page_size: int, page_token: str, *, flow_id: str = "",
-              state: str = "", correlation_id: str = "") -> tuple[list[Job], str]:
+def list_jobs(
+    space_id: str, page_size: int, page_token: str, *, flow_id: str = "", state: str = "", correlation_id: str = ""
+) -> tuple[list[Job], str]:
     q = m.Job.select().where(m.Job.space_id == space_id)
     if flow_id:
         q = q.where(m.Job.flow_id == flow_id)
@@ -41,8 +42,16 @@ def list_jobs(space_id: str, page_size: int, page_token: str, *, flow_id: str = 
     return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row)
 
 
-def start_job(space_id: str, flow: m.Flow, version: int, input_json: str, correlation_id: str,
-              idempotency_key: str, fingerprint: str, idempotency_ttl_ms: int) -> Job:
+def start_job(
+    space_id: str,
+    flow: m.Flow,
+    version: int,
+    input_json: str,
+    correlation_id: str,
+    idempotency_key: str,
+    fingerprint: str,
+    idempotency_ttl_ms: int,
+) -> Job:
     """Create a WAITING job, or return the job an earlier call with the same
     idempotency key made (ALREADY_EXISTS when its parameters differ)."""
     with m.db.atomic():
@@ -50,8 +59,11 @@ def start_job(space_id: str, flow: m.Flow, version: int, input_json: str, correl
         if idempotency_key:
             earlier = (
                 m.Job.select()
-                .where((m.Job.space_id == space_id) & (m.Job.idempotency_key == idempotency_key)
-                       & (m.Job.create_time > now - idempotency_ttl_ms))
+                .where(
+                    (m.Job.space_id == space_id)
+                    & (m.Job.idempotency_key == idempotency_key)
+                    & (m.Job.create_time > now - idempotency_ttl_ms)
+                )
                 .order_by(m.Job.create_time.desc())
                 .first()
             )
@@ -64,9 +76,18 @@ def start_job(space_id: str, flow: m.Flow, version: int, input_json: str, correl
                 return Job.from_row(earlier)
         job_id = ids.new_id("job")
         m.Job.insert(
-            id=job_id, space_id=space_id, flow_id=flow.id, flow_alias=flow.alias, flow_version=version,
-            state="WAITING", code="JOB_WAITING", input=input_json, correlation_id=correlation_id,
-            idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, create_time=now,
+            id=job_id,
+            space_id=space_id,
+            flow_id=flow.id,
+            flow_alias=flow.alias,
+            flow_version=version,
+            state="WAITING",
+            code="JOB_WAITING",
+            input=input_json,
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key or None,
+            request_fingerprint=fingerprint,
+            create_time=now,
         ).execute()
         notify.after_commit("jobs")
     return get_job(space_id, job_id)
@@ -76,15 +97,18 @@ def _end(row: m.Job, state: str, code: str, message: str, output_json: str | Non
     """End a job and record its event, in the caller's transaction."""
     notify.after_commit("jobs")
     now = now_ms()
-    m.Job.update(state=state, code=code, message=message, output=output_json, end_time=now,
-                 lease_expire_time=None).where(m.Job.id == row.id).execute()
+    m.Job.update(
+        state=state, code=code, message=message, output=output_json, end_time=now, lease_expire_time=None
+    ).where(m.Job.id == row.id).execute()
     job = Job.from_row(m.Job.get_by_id(row.id))
     event_type = events.JOB_EVENT[state]
     record_event(
-        job.space_id, event_type,
+        job.space_id,
+        event_type,
         lambda event_id, time_ms: events.job_event_body(job, event_id, time_ms),
         subscribers(flow_webhooks(job.flow_id), event_type),
-        job_id=job.id, flow_id=job.flow_id,
+        job_id=job.id,
+        flow_id=job.flow_id,
     )
     return job
 
@@ -127,9 +151,7 @@ def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
     if limit <= 0:
         return []
     with m.db.atomic():
-        waiting = (
-            m.Job.select(m.Job.id).where(m.Job.state == "WAITING").order_by(m.Job.create_time).limit(limit)
-        )
+        waiting = m.Job.select(m.Job.id).where(m.Job.state == "WAITING").order_by(m.Job.create_time).limit(limit)
         rows = list(
             m.Job.update(state="RUNNING", code="JOB_RUNNING", claim_time=now, lease_expire_time=now + lease_ms)
             .where(m.Job.id.in_(waiting) & (m.Job.state == "WAITING"))
@@ -157,8 +179,10 @@ def renew(job_ids: Sequence[str], now: int, lease_ms: int) -> set[str]:
             m.Job.id.in_(list(job_ids)) & m.Job.state.in_(ACTIVE)
         ).execute()
         running = {
-            job_id for (job_id,) in m.Job.select(m.Job.id)
-            .where(m.Job.id.in_(list(job_ids)) & (m.Job.state == "RUNNING")).tuples()
+            job_id
+            for (job_id,) in m.Job.select(m.Job.id)
+            .where(m.Job.id.in_(list(job_ids)) & (m.Job.state == "RUNNING"))
+            .tuples()
         }
     return set(job_ids) - running
 
@@ -185,8 +209,11 @@ def reap_expired(now: int) -> list[Job]:
             if row.state == "CANCELING":
                 ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", "canceled"))
             else:
-                ended.append(_end(row, "ERROR", "ZOMBIE_PROCESS",
-                                  "the job's runner stopped without finishing it (lease expired)"))
+                ended.append(
+                    _end(
+                        row, "ERROR", "ZOMBIE_PROCESS", "the job's runner stopped without finishing it (lease expired)"
+                    )
+                )
     return ended
 
 

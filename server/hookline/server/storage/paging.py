@@ -54,7 +54,5 @@ def paginate(
     next_token = ""
     if len(rows) > size:
         last = getattr(rows[size - 1], id_field.name)
-        next_token = base64.urlsafe_b64encode(
-            json.dumps({"a": last, "f": fingerprint}).encode()
-        ).decode()
+        next_token = base64.urlsafe_b64encode(json.dumps({"a": last, "f": fingerprint}).encode()).decode()
     return items, next_token

@@ -33,7 +33,7 @@ class Webhook:
     update_time: int
 
     @classmethod
-    def from_row(cls, row: Any) -> "Webhook":
+    def from_row(cls, row: Any) -> Webhook:
         return cls(
             id=row.id,
             space_id=row.space_id,
@@ -87,7 +87,7 @@ class Job:
         return self.state in ("COMPLETED", "ERROR", "CANCELED")
 
     @classmethod
-    def from_row(cls, row: Any) -> "Job":
+    def from_row(cls, row: Any) -> Job:
         return cls(
             id=row.id,
             space_id=row.space_id,
@@ -127,7 +127,7 @@ class Event:
     create_time: int
 
     @classmethod
-    def from_row(cls, row: Any) -> "Event":
+    def from_row(cls, row: Any) -> Event:
         return cls(
             id=row.id,
             space_id=row.space_id,
@@ -158,7 +158,7 @@ class Delivery:
     update_time: int
 
     @classmethod
-    def from_row(cls, row: Any) -> "Delivery":
+    def from_row(cls, row: Any) -> Delivery:
         return cls(
             id=row.id,
             space_id=row.space_id,
@@ -180,7 +180,7 @@ class Delivery:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_snapshot(cls, text: str) -> "Delivery":
+    def from_snapshot(cls, text: str) -> Delivery:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in json.loads(text).items() if k in names})
 
@@ -199,7 +199,7 @@ class Attempt:
     response_truncated: bool = False
 
     @classmethod
-    def from_row(cls, row: Any) -> "Attempt":
+    def from_row(cls, row: Any) -> Attempt:
         return cls(
             id=row.id,
             delivery_id=row.delivery_id,

@@ -18,7 +18,10 @@ from .database import now_ms
 from .deliveries import flush_changes, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask
 
-def claim_due(now: int, capacity: int, lease_ms: int, room: Callable[[str], int], per_webhook_cap: int) -> list[SendTask]:
+
+def claim_due(
+    now: int, capacity: int, lease_ms: int, room: Callable[[str], int], per_webhook_cap: int
+) -> list[SendTask]:
     """Claim up to `capacity` due PENDING deliveries (SENDING, under a lease),
     at most `room(webhook_id)` for each webhook, with everything needed to send them.
 
@@ -28,10 +31,9 @@ def claim_due(now: int, capacity: int, lease_ms: int, room: Callable[[str], int]
         return []
     with m.db.atomic():
         rank = fn.ROW_NUMBER().over(partition_by=[m.Delivery.webhook_id], order_by=[m.Delivery.next_attempt_time])
-        due = (
-            m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time, rank.alias("rank"))
-            .where((m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now))
-        )
+        due = m.Delivery.select(
+            m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time, rank.alias("rank")
+        ).where((m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now))
         candidates = (
             m.Delivery.select(due.c.id, due.c.webhook_id)
             .from_(due)
@@ -62,9 +64,7 @@ def claim_due(now: int, capacity: int, lease_ms: int, room: Callable[[str], int]
         hooks = {w.id: w for w in m.Webhook.select().where(m.Webhook.id.in_({d.webhook_id for d in deliveries}))}
         secrets = _active_secrets({d.webhook_id for d in deliveries}, now)
         bodies = dict(
-            m.Event.select(m.Event.id, m.Event.body)
-            .where(m.Event.id.in_({d.event_id for d in deliveries}))
-            .tuples()
+            m.Event.select(m.Event.id, m.Event.body).where(m.Event.id.in_({d.event_id for d in deliveries})).tuples()
         )
         changes: list[dict[str, Any]] = []
         tasks = []
@@ -74,8 +74,11 @@ def claim_due(now: int, capacity: int, lease_ms: int, room: Callable[[str], int]
             hook = hooks[d.webhook_id]
             tasks.append(
                 SendTask(
-                    delivery=d, url=hook.url, headers=json.loads(hook.headers),
-                    secrets=secrets.get(d.webhook_id, []), body=bytes(bodies[d.event_id]),
+                    delivery=d,
+                    url=hook.url,
+                    headers=json.loads(hook.headers),
+                    secrets=secrets.get(d.webhook_id, []),
+                    body=bytes(bodies[d.event_id]),
                     attempt_number=d.attempt_count + 1,
                 )
             )
@@ -92,8 +95,15 @@ def release(delivery_ids: Sequence[str]) -> None:
         now = now_ms()
         changes: list[dict[str, Any]] = []
         for row in list(rows):
-            update_delivery(Delivery.from_row(row), changes, "RETRY_SCHEDULED", now, state="PENDING",
-                    next_attempt_time=now, lease_expire_time=None)
+            update_delivery(
+                Delivery.from_row(row),
+                changes,
+                "RETRY_SCHEDULED",
+                now,
+                state="PENDING",
+                next_attempt_time=now,
+                lease_expire_time=None,
+            )
         flush_changes(changes)
         notify.after_commit("deliveries")
 
@@ -130,10 +140,7 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delive
     updated: list[Delivery] = []
     with m.db.atomic():
         m.Attempt.insert_many(
-            [
-                dict(a.attempt.__dict__, response_headers=json.dumps(a.attempt.response_headers))
-                for a in outcomes
-            ]
+            [dict(a.attempt.__dict__, response_headers=json.dumps(a.attempt.response_headers)) for a in outcomes]
         ).execute()
         hooks = {
             w.id: w
@@ -153,16 +160,17 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delive
             d.attempt_count = a.number
             d.last_status_code = a.status_code
             d.last_error = a.error
-            common = dict(attempt_count=a.number, last_status_code=a.status_code,
-                          last_error=a.error, lease_expire_time=None)
+            common = dict(
+                attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, lease_expire_time=None
+            )
             log_change(changes, d, "ATTEMPT_RESULT", now, a.id)
             hook = hooks.get(d.webhook_id)
             if states.get(d.id) != "SENDING":
                 # Canceled (webhook deleted) or re-claimed after a lost lease meanwhile:
                 # the attempt is recorded, the state is not ours to change.
-                m.Delivery.update(attempt_count=a.number, last_status_code=a.status_code,
-                                  last_error=a.error, update_time=now).where(
-                    (m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
+                m.Delivery.update(
+                    attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, update_time=now
+                ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
                 continue
             if o.succeeded:
                 update_delivery(d, changes, "SUCCEEDED", now, state="SUCCEEDED", next_attempt_time=None, **common)
@@ -176,8 +184,9 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delive
                     common["last_error"] = d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
                 update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None, **common)
             else:
-                update_delivery(d, changes, "RETRY_SCHEDULED", now, state="PENDING",
-                        next_attempt_time=o.next_attempt_time, **common)
+                update_delivery(
+                    d, changes, "RETRY_SCHEDULED", now, state="PENDING", next_attempt_time=o.next_attempt_time, **common
+                )
             updated.append(d)
         flush_changes(changes)
     return updated
@@ -187,16 +196,19 @@ def release_expired(now: int) -> int:
     """SENDING deliveries whose lease ran out (their sender died) go back to
     PENDING, due now: at-least-once, never lost."""
     with m.db.atomic():
-        rows = list(
-            m.Delivery.select().where(
-                (m.Delivery.state == "SENDING") & (m.Delivery.lease_expire_time < now)
-            )
-        )
+        rows = list(m.Delivery.select().where((m.Delivery.state == "SENDING") & (m.Delivery.lease_expire_time < now)))
         changes: list[dict[str, Any]] = []
         for row in rows:
-            update_delivery(Delivery.from_row(row), changes, "RETRY_SCHEDULED", now, state="PENDING",
-                    next_attempt_time=now, lease_expire_time=None,
-                    last_error="sender stopped before recording a result; sending again")
+            update_delivery(
+                Delivery.from_row(row),
+                changes,
+                "RETRY_SCHEDULED",
+                now,
+                state="PENDING",
+                next_attempt_time=now,
+                lease_expire_time=None,
+                last_error="sender stopped before recording a result; sending again",
+            )
         flush_changes(changes)
         if rows:
             notify.after_commit("deliveries")
@@ -205,5 +217,3 @@ def release_expired(now: int) -> int:
 
 def next_due_time() -> int | None:
     return m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == "PENDING").scalar()
-
-

@@ -36,8 +36,9 @@ def create_key(space_id: str, role: str) -> IssuedKey:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    m.ApiKey.insert(id=key_id, space_id=space_id, role=role, secret_sha256=_hash(secret),
-                    create_time=now_ms()).execute()
+    m.ApiKey.insert(
+        id=key_id, space_id=space_id, role=role, secret_sha256=_hash(secret), create_time=now_ms()
+    ).execute()
     return IssuedKey(key_id, space_id, role, f"hl_{key_id}_{secret}")
 
 
@@ -83,9 +84,9 @@ def list_keys(space_id: str | None = None) -> list[m.ApiKey]:
 
 
 def revoke_key(key_id: str) -> None:
-    updated = m.ApiKey.update(revoke_time=now_ms()).where(
-        (m.ApiKey.id == key_id) & m.ApiKey.revoke_time.is_null()
-    ).execute()
+    updated = (
+        m.ApiKey.update(revoke_time=now_ms()).where((m.ApiKey.id == key_id) & m.ApiKey.revoke_time.is_null()).execute()
+    )
     if not updated:
         raise NotFound(f"no active key with id {shown(key_id)}")
 

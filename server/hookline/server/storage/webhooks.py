@@ -44,7 +44,9 @@ def resolve_ids(space_id: str, refs: list[str]) -> list[str]:
     return [_row(space_id, ref).id for ref in refs]
 
 
-def list_webhooks(space_id: str, page_size: int, page_token: str, only_ids: list[str] | None = None) -> tuple[list[Webhook], str]:
+def list_webhooks(
+    space_id: str, page_size: int, page_token: str, only_ids: list[str] | None = None
+) -> tuple[list[Webhook], str]:
     q = m.Webhook.select().where(m.Webhook.space_id == space_id)
     if only_ids is not None:
         q = q.where(m.Webhook.id.in_(only_ids))
@@ -135,9 +137,11 @@ def send_test_event(space_id: str, ref: str, message: str) -> tuple[Event, Deliv
         if not row.enabled:
             raise FailedPrecondition(f"webhook {row.alias!r} is disabled; enable it before sending a test event")
         event, [delivery] = deliveries.record_event(
-            space_id, "WEBHOOK.TEST",
+            space_id,
+            "WEBHOOK.TEST",
             lambda event_id, time_ms: events.test_event_body(row.id, row.alias, message, space_id, event_id, time_ms),
-            [row], webhook_id=row.id,
+            [row],
+            webhook_id=row.id,
         )
     return event, delivery
 
@@ -152,8 +156,11 @@ def disable(webhook_id: str, reason: str) -> None:
     ).execute()
     deliveries.fail_pending_of_webhook(webhook_id, f"webhook disabled ({reason})")
     deliveries.record_event(
-        row.space_id, "WEBHOOK.DISABLED",
-        lambda event_id, time_ms: events.webhook_disabled_body(row.id, row.alias, reason, row.space_id, event_id, time_ms),
+        row.space_id,
+        "WEBHOOK.DISABLED",
+        lambda event_id, time_ms: events.webhook_disabled_body(
+            row.id, row.alias, reason, row.space_id, event_id, time_ms
+        ),
         [w for w in deliveries.subscribers(space_webhooks(row.space_id), "WEBHOOK.DISABLED") if w.id != webhook_id],
         webhook_id=webhook_id,
     )
