@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .delivery import retry, targets
+from .durations import parse_duration
 
 
 @dataclass
@@ -45,6 +46,13 @@ class Settings:
     poll_interval_s: float = 1.0
     stream_heartbeat_s: float = 15.0
     rotation_grace_s: float = 24 * 3600.0
+    # A webhook with no success for this long while its deliveries keep failing is disabled.
+    auto_disable_after_s: float = 5 * 86400.0
+    # Events, deliveries and attempts older than this are purged; jobs after job_retention_s.
+    retention_s: float = 30 * 86400.0
+    job_retention_s: float = 30 * 86400.0
+    # 32 bytes, URL-safe base64; from HOOKLINE_MASTER_KEY or <data-dir>/master.key.
+    master_key: str | None = None
     idempotency_ttl_s: float = 24 * 3600.0
     limits: Limits = field(default_factory=Limits)
 
@@ -69,9 +77,9 @@ class Settings:
 
 
 _FLAGS: dict[str, dict] = {
-    "listen": {"help": "HOST:PORT for gRPC (default 127.0.0.1:50051)"},
+    "listen": {"metavar": "HOST:PORT", "help": "HOST:PORT for gRPC (default 127.0.0.1:50051)"},
     "data_dir": {"help": "data directory (default ./.hookline)", "type": Path},
-    "database": {"help": "database URL, e.g. postgresql://... (default: SQLite in the data dir)"},
+    "database": {"metavar": "URL", "help": "database URL, e.g. postgresql://... (default: SQLite in the data dir)"},
     "role": {"help": "api, worker or all (default all)", "choices": ["api", "worker", "all"]},
     "allow_targets": {
         "flag": "--allow-target",
@@ -81,11 +89,32 @@ _FLAGS: dict[str, dict] = {
     "metrics_port": {"help": "serve Prometheus metrics on this port", "type": int},
     "tls_cert": {"help": "PEM certificate chain: serve gRPC over TLS", "type": Path},
     "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},
-    "retry_schedule": {"help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
+    "retry_schedule": {"metavar": "DELAYS", "help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
     "max_streams": {"help": "open streams at most (default 100)", "type": int},
     "job_workers": {"help": "jobs run at once (default 4)", "type": int},
     "delivery_concurrency": {"help": "HTTP requests in flight at most (default 64)", "type": int},
     "webhook_max_in_flight": {"help": "requests in flight per webhook at most (default 8)", "type": int},
+    "job_lease_s": {
+        "flag": "--job-lease",
+        "help": "lease of a running job, renewed while it runs (default 10s)",
+        "type": parse_duration,
+    },
+    "auto_disable_after_s": {
+        "flag": "--auto-disable-after",
+        "help": "disable a webhook failing this long with no success (default 5d)",
+        "type": parse_duration,
+    },
+    "retention_s": {
+        "flag": "--retention",
+        "help": "purge events, deliveries and attempts older than this (default 30d)",
+        "type": parse_duration,
+    },
+    "job_retention_s": {
+        "flag": "--job-retention",
+        "help": "purge ended jobs older than this (default 30d)",
+        "type": parse_duration,
+    },
+    "response_capture_bytes": {"help": "bytes of each response body to keep (default 16384)", "type": int},
     "connect_timeout_s": {"flag": "--connect-timeout", "help": "seconds (default 5)", "type": float},
     "request_timeout_s": {
         "flag": "--request-timeout",
@@ -95,10 +124,15 @@ _FLAGS: dict[str, dict] = {
 }
 
 
+_METAVARS = {parse_duration: "DURATION", int: "N", float: "SECONDS", Path: "PATH"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, spec in _FLAGS.items():
         spec = dict(spec)
         flag = spec.pop("flag", "--" + name.replace("_", "-"))
+        if "choices" not in spec:
+            spec.setdefault("metavar", _METAVARS.get(spec.get("type", str), "VALUE"))
         parser.add_argument(flag, dest=name, default=None, **spec)
 
 
@@ -117,6 +151,8 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
                 value = spec.get("type", str)(raw)
         if value is not None and name in known:
             values[name] = value
+    if environ.get("HOOKLINE_MASTER_KEY"):
+        values["master_key"] = environ["HOOKLINE_MASTER_KEY"].strip()
     return Settings(**values)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+
+from ..durations import parse_duration
 
 __all__ = [
     "DEFAULT_SCHEDULE",
@@ -21,9 +22,6 @@ __all__ = [
 
 # Svix's schedule: an immediate try, then backing off to ten hours, eight in all.
 DEFAULT_SCHEDULE = "0,5s,5m,30m,2h,5h,10h,10h"
-
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_ENTRY = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?", re.ASCII)
 
 
 def parse_schedule(text: str) -> tuple[float, ...]:
@@ -39,13 +37,12 @@ def parse_schedule(text: str) -> tuple[float, ...]:
         entry = raw.strip()
         if not entry:
             raise ValueError(f"retry schedule entry {position} is empty")
-        match = _ENTRY.fullmatch(entry)
-        if match is None:
+        try:
+            delays.append(parse_duration(entry))
+        except ValueError:
             raise ValueError(
                 f"retry schedule entry {position} ({entry!r}) is not a non-negative number with unit ms, s, m or h"
-            )
-        number, unit = match.groups()
-        delays.append(float(number) * _UNIT_SECONDS[unit or "s"])
+            ) from None
     return tuple(delays)
 
 
