@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from peewee import Database, SqliteDatabase
+from peewee import BigIntegerField, Database, SqliteDatabase
 from playhouse.db_url import connect as connect_url
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_migrations
 
 from . import models
 
@@ -40,25 +42,42 @@ def open_database(data_dir: Path, database_url: str | None = None) -> Database:
     return database
 
 
-def _initial_schema(database: Database) -> None:
-    database.create_tables(models.TABLES)
+def _add_meta_and_webhook_health(database: Database) -> None:
+    migrator = SchemaMigrator.from_database(database)
+    database.create_tables([models.Meta])
+    run_migrations(
+        migrator.add_column("webhook", "failing_since", BigIntegerField(null=True)),
+        migrator.add_column("webhook", "last_success_time", BigIntegerField(null=True)),
+    )
 
 
-# Each entry upgrades the schema by one version; append, never edit.
-MIGRATIONS: list[Callable[[Database], None]] = [_initial_schema]
+# UPGRADES[i] takes a database from schema version i + 1 to i + 2. Append, never
+# edit: a newer server upgrades an older database one step at a time.
+UPGRADES: list[Callable[[Database], None]] = [_add_meta_and_webhook_health]
+SCHEMA_VERSION = 1 + len(UPGRADES)
+
+
+class SchemaTooNew(RuntimeError):
+    pass
 
 
 def migrate(database: Database) -> int:
-    """Bring the schema to the newest version; returns that version."""
+    """Create the schema on an empty database, or upgrade an older one; returns
+    the schema version."""
     with database.atomic():
         if not database.table_exists(models.SchemaVersion._meta.table_name):
-            current = 0
-        else:
-            row = models.SchemaVersion.select().first()
-            current = row.version if row else 0
-        for version in range(current + 1, len(MIGRATIONS) + 1):
-            MIGRATIONS[version - 1](database)
-        if current < len(MIGRATIONS):
-            models.SchemaVersion.delete().execute()
-            models.SchemaVersion.create(version=len(MIGRATIONS))
-    return len(MIGRATIONS)
+            database.create_tables(models.TABLES)
+            models.SchemaVersion.create(version=SCHEMA_VERSION)
+            return SCHEMA_VERSION
+        row = models.SchemaVersion.select().first()
+        current = row.version if row else 1
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the database has schema version {current}, newer than this server's {SCHEMA_VERSION}; "
+                "upgrade hookline"
+            )
+        for version in range(current, SCHEMA_VERSION):
+            UPGRADES[version - 1](database)
+        if current < SCHEMA_VERSION:
+            models.SchemaVersion.update(version=SCHEMA_VERSION).execute()
+    return SCHEMA_VERSION

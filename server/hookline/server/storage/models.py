@@ -28,6 +28,13 @@ class SchemaVersion(BaseModel):
     version = IntegerField()
 
 
+class Meta(BaseModel):
+    """Settings of the database itself, such as the master key's check value."""
+
+    key = TextField(primary_key=True)
+    value = TextField()
+
+
 class Space(BaseModel):
     id = TextField(primary_key=True)
     name = TextField(unique=True)
@@ -56,6 +63,9 @@ class Webhook(BaseModel):
     disabled_reason = TextField(default="")
     create_time = BigIntegerField()
     update_time = BigIntegerField()
+    # Auto-disable: when deliveries started failing with no success since.
+    failing_since = BigIntegerField(null=True)
+    last_success_time = BigIntegerField(null=True)
 
     class Meta:
         indexes = ((("space_id", "alias"), True),)
@@ -195,6 +205,7 @@ class DeliveryChange(BaseModel):
 
 TABLES = [
     SchemaVersion,
+    Meta,
     Space,
     ApiKey,
     Webhook,

@@ -1,0 +1,38 @@
+"""A newer server upgrades an older database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hookline.server.storage import database, models
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "hookline.db") as con:
+        con.executescript((FIXTURES / "schema_v1.sqlite.sql").read_text())
+        con.execute(
+            "INSERT INTO webhook (id, space_id, alias, url, description, enabled, event_types, headers,"
+            " rate_limit_per_s, disabled_reason, create_time, update_time)"
+            " VALUES ('wh_1', 'sp_1', 'old', 'https://example.com', '', 1, '[\"JOB.COMPLETED\"]', '{}', 0, '', 1, 1)"
+        )
+    db = database.open_database(tmp_path)
+    try:
+        assert models.SchemaVersion.get().version == database.SCHEMA_VERSION
+        old = models.Webhook.get_by_id("wh_1")
+        assert old.alias == "old" and old.failing_since is None
+        assert db.table_exists("meta")
+    finally:
+        db.close()
+
+
+def test_a_database_newer_than_the_server_is_refused(tmp_path: Path) -> None:
+    db = database.open_database(tmp_path)
+    models.SchemaVersion.update(version=database.SCHEMA_VERSION + 1).execute()
+    db.close()
+    with pytest.raises(database.SchemaTooNew, match="upgrade hookline"):
+        database.open_database(tmp_path)
