@@ -95,26 +95,38 @@ class Received:
 
 
 @dataclass
+class Reply:
+    """A scripted answer: status, extra headers, body (a JSON note by default)
+    and a delay before answering."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    delay_s: float = 0.0
+
+
+@dataclass
 class Receiver:
-    """Records every POST; answers per path with a scripted list of statuses
-    (the last one repeats), 200 by default."""
+    """Records every POST; answers per path with a scripted list of replies
+    (statuses or Reply objects; the last one repeats), 200 by default."""
 
     base_url: str = ""
     requests: list[Received] = field(default_factory=list)
-    scripts: dict[str, list[int]] = field(default_factory=dict)
+    scripts: dict[str, list[int | Reply]] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def respond(self, path: str, statuses: list[int]) -> None:
-        self.scripts[path] = list(statuses)
+    def respond(self, path: str, replies: list[int | Reply]) -> None:
+        self.scripts[path] = list(replies)
 
-    def _next_status(self, path: str) -> int:
+    def _next_reply(self, path: str) -> Reply:
         script = self.scripts.get(path)
         if not script:
-            return 200
-        return script.pop(0) if len(script) > 1 else script[0]
+            return Reply()
+        reply = script.pop(0) if len(script) > 1 else script[0]
+        return reply if isinstance(reply, Reply) else Reply(reply)
 
     def at(self, path: str) -> list[Received]:
         with self._cond:
@@ -144,17 +156,26 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             arrived = time.time()
             with state._cond:
-                status = state._next_status(self.path)
+                reply = state._next_reply(self.path)
                 state.requests.append(
                     Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, arrived)
                 )
                 state._cond.notify_all()
-            reply = b'{"ok":true}' if status < 300 else b'{"error":"scripted failure"}'
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
+            content = reply.body
+            if content is None:
+                content = b'{"ok":true}' if reply.status < 300 else b'{"error":"scripted failure"}'
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(content)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender gave up (its timeout) before the scripted delay ended
 
         def log_message(self, *args: object) -> None:
             pass

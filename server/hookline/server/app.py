@@ -22,9 +22,11 @@ from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .jobs.runner import JobRunner
+from .retention import Purger
 from .settings import Settings
-from .storage import spaces
-from .storage.database import open_database
+from .storage import jobs as job_store
+from .storage import sending, spaces
+from .storage.database import now_ms, open_database
 
 log = logging.getLogger("hookline")
 
@@ -51,12 +53,85 @@ class Hookline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock_file = self._lock_data_dir() if not settings.database else None
-        self.database = open_database(settings.data_dir, settings.database)
+        try:
+            self._open_encrypted_storage()
+        except BaseException:
+            if self._lock_file:
+                self._lock_file.close()  # a failed start leaves the data dir free
+            raise
         self.admin_key = self._bootstrap()
         self.stopping = threading.Event()
         self.runner = JobRunner(settings) if settings.runs_workers else None
         self.worker = DeliveryWorker(settings) if settings.runs_workers else None
+        self.purger = Purger(settings) if settings.runs_workers else None
         self.health = health.HealthServicer()
+
+    def _read_master_key(self, create: bool) -> tuple[str, str]:
+        """The master key's text and where it came from: HOOKLINE_MASTER_KEY, or on
+        the embedded default a key file in the data dir, made for a new database."""
+        if self.settings.master_key:
+            return self.settings.master_key, "HOOKLINE_MASTER_KEY"
+        from . import secretbox
+
+        path = self.settings.data_dir / "master.key"
+        if create:
+            try:
+                # O_EXCL: never overwrite a key that secrets were already sealed with.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secretbox.generate_key() + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                log.info("created the master key of webhook secrets in %s; back it up", path.resolve())
+        try:
+            return path.read_text(), str(path.resolve())
+        except FileNotFoundError:
+            raise StartupError(
+                f"{path.resolve()} is missing, but this database's webhook secrets are encrypted with the master "
+                "key it held: restore the file or set HOOKLINE_MASTER_KEY"
+            ) from None
+
+    def _open_encrypted_storage(self) -> None:
+        """Open self.database once the master key is known to be the one it was created with."""
+        from . import secretbox
+        from .storage import models, webhooks
+
+        if self.settings.database and not self.settings.master_key:
+            raise StartupError(
+                "--database needs HOOKLINE_MASTER_KEY, the key that encrypts webhook secrets; every process "
+                "using this database must share it. Make one (32 random bytes, URL-safe base64) with: "
+                "python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+            )
+        database = open_database(self.settings.data_dir, self.settings.database)
+        try:
+            check = models.Meta.get_or_none(models.Meta.key == secretbox.KEY_CHECK_NAME)
+            text, source = self._read_master_key(create=check is None)
+            try:
+                box = secretbox.SecretBox.from_text(text)
+            except ValueError as error:
+                raise StartupError(
+                    f"the master key in {source} is malformed: {error}; it must be 32 bytes in URL-safe base64"
+                ) from None
+            if check is None:
+                # The first process stores the check value; one racing it must then open the winner's.
+                models.Meta.insert(key=secretbox.KEY_CHECK_NAME, value=box.key_check()).on_conflict_ignore().execute()
+                check = models.Meta.get_by_id(secretbox.KEY_CHECK_NAME)
+            if not box.matches(check.value):
+                raise StartupError(
+                    f"the master key does not match the one this database was created with (key from {source}); "
+                    "start with that key: every process of one database must share it"
+                )
+            secretbox.install(box)
+            sealed = webhooks.seal_plaintext_secrets()
+        except BaseException:
+            database.close()
+            raise
+        if sealed:
+            log.info("encrypted %d webhook secrets stored in the clear by an older server", sealed)
+        self.database = database
 
     def _lock_data_dir(self) -> IO[str]:
         """The embedded database belongs to one server process at a time."""
@@ -94,22 +169,43 @@ class Hookline:
         return [ApiInterceptor(self.settings.max_streams)]
 
     def add_to_server(self, server: grpc.Server) -> None:
-        webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(self.settings, self.stopping), server)
-        flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
-        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.stopping), server)
+        """The three services (unless this is a worker-only process), health and reflection."""
+        services = SERVICE_NAMES if self.settings.runs_api else ()
+        if self.settings.runs_api:
+            webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
+                WebhookServicer(self.settings, self.stopping), server
+            )
+            flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
+            jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.stopping), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *services):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
+    def recover_abandoned_work(self) -> None:
+        """On the embedded database this process holds the data-dir lock, so any
+        job still RUNNING or delivery still SENDING belongs to a process that
+        died: settle them now rather than after their leases lapse."""
+        if self.settings.database:
+            return  # shared database: other live processes may hold leases
+        for job in job_store.reap_expired(now_ms(), all_leases=True):
+            log.warning("job %s ended %s/%s: the previous server stopped while running it", job.id, job.state, job.code)
+        released = sending.release_expired(now_ms(), all_leases=True)
+        if released:
+            log.warning("re-queued %d deliveries the previous server was sending", released)
+
     def start_background(self) -> None:
+        if self.settings.runs_workers:
+            self.recover_abandoned_work()
         if self.runner:
             self.runner.start()
         if self.worker:
             self.worker.start()
+        if self.purger:
+            self.purger.start()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -118,6 +214,8 @@ class Hookline:
             self.runner.stop()
         if self.worker:
             self.worker.stop()
+        if self.purger:
+            self.purger.stop()
         self.database.close()
         if self._lock_file:
             self._lock_file.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -127,6 +127,16 @@ _FLAGS: dict[str, dict] = {
 _METAVARS = {parse_duration: "DURATION", int: "N", float: "SECONDS", Path: "PATH"}
 
 
+# Size limits, named in the errors that enforce them.
+_LIMIT_FLAGS: dict[str, str] = {
+    "max_json_bytes": "bytes of a job's input or output as JSON (default 1048576)",
+    "max_json_depth": "nesting levels of JSON values (default 32)",
+    "max_event_types": "event types per webhook (default 64)",
+    "max_url_length": "characters of a webhook URL (default 2048)",
+    "max_description_length": "characters of a description (default 1000)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, spec in _FLAGS.items():
         spec = dict(spec)
@@ -134,6 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if "choices" not in spec:
             spec.setdefault("metavar", _METAVARS.get(spec.get("type", str), "VALUE"))
         parser.add_argument(flag, dest=name, default=None, **spec)
+    for name, text in _LIMIT_FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None, metavar="N", help=text)
 
 
 def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -151,12 +163,17 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
                 value = spec.get("type", str)(raw)
         if value is not None and name in known:
             values[name] = value
+    limits = {}
+    for name in _LIMIT_FLAGS:
+        value = getattr(args, name, None)
+        if value is None and "HOOKLINE_" + name.upper() in environ:
+            value = int(environ["HOOKLINE_" + name.upper()])
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+            limits[name] = value
+    if limits:
+        values["limits"] = Limits(**limits)
     if environ.get("HOOKLINE_MASTER_KEY"):
         values["master_key"] = environ["HOOKLINE_MASTER_KEY"].strip()
     return Settings(**values)
-
-
-def parse(argv: Sequence[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(prog="hookline serve")
-    add_arguments(parser)
-    return from_sources(parser.parse_args(argv))

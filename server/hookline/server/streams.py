@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import InvalidArgument, OutOfRange
 from .notify import hub
-from .storage import deliveries, jobs
+from .storage import deliveries, jobs, retention
 from .storage.records import Change, Job
 
 
@@ -24,7 +24,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, seq = text.partition(":")
-        if prefix != "c1":
+        if prefix != "c1" or not seq.isdigit():
             raise ValueError
         return int(seq)
     except ValueError:
@@ -55,8 +55,7 @@ def watch_deliveries(
         seq = decode_cursor(cursor)
         if seq > deliveries.last_change_seq():
             raise InvalidArgument.field("cursor", "is ahead of this service's change log")
-        oldest = deliveries.first_change_seq()
-        if oldest and seq < oldest - 1:
+        if seq < retention.changes_purged_through():
             raise OutOfRange("the cursor is older than the retained change log; start again without one")
     else:
         seq = deliveries.last_change_seq()

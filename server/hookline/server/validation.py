@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from . import ids, jsonvalue
 from .delivery import targets
-from .errors import FieldViolation, InvalidArgument
+from .errors import FieldViolation, InvalidArgument, shown
 from .events import EVENT_TYPE_NAMES
 from .settings import Limits, Settings
 
@@ -96,8 +96,7 @@ def event_types(v: Violations, field: str, values: list[str], limits: Limits) ->
         return []
     for i, name in enumerate(values):
         if name not in EVENT_TYPE_NAMES:
-            shown = name if len(name) <= 64 else name[:64] + "..."
-            v.add(f"{field}[{i}]", f"unknown event type {shown!r}; ListEventTypes gives the catalog")
+            v.add(f"{field}[{i}]", f"unknown event type {shown(name)}; ListEventTypes gives the catalog")
     return list(dict.fromkeys(values))
 
 
@@ -106,13 +105,13 @@ def headers(v: Violations, field: str, values: dict[str, str], limits: Limits) -
         v.add(field, f"has {len(values)} headers; the limit is {limits.max_headers}")
         return
     for name, value in values.items():
-        shown = name if len(name) <= 64 else name[:64] + "..."
+        where = f"{field}[{shown(name)}]"
         if not _TOKEN.match(name):
-            v.add(f"{field}[{shown!r}]", "is not a valid header name")
+            v.add(where, "is not a valid header name")
         elif name.lower() in RESERVED_HEADERS:
-            v.add(f"{field}[{shown!r}]", "is set by hookline and cannot be replaced")
-        elif len(value) > 4096 or any(c in value for c in "\r\n\0"):
-            v.add(f"{field}[{shown!r}]", "value must be at most 4096 characters without line breaks")
+            v.add(where, "is set by hookline and cannot be replaced")
+        elif len(value) > 4096 or not value.isascii() or any(c in value for c in "\r\n\0"):
+            v.add(where, "value must be at most 4096 ASCII characters without line breaks")
 
 
 def key(v: Violations, field: str, value: str) -> None:
@@ -126,11 +125,6 @@ def json_size(field: str, value: Any, limits: Limits) -> bytes:
     if len(data) > limits.max_json_bytes:
         raise InvalidArgument.field(field, f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes")
     return data
-
-
-def reference(v: Violations, field: str, value: str) -> None:
-    if not value:
-        v.add(field, "is required (an id or an alias)")
 
 
 def require(field: str, value: str) -> None:
@@ -147,3 +141,32 @@ def state_filter(field: str, enum: Any, value: int, prefix: str) -> str:
         names = ", ".join(n for n in enum.keys() if not n.endswith("_UNSPECIFIED"))
         raise InvalidArgument.field(field, f"unknown value {value}; use one of {names}")
     return enum.Name(value).removeprefix(prefix)
+
+
+# Timestamps a database can store and compare: years 1 to 9999.
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
+
+
+def timestamp_ms(field: str, ts: Any) -> int:
+    """A google.protobuf.Timestamp in milliseconds, or INVALID_ARGUMENT when out of range."""
+    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument.field(field, "is not a valid time (years 1 to 9999, nanos below 1e9)")
+    return ts.ToMilliseconds()
+
+
+def update_paths(mask_paths: Any, message: Any, writable: tuple[str, ...]) -> tuple[str, ...]:
+    """The fields an Update replaces: the mask's paths, or, with no mask, the
+    writable fields the message sets."""
+    if not mask_paths:
+        fields = message.DESCRIPTOR.fields_by_name
+        return tuple(
+            name
+            for name in writable
+            if (message.HasField(name) if fields[name].has_presence else bool(getattr(message, name)))
+        )
+    unknown = [p for p in mask_paths if p not in writable]
+    if unknown:
+        raise InvalidArgument.field(
+            "update_mask", f"cannot update {', '.join(unknown)}; writable fields: {', '.join(writable)}"
+        )
+    return tuple(dict.fromkeys(mask_paths))

@@ -18,10 +18,6 @@ def timestamp(ms: int | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def millis(ts: timestamp_pb2.Timestamp, present: bool) -> int | None:
-    return ts.ToMilliseconds() if present else None
-
-
 def webhook(w: records.Webhook) -> webhooks_pb2.Webhook:
     return webhooks_pb2.Webhook(
         id=w.id,

@@ -52,21 +52,6 @@ def _flow_fields(message: flows_pb2.Flow, paths: tuple[str, ...], settings: Sett
     return fields
 
 
-def _update_paths(request: flows_pb2.UpdateFlowRequest) -> tuple[str, ...]:
-    if request.update_mask.paths:
-        unknown = [p for p in request.update_mask.paths if p not in WRITABLE]
-        if unknown:
-            raise InvalidArgument.field(
-                "update_mask", f"cannot update {', '.join(unknown)}; writable fields: {', '.join(WRITABLE)}"
-            )
-        return tuple(dict.fromkeys(request.update_mask.paths))
-    f = request.flow
-    present = [p for p in ("alias", "name", "description", "webhook_ids") if getattr(f, p)]
-    if f.HasField("definition"):
-        present.append("definition")
-    return tuple(present)
-
-
 class FlowServicer(flows_pb2_grpc.FlowServiceServicer):
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -90,7 +75,9 @@ class FlowServicer(flows_pb2_grpc.FlowServiceServicer):
 
     def UpdateFlow(self, request, context):  # type: ignore[no-untyped-def]
         require("flow.id", request.flow.id)
-        fields = _flow_fields(request.flow, _update_paths(request), self._settings)
+        fields = _flow_fields(
+            request.flow, validation.update_paths(request.update_mask.paths, request.flow, WRITABLE), self._settings
+        )
         space_id = principal().space_id
         definition = fields.pop("definition", None)
         linked = fields.pop("webhook_ids", None)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 from hookline.v1 import jobs_pb2, jobs_pb2_grpc
 
 from .. import jsonvalue, streams, validation
-from ..errors import NotFound
 from ..settings import Settings
-from ..storage import flows, jobs
+from ..storage import jobs
 from ..validation import require
 from . import convert
 from .interceptor import principal
@@ -35,20 +33,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if request.HasField("input") and request.input.WhichOneof("kind") is not None:
             document = jsonvalue.value_to_python(request.input, field="input", max_depth=limits.max_json_depth)
         input_json = validation.json_size("input", document, limits)
-        space_id = principal().space_id
-        flow = flows.flow_row(space_id, request.flow)
-        version = request.version or flow.version
-        if version > flow.version:
-            raise NotFound(f"flow {flow.alias!r} has no version {version} (latest is {flow.version})")
-        fingerprint = hashlib.sha256(f"{flow.id}\0{request.version}\0".encode() + input_json).hexdigest()
         job = jobs.start_job(
-            space_id,
-            flow,
-            version,
+            principal().space_id,
+            request.flow,
+            request.version,
             input_json.decode(),
             request.correlation_id,
             request.idempotency_key,
-            fingerprint,
             int(self._settings.idempotency_ttl_s * 1000),
         )
         return convert.job(job)
@@ -59,13 +50,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
-        flow_id = flows.flow_row(space_id, request.flow_id).id if request.flow_id else ""
         state = validation.state_filter("state", jobs_pb2.JobState, request.state, "JOB_STATE_")
         items, token = jobs.list_jobs(
             space_id,
             request.page_size,
             request.page_token,
-            flow_id=flow_id,
+            flow_ref=request.flow_id,
             state=state,
             correlation_id=request.correlation_id,
         )
@@ -77,8 +67,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def CancelJobs(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
-        flow_id = flows.flow_row(space_id, request.flow_id).id if request.flow_id else None
-        return jobs_pb2.CancelJobsResponse(canceled_count=jobs.cancel_waiting(space_id, flow_id))
+        return jobs_pb2.CancelJobsResponse(canceled_count=jobs.cancel_waiting(space_id, request.flow_id))
 
     def WatchJob(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)

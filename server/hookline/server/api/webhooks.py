@@ -12,9 +12,9 @@ from hookline import signing
 from hookline.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 from .. import events, jsonvalue, streams, validation
-from ..errors import FailedPrecondition, InvalidArgument
+from ..errors import InvalidArgument
 from ..settings import Settings
-from ..storage import deliveries, flows, webhooks
+from ..storage import deliveries, lookup, webhooks
 from ..storage.database import now_ms
 from ..validation import require
 from . import convert
@@ -51,28 +51,8 @@ def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], setti
     return fields
 
 
-def _update_paths(request: webhooks_pb2.UpdateWebhookRequest) -> tuple[str, ...]:
-    if request.update_mask.paths:
-        unknown = [p for p in request.update_mask.paths if p not in WRITABLE]
-        if unknown:
-            raise InvalidArgument.field(
-                "update_mask", f"cannot update {', '.join(unknown)}; writable fields: {', '.join(WRITABLE)}"
-            )
-        return tuple(dict.fromkeys(request.update_mask.paths))
-    # No mask: every field the message sets.
-    w = request.webhook
-    present = [p for p in WRITABLE if p not in ("enabled", "event_types", "headers") and getattr(w, p)]
-    if w.HasField("enabled"):
-        present.append("enabled")
-    if w.event_types:
-        present.append("event_types")
-    if w.headers:
-        present.append("headers")
-    return tuple(present)
-
-
 def _time_filter(message: Any, name: str) -> int | None:
-    return convert.millis(getattr(message, name), message.HasField(name))
+    return validation.timestamp_ms(name, getattr(message, name)) if message.HasField(name) else None
 
 
 class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
@@ -101,7 +81,11 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
 
     def UpdateWebhook(self, request, context):  # type: ignore[no-untyped-def]
         require("webhook.id", request.webhook.id)
-        fields = _webhook_fields(request.webhook, _update_paths(request), self._settings)
+        fields = _webhook_fields(
+            request.webhook,
+            validation.update_paths(request.update_mask.paths, request.webhook, WRITABLE),
+            self._settings,
+        )
         updated = webhooks.update_webhook(principal().space_id, request.webhook.id, fields)
         return convert.webhook(updated)
 
@@ -179,11 +163,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         require("webhook_id", request.webhook_id)
         if not request.HasField("since"):
             raise InvalidArgument.field("since", "is required: deliveries FAILED since this time are re-queued")
-        space_id = principal().space_id
-        webhook = webhooks.get_webhook(space_id, request.webhook_id)
-        if not webhook.enabled:
-            raise FailedPrecondition(f"webhook {webhook.alias!r} is disabled; enable it (UpdateWebhook) first")
-        count = deliveries.recover_deliveries(space_id, webhook.id, request.since.ToMilliseconds())
+        since = validation.timestamp_ms("since", request.since)
+        count = deliveries.recover_deliveries(principal().space_id, request.webhook_id, since)
         return webhooks_pb2.RecoverDeliveriesResponse(recovered_count=count)
 
     def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
@@ -211,7 +192,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
         flow_id = request.flow_id
         if flow_id:
-            flow_id = flows.flow_row(space_id, flow_id).id
+            flow_id = lookup.flow_row(space_id, flow_id).id
         items = streams.watch_deliveries(
             space_id,
             webhook_id=webhook_id,

@@ -2,14 +2,16 @@
 operator allowed with --allow-target CIDR.
 
 This module judges addresses; CreateWebhook/UpdateWebhook use it to refuse
-literal non-global addresses up front."""
+literal non-global addresses up front, and the delivery transport to refuse
+every address a host resolves to at send time."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -17,6 +19,24 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NUMERIC_V4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
+_NOT_GLOBAL = "is not a globally routable address; an operator can allow it with --allow-target CIDR"
+
+
+class TargetRefused(Exception):
+    """A send refused by the SSRF guard: the host is, or resolves to, an address
+    that may not be targeted. Final: the delivery is not retried."""
+
+    def __init__(self, host: str, address: IPAddress):
+        self.host = host
+        self.address = address
+        bare = host.strip("[]")
+        if literal_address(host) is None:
+            message = f"{host} resolves to {address}, which {_NOT_GLOBAL}"
+        elif _standard_notation(bare):
+            message = f"{bare} {_NOT_GLOBAL}"
+        else:  # a legacy IPv4 spelling: say which address it is
+            message = f"{host} means {address}, which {_NOT_GLOBAL}"
+        super().__init__(message)
 
 
 def parse_networks(cidrs: Sequence[str]) -> list[IPNetwork]:
@@ -45,6 +65,14 @@ def literal_address(host: str) -> IPAddress | None:
     return None
 
 
+def _standard_notation(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address inside mapped, 6to4, NAT64 and IPv4-compatible forms."""
     if address.ipv4_mapped is not None:
@@ -56,13 +84,64 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
-def refusal(address: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
-    """Why `address` may not be targeted, or None when it may."""
+def permitted(address: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
+    """Whether `address` may be targeted: it is global, or an allowed network covers it."""
     if any(address.version == net.version and address in net for net in allowed):
-        return None
+        return True
     inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
     if inner is not None and any(net.version == 4 and inner in net for net in allowed):
-        return None
-    if not address.is_global or address.is_multicast or (inner is not None and not inner.is_global):
-        return f"{address} is not a globally routable address; an operator can allow it with --allow-target CIDR"
+        return True
+    return address.is_global and not address.is_multicast and (inner is None or inner.is_global)
+
+
+def refusal(address: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
+    """Why `address` may not be targeted, or None when it may."""
+    return None if permitted(address, allowed) else f"{address} {_NOT_GLOBAL}"
+
+
+def check_resolved(host: str, addresses: Iterable[str], allowed: Sequence[IPNetwork]) -> None:
+    """Raise TargetRefused unless every address `host` resolved to may be targeted.
+
+    One bad address refuses them all: a connection may go to any of them."""
+    for text in addresses:
+        address = literal_address(text)
+        if address is None:
+            raise OSError(f"{host} resolved to {text!r}, which is not an IP address")
+        if not permitted(address, allowed):
+            raise TargetRefused(host, address)
+
+
+def check_literal(host: str, allowed: Sequence[IPNetwork]) -> IPAddress | None:
+    """The address `host` spells literally (None for a name); raises TargetRefused
+    if that address may not be targeted. Resolvers are skipped for literal
+    addresses, so these need their own check."""
+    address = literal_address(host)
+    if address is not None and not permitted(address, allowed):
+        raise TargetRefused(host, address)
+    return address
+
+
+def check_url(url: str, allowed: Sequence[IPNetwork]) -> None:
+    """check_literal on a URL's host, read as urlsplit reads it: that accepts
+    spellings (octal, integer) that stricter URL parsers reject."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return  # no request can be made to it either
+    if host:
+        check_literal(host, allowed)
+
+
+def refused_in(error: BaseException) -> TargetRefused | None:
+    """The TargetRefused behind `error`, through any wrapping HTTP libraries did."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, TargetRefused):
+            return current
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return None

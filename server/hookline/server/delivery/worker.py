@@ -28,7 +28,8 @@ from ..storage import sending as store
 from ..storage.database import now_ms
 from ..storage.records import Attempt, SendTask
 from ..storage.sending import AttemptOutcome
-from . import retry
+from . import retry, targets
+from .transport import GuardedTransport
 
 log = logging.getLogger("hookline.delivery")
 
@@ -49,6 +50,7 @@ class DeliveryWorker:
         self._transport = transport
         self._clock = clock
         self._rng = rng or random.Random()
+        self._auto_disable_ms = int(settings.auto_disable_after_s * 1000)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
         self._in_flight: Counter[str] = Counter()  # per webhook
         self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
@@ -109,7 +111,7 @@ class DeliveryWorker:
             batch, self._outcomes = self._outcomes, []
             for tries in range(5):
                 try:
-                    await self._db_call(store.record_outcomes, batch, self._clock())
+                    await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
                     break
                 except Exception:
                     log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
@@ -129,17 +131,22 @@ class DeliveryWorker:
         headers["User-Agent"] = USER_AGENT
         status, error, response_headers, body, truncated = 0, "", {}, b"", False
         retry_after: float | None = None
+        refused: targets.TargetRefused | None = None
         try:
+            # Also here, not only in the transport: httpx rejects some spellings
+            # (octal IPv4) before a transport sees them, and those deserve a refusal too.
+            targets.check_url(task.url, self._settings.allowed_networks)
             async with self._client.stream("POST", task.url, content=task.body, headers=headers) as response:
                 status = response.status_code
                 response_headers = dict(response.headers)
                 body, truncated = await _read_capped(response, self._settings.response_capture_bytes)
                 if status in (429, 503):
                     retry_after = retry.parse_retry_after(response.headers.get("retry-after"), now=time.time())
-        except httpx.TimeoutException as exc:
-            error = f"timed out ({type(exc).__name__}) after {time.monotonic() - started:.1f} s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:
+            refused = targets.refused_in(exc)
+            error = _describe(exc, refused, time.monotonic() - started)
+            if refused is None and not isinstance(exc, (httpx.HTTPError, httpx.InvalidURL)):
+                log.warning("delivery %s: unexpected failure sending", d.id, exc_info=True)
         duration_ms = int((time.monotonic() - started) * 1000)
         succeeded = 200 <= status < 300
         if not succeeded and not error:
@@ -148,7 +155,7 @@ class DeliveryWorker:
         disable_reason = ""
         if status == 410:
             disable_reason = "gone"  # the receiver says this endpoint is gone for good
-        elif not succeeded:
+        elif not succeeded and refused is None:  # a refusal is final: no retry could be allowed
             delay = retry.next_delay(
                 self._settings.schedule, task.attempt_number, rng=self._rng, retry_after=retry_after
             )
@@ -189,12 +196,17 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         loop, wake = self._loop, self._wake
         unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
+        transport = self._transport or GuardedTransport(
+            # Read at each check, so a changed allow-list applies to the next send.
+            allowed=lambda: self._settings.allowed_networks,
+            total_timeout_s=self._settings.request_timeout_s,
+            max_connections=self._settings.delivery_concurrency,
+        )
         self._client = httpx.AsyncClient(
-            transport=self._transport,
+            transport=transport,
             timeout=httpx.Timeout(self._settings.request_timeout_s, connect=self._settings.connect_timeout_s),
             follow_redirects=False,
             trust_env=False,  # never send webhooks through a proxy from the environment
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=self._settings.delivery_concurrency),
         )
         last_reap = 0.0
         try:
@@ -243,6 +255,15 @@ class DeliveryWorker:
         if self._thread is not None:
             self._thread.join()
         self._db.shutdown(wait=True)
+
+
+def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float) -> str:
+    """An attempt's error text for a failed send."""
+    if refused is not None:
+        return f"refused: {refused}"
+    if isinstance(error, httpx.TimeoutException):
+        return f"timed out ({type(error).__name__}) after {elapsed_s:.1f} s"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:

@@ -19,14 +19,17 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 import jmespath
 import jsonschema
+import re2
 import referencing.exceptions
 from jmespath import exceptions as jmespath_exceptions
 from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
+from jsonschema.exceptions import ValidationError
 
 from hookline.server.errors import FieldViolation, InvalidArgument, shown
 
@@ -34,6 +37,7 @@ DEFAULT_TIMEOUT_SECONDS = 3600.0
 MAX_TIMEOUT_SECONDS = 86_400.0
 MAX_STEPS = 100
 MAX_SLEEP_MS = 86_400_000
+MAX_EXPRESSION_LENGTH = 4096
 DEFAULT_FAIL_MESSAGE = "fail_if condition matched"
 
 _TOP_LEVEL_KEYS = ("input_schema", "timeout_seconds", "steps")
@@ -159,7 +163,21 @@ def _parse_schema(value: Any, field: str, bad: _Report) -> dict[str, Any] | None
     errors = sorted(meta.iter_errors(value), key=lambda e: list(map(str, e.path)))
     for error in errors:
         bad(field + _path_suffix(error.path), f"not a valid JSON Schema: {error.message}")
-    return None if errors else value
+    unsupported = False
+    for path, pattern in _schema_patterns(value, field):
+        try:
+            re2.compile(pattern, _RE2_OPTIONS)
+        except re2.error as error:
+            unsupported = True
+            reason = (
+                error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
+            )
+            bad(
+                path,
+                f"pattern {shown(pattern, 100)} is not supported ({reason}); patterns run on RE2, "
+                "which has no look-around or back-references",
+            )
+    return None if errors or unsupported else value
 
 
 def _parse_timeout(value: Any, field: str, bad: _Report) -> float:
@@ -242,6 +260,9 @@ def _compile(source: Any, field: str, bad: _Report) -> ParsedResult | None:
     if not isinstance(source, str) or not source.strip():
         bad(field, f"must be a non-empty JMESPath expression string, got {_describe(source)}")
         return None
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        bad(field, f"is {len(source)} characters; the limit is {MAX_EXPRESSION_LENGTH}")
+        return None
     try:
         with _compile_lock, warnings.catch_warnings():
             warnings.simplefilter("error", PendingDeprecationWarning)
@@ -256,8 +277,15 @@ def _compile(source: Any, field: str, bad: _Report) -> ParsedResult | None:
     except jmespath_exceptions.JMESPathError as e:
         bad(field, f"invalid JMESPath expression {shown(source, 200)}: {_describe_parse_error(e)}")
         return None
+    except RecursionError:
+        bad(field, f"JMESPath expression {shown(source, 200)} is nested too deeply")
+        return None
     # jmespath resolves function names and argument counts only when called; check them now.
-    problems = list(_function_problems(compiled.parsed))
+    try:
+        problems = list(_function_problems(compiled.parsed))
+    except RecursionError:
+        bad(field, f"JMESPath expression {shown(source, 200)} is nested too deeply")
+        return None
     for problem in problems:
         bad(field, f"invalid JMESPath expression {shown(source, 200)}: {problem}")
     return None if problems else compiled
@@ -341,8 +369,49 @@ def run(
     return document
 
 
+def _re2_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not re2.search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _re2_pattern_properties(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in properties.items():
+        for key, value in instance.items():
+            if re2.search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the violation says it; no stray lines on stderr
+
+
+@cache
+def _linear_time(cls: Any) -> Any:
+    """The dialect's validator with patterns run by RE2: its matching time is
+    linear in the input, so no schema can make a job backtrack for hours while
+    holding the interpreter (Python's `re` would)."""
+    return jsonschema.validators.extend(cls, {"pattern": _re2_pattern, "patternProperties": _re2_pattern_properties})
+
+
+def _schema_patterns(schema: Any, field: str) -> Iterator[tuple[str, str]]:
+    """(field path, pattern) of every regular expression in a schema."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "pattern" and isinstance(value, str):
+                yield f"{field}.pattern", value
+            elif key == "patternProperties" and isinstance(value, dict):
+                for pattern in value:
+                    yield f"{field}.patternProperties", pattern
+            yield from _schema_patterns(value, f"{field}.{key}")
+    elif isinstance(schema, list):
+        for i, item in enumerate(schema):
+            yield from _schema_patterns(item, f"{field}[{i}]")
+
+
 def _check_input(schema: dict[str, Any], document: Any) -> None:
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _linear_time(jsonschema.validators.validator_for(schema))(schema)
     try:
         errors = list(validator.iter_errors(document))
     except referencing.exceptions.Unresolvable as e:
@@ -371,8 +440,12 @@ def _truthy(value: Any) -> bool:
     return not (value is None or value is False or value == "" or value == [] or value == {})
 
 
+def timeout_message(timeout_seconds: float) -> str:
+    return f"timed out after {timeout_seconds:g} s (timeout_seconds)"
+
+
 def _timeout(definition: FlowDefinition) -> JobFailure:
-    return JobFailure("JOB_TIMEOUT", f"timed out after {definition.timeout_seconds:g} s (timeout_seconds)")
+    return JobFailure("JOB_TIMEOUT", timeout_message(definition.timeout_seconds))
 
 
 # --------------------------------------------------------------------------- helpers

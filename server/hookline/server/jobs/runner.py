@@ -38,6 +38,7 @@ class JobRunner:
         self._clock = clock
         self._pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="job")
         self._running: dict[str, threading.Event] = {}
+        self._deadlines: dict[str, tuple[float, float]] = {}  # job id -> (monotonic deadline, timeout s)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -61,12 +62,19 @@ class JobRunner:
         return len(claimed)
 
     def heartbeat_once(self) -> None:
-        """Renew our leases and interrupt the jobs that were canceled."""
+        """Renew our leases, interrupt the jobs that were canceled, and end the
+        ones past their timeout even if a step is still computing (its late
+        result is then ignored)."""
         with self._lock:
             running = dict(self._running)
+            overdue = [(job_id, t) for job_id, (deadline, t) in self._deadlines.items() if time.monotonic() > deadline]
         if running:
             for job_id in job_store.renew(list(running), self._clock(), self._lease_ms):
                 running[job_id].set()
+        for job_id, timeout in overdue:
+            running[job_id].set()
+            if job_store.finish(job_id, "ERROR", "JOB_TIMEOUT", flowdef.timeout_message(timeout), None):
+                log.info("job %s ended ERROR/JOB_TIMEOUT while a step was still computing", job_id)
 
     def reap_once(self) -> None:
         """End the jobs whose runner died (in any process): their lease expired."""
@@ -80,6 +88,9 @@ class JobRunner:
         try:
             definition = _parsed(json.dumps(item.definition, sort_keys=True))
             deadline = time.monotonic() + definition.timeout_seconds
+            with self._lock:
+                # The heartbeat enforces it too, a little later, if a step overruns it.
+                self._deadlines[job.id] = (deadline + 0.5, definition.timeout_seconds)
             try:
                 output = flowdef.run(definition, job.input, cancel=cancel, deadline=deadline)
                 try:
@@ -93,7 +104,7 @@ class JobRunner:
                 if self._stopping.is_set():
                     job_store.release(job.id)  # shutting down: another runner takes it
                     return
-                outcome = ("CANCELED", "JOB_USER_CANCELED", "canceled", None)
+                outcome = ("CANCELED", "JOB_USER_CANCELED", job_store.USER_CANCELED, None)
             except Exception as error:  # a bug in a step must still end the job
                 log.exception("job %s failed unexpectedly", job.id)
                 outcome = ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
@@ -105,12 +116,16 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
+                self._deadlines.pop(job.id, None)
             hub.publish("jobs")  # a worker is free
 
     def _check_output(self, output: object) -> str:
         limits = self._settings.limits
         jsonvalue.check_depth(output, field="output", max_depth=limits.max_json_depth)
-        data = jsonvalue.dumps(output)
+        try:
+            data = jsonvalue.dumps(output)
+        except ValueError as error:  # e.g. a sum that overflowed to infinity
+            raise InvalidArgument.field("output", f"is not valid JSON: {error}") from None
         if len(data) > limits.max_json_bytes:
             raise InvalidArgument.field(
                 "output", f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes"

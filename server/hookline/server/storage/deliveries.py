@@ -16,6 +16,7 @@ from .. import ids, notify
 from ..errors import FailedPrecondition, NotFound, shown
 from . import models as m
 from .database import now_ms
+from .lookup import webhook_row
 from .paging import paginate
 from .records import Attempt, Change, Delivery, Event
 
@@ -228,13 +229,16 @@ def retry_delivery(space_id: str, delivery_id: str) -> Delivery:
     return delivery
 
 
-def recover_deliveries(space_id: str, webhook_id: str, since: int) -> int:
-    """Re-queue every FAILED delivery of a webhook created since `since`."""
+def recover_deliveries(space_id: str, webhook_ref: str, since: int) -> int:
+    """Re-queue every FAILED delivery of an enabled webhook created since `since`."""
     with m.db.atomic():
+        hook = webhook_row(space_id, webhook_ref)
+        if not hook.enabled:
+            raise FailedPrecondition(f"webhook {shown(hook.alias)} is disabled; enable it (UpdateWebhook) first")
         rows = list(
             m.Delivery.select().where(
                 (m.Delivery.space_id == space_id)
-                & (m.Delivery.webhook_id == webhook_id)
+                & (m.Delivery.webhook_id == hook.id)
                 & (m.Delivery.state == "FAILED")
                 & (m.Delivery.create_time >= since)
             )
@@ -283,10 +287,6 @@ def _finish_unfinished(webhook_id: str, states: tuple[str, ...], state: str, rea
 
 def last_change_seq() -> int:
     return m.DeliveryChange.select(fn.MAX(m.DeliveryChange.seq)).scalar() or 0
-
-
-def first_change_seq() -> int:
-    return m.DeliveryChange.select(fn.MIN(m.DeliveryChange.seq)).scalar() or 0
 
 
 def changes_after(

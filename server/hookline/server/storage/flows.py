@@ -8,22 +8,15 @@ from typing import Any
 from peewee import IntegrityError
 
 from .. import events, ids
-from ..errors import AlreadyExists, NotFound, shown
+from ..errors import AlreadyExists, NotFound
 from . import jobs
 from . import models as m
 from .database import now_ms
 from .deliveries import record_event, subscribers
+from .lookup import flow_row
 from .paging import paginate
 from .records import Flow
 from .webhooks import space_webhooks
-
-
-def flow_row(space_id: str, ref: str) -> m.Flow:
-    field = m.Flow.id if ids.looks_like_id(ref) else m.Flow.alias
-    row = m.Flow.get_or_none((field == ref) & (m.Flow.space_id == space_id))
-    if row is None:
-        raise NotFound(f"flow {shown(ref)} not found")
-    return row
 
 
 def _record(row: m.Flow, version: int | None = None) -> Flow:

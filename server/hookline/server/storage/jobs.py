@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 
@@ -10,11 +11,14 @@ from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from . import models as m
 from .database import now_ms
 from .deliveries import record_event, subscribers
+from .lookup import flow_row
 from .paging import paginate
 from .records import ClaimedJob, Job
 from .webhooks import flow_webhooks
 
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED")
+USER_CANCELED = "canceled by a user"
+FLOW_DELETED = "canceled by the system: the flow was deleted"
 ACTIVE = ("RUNNING", "CANCELING")
 
 
@@ -30,8 +34,9 @@ def get_job(space_id: str, job_id: str) -> Job:
 
 
 def list_jobs(
-    space_id: str, page_size: int, page_token: str, *, flow_id: str = "", state: str = "", correlation_id: str = ""
+    space_id: str, page_size: int, page_token: str, *, flow_ref: str = "", state: str = "", correlation_id: str = ""
 ) -> tuple[list[Job], str]:
+    flow_id = flow_row(space_id, flow_ref).id if flow_ref else ""
     q = m.Job.select().where(m.Job.space_id == space_id)
     if flow_id:
         q = q.where(m.Job.flow_id == flow_id)
@@ -44,17 +49,25 @@ def list_jobs(
 
 def start_job(
     space_id: str,
-    flow: m.Flow,
+    flow_ref: str,
     version: int,
     input_json: str,
     correlation_id: str,
     idempotency_key: str,
-    fingerprint: str,
     idempotency_ttl_ms: int,
 ) -> Job:
-    """Create a WAITING job, or return the job an earlier call with the same
-    idempotency key made (ALREADY_EXISTS when its parameters differ)."""
+    """Create a WAITING job for a flow (by id or alias; version 0 = latest), or
+    return the job an earlier call with the same idempotency key made
+    (ALREADY_EXISTS when its flow, version or input differ).
+
+    The flow is looked up in the same transaction, so a job is never created
+    for a flow that is being deleted."""
     with m.db.atomic():
+        flow = flow_row(space_id, flow_ref)
+        run_version = version or flow.version
+        if run_version > flow.version:
+            raise NotFound(f"flow {shown(flow.alias)} has no version {run_version} (latest is {flow.version})")
+        fingerprint = hashlib.sha256(f"{flow.id}\0{version}\0{input_json}".encode()).hexdigest()
         now = now_ms()
         if idempotency_key:
             earlier = (
@@ -80,7 +93,7 @@ def start_job(
             space_id=space_id,
             flow_id=flow.id,
             flow_alias=flow.alias,
-            flow_version=version,
+            flow_version=run_version,
             state="WAITING",
             code="JOB_WAITING",
             input=input_json,
@@ -118,7 +131,7 @@ def cancel_job(space_id: str, job_id: str) -> Job:
     with m.db.atomic():
         row = _row(space_id, job_id)
         if row.state == "WAITING":
-            return _end(row, "CANCELED", "JOB_USER_CANCELED", "canceled by a user")
+            return _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED)
         if row.state == "RUNNING":
             m.Job.update(state="CANCELING", cancel_code="JOB_USER_CANCELED").where(m.Job.id == row.id).execute()
             notify.after_commit("jobs")
@@ -126,15 +139,16 @@ def cancel_job(space_id: str, job_id: str) -> Job:
     raise FailedPrecondition(f"job {job_id} is {row.state}; only WAITING or RUNNING jobs can be canceled")
 
 
-def cancel_waiting(space_id: str, flow_id: str | None) -> int:
-    """Cancel every WAITING job of a flow (or of the space): one event per job."""
+def cancel_waiting(space_id: str, flow_ref: str) -> int:
+    """Cancel every WAITING job of a flow (or of the space when `flow_ref` is
+    empty): one event per job."""
     with m.db.atomic():
         q = m.Job.select().where((m.Job.space_id == space_id) & (m.Job.state == "WAITING"))
-        if flow_id:
-            q = q.where(m.Job.flow_id == flow_id)
+        if flow_ref:
+            q = q.where(m.Job.flow_id == flow_row(space_id, flow_ref).id)
         rows = list(q)
         for row in rows:
-            _end(row, "CANCELED", "JOB_USER_CANCELED", "canceled by a user")
+            _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED)
     return len(rows)
 
 
@@ -143,7 +157,7 @@ def cancel_flow_jobs(flow_id: str) -> None:
     (JOB_SYSTEM_CANCELED) now, with their events; runners notice and stop."""
     rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_(("WAITING",) + ACTIVE)))
     for row in list(rows):
-        _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", "canceled by the system: the flow was deleted")
+        _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
 
 
 def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
@@ -162,9 +176,12 @@ def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
             notify.after_commit("jobs")
         claimed = []
         for row in rows:
-            version = m.FlowVersion.get(
+            version = m.FlowVersion.get_or_none(
                 (m.FlowVersion.flow_id == row.flow_id) & (m.FlowVersion.version == row.flow_version)
             )
+            if version is None:  # its flow was deleted meanwhile: the job cannot run
+                _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
+                continue
             claimed.append(ClaimedJob(job=Job.from_row(row), definition=json.loads(version.definition)))
     return claimed
 
@@ -195,25 +212,25 @@ def finish(job_id: str, state: str, code: str, message: str, output_json: str | 
         if row is None or row.state in TERMINAL:
             return None
         if row.state == "CANCELING":
-            return _end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", "canceled")
+            return _end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED)
         return _end(row, state, code, message, output_json)
 
 
-def reap_expired(now: int) -> list[Job]:
+def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:
     """Jobs whose runner died (lease expired) end: RUNNING as ERROR/ZOMBIE_PROCESS,
-    CANCELING as CANCELED. Their events are sent like any other."""
+    CANCELING as CANCELED. Their events are sent like any other. `all_leases`
+    reaps every active job (when no other process can be running one)."""
     ended = []
     with m.db.atomic():
-        rows = list(m.Job.select().where(m.Job.state.in_(ACTIVE) & (m.Job.lease_expire_time < now)))
+        query = m.Job.select().where(m.Job.state.in_(ACTIVE))
+        if not all_leases:
+            query = query.where(m.Job.lease_expire_time < now)
+        rows = list(query)
         for row in rows:
             if row.state == "CANCELING":
-                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", "canceled"))
+                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED))
             else:
-                ended.append(
-                    _end(
-                        row, "ERROR", "ZOMBIE_PROCESS", "the job's runner stopped without finishing it (lease expired)"
-                    )
-                )
+                ended.append(_end(row, "ERROR", "ZOMBIE_PROCESS", "the job's runner stopped without finishing it"))
     return ended
 
 

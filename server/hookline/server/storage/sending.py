@@ -135,8 +135,13 @@ class AttemptOutcome:
     disable_reason: str = ""  # set when the response disables the webhook (410)
 
 
-def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delivery]:
-    """Store attempts and move their deliveries on, all in one transaction."""
+def record_outcomes(
+    outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None
+) -> list[Delivery]:
+    """Store attempts and move their deliveries on, all in one transaction.
+
+    Also tracks each webhook's health: a webhook whose deliveries have failed,
+    with no success, for `auto_disable_after_ms` is disabled (reason "failing")."""
     updated: list[Delivery] = []
     with m.db.atomic():
         m.Attempt.insert_many(
@@ -144,7 +149,7 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delive
         ).execute()
         hooks = {
             w.id: w
-            for w in m.Webhook.select(m.Webhook.id, m.Webhook.enabled).where(
+            for w in m.Webhook.select(m.Webhook.id, m.Webhook.enabled, m.Webhook.failing_since).where(
                 m.Webhook.id.in_({o.task.delivery.webhook_id for o in outcomes})
             )
         }
@@ -154,6 +159,8 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delive
             .tuples()
         )
         changes: list[dict[str, Any]] = []
+        succeeded = {o.task.delivery.webhook_id for o in outcomes if o.succeeded}
+        failed = {o.task.delivery.webhook_id for o in outcomes if not o.succeeded} - succeeded
         for o in outcomes:
             d = o.task.delivery
             a = o.attempt
@@ -188,15 +195,42 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int) -> list[Delive
                     d, changes, "RETRY_SCHEDULED", now, state="PENDING", next_attempt_time=o.next_attempt_time, **common
                 )
             updated.append(d)
+        _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
         flush_changes(changes)
     return updated
 
 
-def release_expired(now: int) -> int:
+def _track_health(
+    hooks: dict[str, m.Webhook], succeeded: set[str], failed: set[str], now: int, window_ms: int | None
+) -> None:
+    if succeeded:
+        m.Webhook.update(last_success_time=now, failing_since=None).where(m.Webhook.id.in_(succeeded)).execute()
+    if not failed:
+        return
+    m.Webhook.update(failing_since=now).where(m.Webhook.id.in_(failed) & m.Webhook.failing_since.is_null()).execute()
+    if window_ms is None:
+        return
+    for webhook_id in failed:
+        hook = hooks.get(webhook_id)
+        if (
+            hook is not None
+            and hook.enabled
+            and hook.failing_since is not None
+            and now - hook.failing_since >= window_ms
+        ):
+            webhooks.disable(webhook_id, "failing")
+            hook.enabled = False
+
+
+def release_expired(now: int, *, all_leases: bool = False) -> int:
     """SENDING deliveries whose lease ran out (their sender died) go back to
-    PENDING, due now: at-least-once, never lost."""
+    PENDING, due now: at-least-once, never lost. `all_leases` releases every
+    SENDING delivery (when no other process can hold one)."""
     with m.db.atomic():
-        rows = list(m.Delivery.select().where((m.Delivery.state == "SENDING") & (m.Delivery.lease_expire_time < now)))
+        query = m.Delivery.select().where(m.Delivery.state == "SENDING")
+        if not all_leases:
+            query = query.where(m.Delivery.lease_expire_time < now)
+        rows = list(query)
         changes: list[dict[str, Any]] = []
         for row in rows:
             update_delivery(

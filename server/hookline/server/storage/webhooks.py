@@ -7,41 +7,46 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from .. import events, ids
-from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
+from .. import events, ids, secretbox
+from ..errors import AlreadyExists, FailedPrecondition
 from . import deliveries
 from . import models as m
 from .database import now_ms
+from .lookup import webhook_row
 from .paging import paginate
 from .records import Delivery, Event, Webhook
 
 
-def seal(secret: str) -> str:
-    """How a secret is stored. The single seam for encryption at rest."""
-    return secret
+def seal(webhook_id: str, secret: str) -> str:
+    """How a secret is stored: encrypted, bound to its webhook."""
+    return secretbox.current().seal(webhook_id, secret)
 
 
 def unseal(row: m.WebhookSecret) -> str:
-    return row.secret
+    return secretbox.current().open(row.webhook_id, row.secret)
 
 
-def _row(space_id: str, ref: str) -> m.Webhook:
-    """The webhook with this id or alias in the space; NOT_FOUND otherwise
-    (also for other spaces' webhooks: their existence is never revealed)."""
-    field = m.Webhook.id if ids.looks_like_id(ref) else m.Webhook.alias
-    row = m.Webhook.get_or_none((field == ref) & (m.Webhook.space_id == space_id))
-    if row is None:
-        raise NotFound(f"webhook {shown(ref)} not found")
-    return row
+def seal_plaintext_secrets() -> int:
+    """Encrypt secrets stored in the clear by servers older than encryption at
+    rest; returns how many. Sealed values all start with the version prefix."""
+    count = 0
+    with m.db.atomic():
+        rows = list(m.WebhookSecret.select().where(~m.WebhookSecret.secret.startswith(secretbox.VERSION)))
+        for row in rows:
+            m.WebhookSecret.update(secret=seal(row.webhook_id, row.secret)).where(
+                (m.WebhookSecret.id == row.id) & (m.WebhookSecret.secret == row.secret)
+            ).execute()
+            count += 1
+    return count
 
 
 def get_webhook(space_id: str, ref: str) -> Webhook:
-    return Webhook.from_row(_row(space_id, ref))
+    return Webhook.from_row(webhook_row(space_id, ref))
 
 
 def resolve_ids(space_id: str, refs: list[str]) -> list[str]:
     """Ids of the webhooks named by id or alias, in order; NOT_FOUND for any unknown."""
-    return [_row(space_id, ref).id for ref in refs]
+    return [webhook_row(space_id, ref).id for ref in refs]
 
 
 def list_webhooks(
@@ -64,7 +69,7 @@ def create_webhook(space_id: str, fields: dict[str, Any], secret: str) -> Webhoo
     try:
         with m.db.atomic():
             m.Webhook.insert(id=webhook_id, space_id=space_id, create_time=now, update_time=now, **row).execute()
-            m.WebhookSecret.insert(webhook_id=webhook_id, secret=seal(secret), create_time=now).execute()
+            m.WebhookSecret.insert(webhook_id=webhook_id, secret=seal(webhook_id, secret), create_time=now).execute()
     except IntegrityError:
         raise _duplicate(fields["alias"]) from None
     return get_webhook(space_id, webhook_id)
@@ -74,7 +79,7 @@ def update_webhook(space_id: str, ref: str, fields: dict[str, Any]) -> Webhook:
     """Replace the given fields. Disabling fails the webhook's PENDING deliveries."""
     try:
         with m.db.atomic():
-            row = _row(space_id, ref)
+            row = webhook_row(space_id, ref)
             values = dict(fields)
             for key in ("event_types", "headers"):
                 if key in values:
@@ -82,6 +87,7 @@ def update_webhook(space_id: str, ref: str, fields: dict[str, Any]) -> Webhook:
             if "enabled" in values:
                 if values["enabled"]:
                     values["disabled_reason"] = ""
+                    values["failing_since"] = None  # a fresh start for auto-disable
                 elif row.enabled:
                     deliveries.fail_pending_of_webhook(row.id, "webhook disabled")
             if values:
@@ -93,7 +99,7 @@ def update_webhook(space_id: str, ref: str, fields: dict[str, Any]) -> Webhook:
 
 def delete_webhook(space_id: str, ref: str) -> None:
     with m.db.atomic():
-        row = _row(space_id, ref)
+        row = webhook_row(space_id, ref)
         deliveries.cancel_unfinished_of_webhook(row.id)
         m.FlowWebhook.delete().where(m.FlowWebhook.webhook_id == row.id).execute()
         m.WebhookSecret.delete().where(m.WebhookSecret.webhook_id == row.id).execute()
@@ -103,13 +109,13 @@ def delete_webhook(space_id: str, ref: str) -> None:
 def rotate_secret(space_id: str, ref: str, secret: str, grace_ms: int) -> Webhook:
     """Make `secret` the signing secret; the ones signing now keep signing for `grace_ms`."""
     with m.db.atomic():
-        row = _row(space_id, ref)
+        row = webhook_row(space_id, ref)
         now = now_ms()
         m.WebhookSecret.update(expire_time=now + grace_ms).where(
             (m.WebhookSecret.webhook_id == row.id)
             & (m.WebhookSecret.expire_time.is_null() | (m.WebhookSecret.expire_time > now + grace_ms))
         ).execute()
-        m.WebhookSecret.insert(webhook_id=row.id, secret=seal(secret), create_time=now).execute()
+        m.WebhookSecret.insert(webhook_id=row.id, secret=seal(row.id, secret), create_time=now).execute()
         m.Webhook.update(update_time=now).where(m.Webhook.id == row.id).execute()
     return get_webhook(space_id, row.id)
 
@@ -126,14 +132,10 @@ def flow_webhooks(flow_id: str) -> list[m.Webhook]:
     )
 
 
-def webhook_row(space_id: str, ref: str) -> m.Webhook:
-    return _row(space_id, ref)
-
-
 def send_test_event(space_id: str, ref: str, message: str) -> tuple[Event, Delivery]:
     """A WEBHOOK.TEST event for this one webhook."""
     with m.db.atomic():
-        row = _row(space_id, ref)
+        row = webhook_row(space_id, ref)
         if not row.enabled:
             raise FailedPrecondition(f"webhook {row.alias!r} is disabled; enable it before sending a test event")
         event, [delivery] = deliveries.record_event(

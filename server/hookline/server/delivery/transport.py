@@ -1,0 +1,155 @@
+"""How webhook requests reach the wire: httpx on aiohttp, with the SSRF guard.
+
+httpx's own connection pool is CPU-bound with many requests in flight, so the
+worker's httpx client sends through the httpx-aiohttp transport. The guard sits
+where aiohttp resolves names (a resolver given to its connector), so the addresses
+checked are exactly the ones connected to, while the Host header and the TLS server
+name stay the URL's host. aiohttp skips its resolver for literal addresses; those
+are checked here before each request."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from httpx_aiohttp import AiohttpTransport
+
+from . import targets
+from .targets import IPNetwork
+
+AllowedNetworks = Callable[[], Sequence[IPNetwork]]
+
+# aiohttp errors as the httpx errors they amount to, most specific first.
+_ERRORS: list[tuple[type[BaseException], type[httpx.TransportError]]] = [
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # also DNS and TLS failures
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a malformed response
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientError, httpx.NetworkError),
+]
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with `base` and refuses the lot (TargetRefused) unless every
+    address is allowed; the allow-list is read at each resolution."""
+
+    def __init__(self, allowed: AllowedNetworks, base: AbstractResolver | None = None):
+        self._allowed = allowed
+        self._base = base if base is not None else ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._base.resolve(host, port, family)
+        targets.check_resolved(host, [r["host"] for r in results], self._allowed())
+        return results
+
+    async def close(self) -> None:
+        await self._base.close()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """The httpx-aiohttp transport over an aiohttp session of our own: guarded
+    resolution, no DNS cache, no proxies from the environment, a total deadline per
+    request (body included), and aiohttp's errors raised as httpx's.
+
+    Create it on the event loop it will run on."""
+
+    def __init__(
+        self,
+        *,
+        allowed: AllowedNetworks,
+        total_timeout_s: float,
+        max_connections: int,
+        base_resolver: AbstractResolver | None = None,
+    ):
+        self._allowed = allowed
+        self._total_timeout_s = total_timeout_s
+        self._resolver = GuardedResolver(allowed, base_resolver)
+        connector = aiohttp.TCPConnector(
+            limit=max_connections,
+            resolver=self._resolver,
+            # Every new connection resolves (and is checked) afresh.
+            use_dns_cache=False,
+            ssl=httpx.create_ssl_context(trust_env=False),  # the CA bundle httpx would use
+        )
+        session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        self._inner = AiohttpTransport(client=session, trust_env=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        address = targets.check_literal(request.url.host, self._allowed())
+        if address is not None and request.url.host != str(address):
+            # aiohttp refuses legacy spellings (2130706433, 127.1): connect to the
+            # address they mean; the Host header keeps the URL's spelling.
+            request.url = request.url.copy_with(host=str(address))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._total_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._inner.handle_async_request(request)
+        except Exception as error:
+            translated = self._translate(error, request)
+            if translated is error:
+                raise
+            raise translated from error
+        response.stream = _DeadlineStream(self, response.stream, deadline, request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        await self._resolver.close()
+
+    def _translate(self, error: Exception, request: httpx.Request) -> Exception:
+        """`error` as an httpx error; a refusal passes as it is (the worker looks
+        for one through any wrapping)."""
+        if targets.refused_in(error) is not None:
+            return error
+        if isinstance(error, TimeoutError):
+            return httpx.ReadTimeout(f"no complete response within {self._total_timeout_s:g} s", request=request)
+        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, which
+        # would report a refused connection as a timeout: map from the cause instead.
+        cause = error.__cause__ if isinstance(error, httpx.HTTPError) else error
+        for aiohttp_type, httpx_type in _ERRORS:
+            if isinstance(cause, aiohttp_type):
+                return httpx_type(str(cause) or type(cause).__name__, request=request)
+        return error
+
+
+class _DeadlineStream(httpx.AsyncByteStream):
+    """A response body read under the request's total deadline, errors translated."""
+
+    def __init__(
+        self, transport: GuardedTransport, inner: httpx.AsyncByteStream, deadline: float, request: httpx.Request
+    ):
+        self._transport = transport
+        self._inner = inner
+        self._deadline = deadline
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._inner.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except Exception as error:
+                translated = self._transport._translate(error, self._request)
+                if translated is error:
+                    raise
+                raise translated from error
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

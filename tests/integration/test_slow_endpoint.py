@@ -1,0 +1,50 @@
+"""Isolation: an endpoint that hangs until the timeout does not hold up
+deliveries to a healthy one (each webhook has a cap on requests in flight)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import Reply
+
+from hookline.server.settings import Settings
+
+from .helpers import make_flow, make_webhook, start_job
+
+JOBS = 500
+CAP = 8
+
+
+@pytest.fixture(scope="module")
+def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("hookline"),
+        retry_schedule="0,1h",
+        poll_interval_s=0.2,
+        allow_targets=["127.0.0.0/8"],
+        request_timeout_s=2.0,
+        webhook_max_in_flight=CAP,
+    )
+
+
+def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(client, receiver):
+    receiver.respond("/hangs", [Reply(200, delay_s=10)])
+    events = ["JOB.COMPLETED"]
+    hanging = make_webhook(client, receiver.url("/hangs"), event_types=events).webhook
+    healthy = make_webhook(client, receiver.url("/healthy"), event_types=events).webhook
+    flow = make_flow(client, [{"transform": "{n: n}"}], webhook_ids=[hanging.id, healthy.id])
+
+    with ThreadPoolExecutor(8) as pool:
+        jobs = list(pool.map(lambda n: start_job(client, flow.id, {"n": n}).id, range(JOBS)))
+
+    arrived = receiver.wait_for("/healthy", JOBS, timeout=120)
+    assert {json.loads(r.body)["data"]["jobId"] for r in arrived} == set(jobs)
+    # Each hanging request holds a slot for the 2 s timeout, 8 slots at a time: had
+    # the healthy webhook waited behind it, the hanging one would have seen far more.
+    hung = sorted(r.time for r in receiver.at("/hangs"))
+    assert CAP <= len(hung) < JOBS / 5
+    # Never more than CAP requests hanging at once: within any stretch shorter than
+    # the timeout, at most CAP of them started.
+    assert max(sum(1 for t in hung if start <= t < start + 1.8) for start in hung) <= CAP

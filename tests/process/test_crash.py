@@ -1,0 +1,182 @@
+"""Crash safety: `hookline serve` is SIGKILLed in the middle of 500 jobs and
+restarted. Every (event, webhook) pair still arrives at least once, jobs that
+were RUNNING end ERROR/ZOMBIE_PROCESS with their event sent, and nothing stays
+RUNNING, SENDING or PENDING."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from google.protobuf import struct_pb2
+
+from hookline.client import (
+    Client,
+    CreateFlowRequest,
+    CreateWebhookRequest,
+    DeliveryState,
+    Flow,
+    GetJobRequest,
+    JobState,
+    JobStatusCode,
+    ListDeliveriesRequest,
+    ListEventsRequest,
+    ListJobsRequest,
+    StartJobRequest,
+    Webhook,
+)
+
+from .test_serve import HOOKLINE, _free_port, _wait_serving
+
+JOBS = 500
+PATHS = ("/crash-a", "/crash-b")
+
+
+class Server:
+    def __init__(self, data_dir: Path, address: str, log: Path):
+        self.data_dir, self.address, self.log = data_dir, address, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    *HOOKLINE,
+                    "serve",
+                    "--listen",
+                    self.address,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--allow-target",
+                    "127.0.0.0/8",
+                    "--retry-schedule",
+                    "0,200ms,500ms,1s,1s,2s,5s",
+                    "--job-lease",
+                    "1s",
+                    "--job-workers",
+                    "4",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_serving(self.address)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path / "data", f"127.0.0.1:{_free_port()}", tmp_path / "serve.log")
+    s.start()
+    yield s
+    s.stop()
+
+
+def _all(method, request, field: str) -> list:  # type: ignore[no-untyped-def]
+    items, request.page_size = [], 1000
+    while True:
+        page = method(request)
+        items.extend(getattr(page, field))
+        if not page.next_page_token:
+            return items
+        request.page_token = page.next_page_token
+
+
+def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(0.2)
+
+
+def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # type: ignore[no-untyped-def]
+    client = Client(server.address, (server.data_dir / "admin.key").read_text().strip())
+    hooks = [
+        client.webhooks.CreateWebhook(
+            CreateWebhookRequest(
+                webhook=Webhook(alias=f"crash{i}", url=receiver.url(p), event_types=["JOB.COMPLETED", "JOB.ERROR"])
+            )
+        ).webhook
+        for i, p in enumerate(PATHS)
+    ]
+    definition = struct_pb2.Struct()
+    definition.update({"steps": [{"sleep_ms": 50}, {"transform": "{n: n}"}]})
+    client.flows.CreateFlow(
+        CreateFlowRequest(flow=Flow(alias="crash", definition=definition, webhook_ids=[h.id for h in hooks]))
+    )
+
+    def start(n: int) -> str:
+        job_input = struct_pb2.Value()
+        job_input.struct_value.update({"n": n})
+        return client.jobs.StartJob(StartJobRequest(flow="crash", input=job_input)).id
+
+    with ThreadPoolExecutor(8) as pool:
+        job_ids = list(pool.map(start, range(JOBS)))
+
+    # Kill it in the middle: some messages sent, jobs running, deliveries in flight.
+    _wait(lambda: len(receiver.requests) >= 150, 60, "150 messages did not arrive")
+    server.kill()
+    with sqlite3.connect(server.data_dir / "hookline.db") as db:
+        running = {r[0] for r in db.execute("SELECT id FROM job WHERE state IN ('RUNNING', 'CANCELING')")}
+        waiting = db.execute("SELECT COUNT(*) FROM job WHERE state = 'WAITING'").fetchone()[0]
+    assert running and waiting, "the kill should land while jobs run and wait"
+
+    server.start()
+    client.close()
+    client = Client(server.address, (server.data_dir / "admin.key").read_text().strip())
+
+    def settled() -> bool:
+        unfinished = [
+            s
+            for s in (JobState.JOB_STATE_WAITING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_CANCELING)
+            if _all(client.jobs.ListJobs, ListJobsRequest(state=s), "jobs")
+        ]
+        pending = [
+            s
+            for s in (DeliveryState.DELIVERY_STATE_PENDING, DeliveryState.DELIVERY_STATE_SENDING)
+            if _all(client.webhooks.ListDeliveries, ListDeliveriesRequest(state=s), "deliveries")
+        ]
+        return not unfinished and not pending
+
+    _wait(settled, 120, "jobs and deliveries did not settle")
+
+    events = _all(client.webhooks.ListEvents, ListEventsRequest(), "events")
+    job_events = {e.job_id: e.id for e in events if e.event_type.startswith("JOB.")}
+    assert set(job_events) == set(job_ids), "every job ended with its event"
+    expected = {(event_id, path) for event_id in job_events.values() for path in PATHS}
+    arrivals = Counter((r.headers["webhook-id"], r.path) for r in receiver.requests if r.path in PATHS)
+    missing = expected - set(arrivals)
+    duplicates = sum(arrivals.values()) - len(arrivals)
+    print(
+        f"\ncrash test: expected {len(expected)} (event, webhook) pairs, arrived {len(expected) - len(missing)}, "
+        f"duplicates {duplicates}, jobs running at the kill {len(running)}"
+    )
+    assert not missing
+
+    for job_id in running:
+        job = client.jobs.GetJob(GetJobRequest(id=job_id))
+        assert (job.state, job.code) == (JobState.JOB_STATE_ERROR, JobStatusCode.ZOMBIE_PROCESS)
+        body = json.loads(next(r.body for r in receiver.requests if r.headers["webhook-id"] == job_events[job_id]))
+        assert body["data"]["status"] == {
+            "state": "ERROR",
+            "code": "ZOMBIE_PROCESS",
+            "message": job.message,
+        }
+    client.close()
