@@ -1,16 +1,25 @@
-"""Shared fixtures: a real hookline (SQLite in a temporary data dir, its job
-runner and delivery worker) served by pytest-grpc's real gRPC server on a free
-port, a client holding the default space's management key, and a real HTTP
-receiver on loopback.
+"""Shared fixtures: a real hookline (its job runner and delivery worker) served by
+pytest-grpc's real gRPC server on a free port, a client holding the default
+space's management key, and a real HTTP receiver on loopback.
 
-A test module can override `hookline_settings` to change the server's settings."""
+The database is SQLite in a temporary data dir, or, with
+HOOKLINE_TEST_DATABASE=postgresql, a PostgreSQL database made for the test
+module and dropped after it (server: HOOKLINE_TEST_POSTGRES_URL, default
+postgresql://postgres@127.0.0.1:5432/test).
+
+A test module can override `hookline_settings`, building it with
+`make_settings(**overrides)`, to change the server's settings."""
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,15 +41,63 @@ def grpc_addr() -> str:
     return f"127.0.0.1:{port}"
 
 
+BACKEND = os.environ.get("HOOKLINE_TEST_DATABASE", "sqlite")
+POSTGRES_URL = os.environ.get("HOOKLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+if BACKEND not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"HOOKLINE_TEST_DATABASE must be sqlite or postgresql, not {BACKEND!r}")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test module; dropped afterwards."""
+    import psycopg2
+
+    name = f"hookline_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(POSTGRES_URL)
+    admin.autocommit = True
+    try:
+        admin.cursor().execute(f"CREATE DATABASE {name}")
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()
+
+
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
-        retry_schedule="0,100ms,200ms",
-        poll_interval_s=0.2,
-        stream_heartbeat_s=1.0,
-        allow_targets=["127.0.0.0/8"],  # the loopback receiver
-    )
+def test_database() -> Iterator[str | None]:
+    """The module's database URL on PostgreSQL; None on SQLite (the data dir holds it)."""
+    if BACKEND == "sqlite":
+        yield None
+        return
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def make_settings(tmp_path_factory: pytest.TempPathFactory, test_database: str | None) -> Callable[..., Settings]:
+    """Settings for a test server: fast retries and polls, the loopback receiver
+    allowed, the module's database; keyword arguments override any of them."""
+    master_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+    def make(**overrides: object) -> Settings:
+        fields: dict[str, object] = dict(
+            data_dir=tmp_path_factory.mktemp("hookline"),
+            retry_schedule="0,100ms,200ms",
+            poll_interval_s=0.2,
+            stream_heartbeat_s=1.0,
+            allow_targets=["127.0.0.0/8"],  # the loopback receiver
+        )
+        if test_database:
+            fields.update(database=test_database, master_key=master_key)
+        fields.update(overrides)
+        return Settings(**fields)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,6 @@ from hookline.client import (
     WatchDeliveriesRequest,
     Webhook,
 )
-from hookline.server.settings import Settings
 
 pytestmark = pytest.mark.acceptance
 
@@ -67,18 +66,6 @@ QUIET_S = 1.5
 
 # Seconds from Job.end_time to the arrival at the receiver, one per job loop.
 LATENCIES: list[tuple[str, float]] = []
-
-
-@pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The shared test settings, with loopback allowed as a webhook target."""
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline-acceptance"),
-        retry_schedule="0,100ms,200ms",
-        poll_interval_s=0.2,
-        stream_heartbeat_s=1.0,
-        allow_targets=["127.0.0.0/8"],
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,22 +11,9 @@ from dataclasses import dataclass
 import pytest
 
 from hookline.client import Client
-from hookline.server.settings import Settings
 from hookline.server.storage import spaces
 
 from .helpers import unique
-
-
-@pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
-        retry_schedule="0,100ms,200ms",
-        poll_interval_s=0.2,
-        stream_heartbeat_s=1.0,
-        # The test receiver listens on loopback.
-        allow_targets=["127.0.0.0/8"],
-    )
 
 
 @dataclass

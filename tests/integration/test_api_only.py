@@ -5,6 +5,8 @@ to its PENDING deliveries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -32,14 +34,12 @@ from .helpers import body_json, job_ids, list_all, make_flow, make_webhook, rpc_
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline-api"),
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         role="api",
         retry_schedule="0,100ms,200ms",
         poll_interval_s=0.2,
         stream_heartbeat_s=1.0,
-        allow_targets=["127.0.0.0/8"],
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from google.protobuf import field_mask_pb2
@@ -26,12 +27,10 @@ WINDOW_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         retry_schedule=",".join(["0"] + ["150ms"] * 30),
         poll_interval_s=0.2,
-        allow_targets=["127.0.0.0/8"],
         auto_disable_after_s=WINDOW_S,
     )
 

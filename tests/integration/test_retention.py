@@ -4,6 +4,7 @@ than their configured ages are purged; live work is kept."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -25,12 +26,10 @@ AGE_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         retry_schedule="0,1h",
         poll_interval_s=0.2,
-        allow_targets=["127.0.0.0/8"],
         retention_s=AGE_S,
         job_retention_s=AGE_S,
     )

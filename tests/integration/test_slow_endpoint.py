@@ -4,6 +4,7 @@ deliveries to a healthy one (each webhook has a cap on requests in flight)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,12 +19,10 @@ CAP = 8
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         retry_schedule="0,1h",
         poll_interval_s=0.2,
-        allow_targets=["127.0.0.0/8"],
         request_timeout_s=2.0,
         webhook_max_in_flight=CAP,
     )

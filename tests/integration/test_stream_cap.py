@@ -4,6 +4,8 @@ its slot."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 import pytest
 
@@ -14,13 +16,11 @@ from .helpers import rpc_error, wait_until
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline-streams"),
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         max_streams=2,
         poll_interval_s=0.1,
         stream_heartbeat_s=0.5,
-        allow_targets=["127.0.0.0/8"],
     )
 
 

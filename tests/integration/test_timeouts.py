@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from conftest import Reply
 
@@ -12,12 +14,10 @@ from .helpers import make_webhook, wait_until
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         retry_schedule="0,100ms",
         poll_interval_s=0.2,
-        allow_targets=["127.0.0.0/8"],
         request_timeout_s=0.5,
         response_capture_bytes=100,
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -34,40 +33,28 @@ from hookline.client import (
     Webhook,
 )
 
-from .test_serve import HOOKLINE, _free_port, _wait_serving
+from .conftest import HOOKLINE, Storage, free_port, wait_serving
 
 JOBS = 500
 PATHS = ("/crash-a", "/crash-b")
 
 
 class Server:
-    def __init__(self, data_dir: Path, address: str, log: Path):
-        self.data_dir, self.address, self.log = data_dir, address, log
+    def __init__(self, storage: Storage, address: str, log: Path):
+        self.storage, self.address, self.log = storage, address, log
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 [
-                    *HOOKLINE,
-                    "serve",
-                    "--listen",
-                    self.address,
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--allow-target",
-                    "127.0.0.0/8",
-                    "--retry-schedule",
-                    "0,200ms,500ms,1s,1s,2s,5s",
-                    "--job-lease",
-                    "1s",
-                    "--job-workers",
-                    "4",
+                    *HOOKLINE, "serve", "--listen", self.address, *self.storage.args,
+                    "--allow-target", "127.0.0.0/8", "--retry-schedule", "0,200ms,500ms,1s,1s,2s,5s",
+                    "--job-lease", "1s", "--job-workers", "4", "--request-timeout", "2", "--delivery-lease", "4s",
                 ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        _wait_serving(self.address)
+                env=self.storage.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_serving(self.address)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -81,8 +68,8 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "data", f"127.0.0.1:{_free_port()}", tmp_path / "serve.log")
+def server(storage: Storage, tmp_path: Path) -> Iterator[Server]:
+    s = Server(storage, f"127.0.0.1:{free_port()}", tmp_path / "serve.log")
     s.start()
     yield s
     s.stop()
@@ -107,7 +94,7 @@ def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-unty
 
 
 def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # type: ignore[no-untyped-def]
-    client = Client(server.address, (server.data_dir / "admin.key").read_text().strip())
+    client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
     hooks = [
         client.webhooks.CreateWebhook(
             CreateWebhookRequest(
@@ -133,14 +120,13 @@ def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # typ
     # Kill it in the middle: some messages sent, jobs running, deliveries in flight.
     _wait(lambda: len(receiver.requests) >= 150, 60, "150 messages did not arrive")
     server.kill()
-    with sqlite3.connect(server.data_dir / "hookline.db") as db:
-        running = {r[0] for r in db.execute("SELECT id FROM job WHERE state IN ('RUNNING', 'CANCELING')")}
-        waiting = db.execute("SELECT COUNT(*) FROM job WHERE state = 'WAITING'").fetchone()[0]
+    running = {r[0] for r in server.storage.query("SELECT id FROM job WHERE state IN ('RUNNING', 'CANCELING')")}
+    [(waiting,)] = server.storage.query("SELECT COUNT(*) FROM job WHERE state = 'WAITING'")
     assert running and waiting, "the kill should land while jobs run and wait"
 
     server.start()
     client.close()
-    client = Client(server.address, (server.data_dir / "admin.key").read_text().strip())
+    client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
 
     def settled() -> bool:
         unfinished = [

@@ -3,63 +3,36 @@
 from __future__ import annotations
 
 import signal
-import socket
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hookline.client import Client, ListWebhooksRequest, StartJobRequest
 
-HOOKLINE = [sys.executable, "-m", "hookline.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_serving(address: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"hookline did not start serving on {address}")
-            time.sleep(0.1)
+from .conftest import BACKEND, HOOKLINE, Storage, free_port, wait_serving
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve") / "data"
+def data_dir(storage: Storage) -> Path:
+    return storage.data_dir
 
 
 @pytest.fixture(scope="module")
-def server(data_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    address = f"127.0.0.1:{_free_port()}"
+def server(storage: Storage) -> Iterator[tuple[subprocess.Popen, str]]:
+    address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [*HOOKLINE, "serve", "--listen", address, "--data-dir", str(data_dir)],
+        [*HOOKLINE, "serve", "--listen", address, *storage.args],
+        env=storage.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        _wait_serving(address)
+        wait_serving(address)
         yield process, address
     finally:
         if process.poll() is None:
@@ -76,9 +49,10 @@ def test_first_start_writes_a_private_management_key(server, data_dir: Path) -> 
         assert client.webhooks.ListWebhooks(ListWebhooksRequest()).webhooks is not None
 
 
+@pytest.mark.skipif(BACKEND != "sqlite", reason="the data-dir lock guards the embedded database only")
 def test_a_second_server_on_the_same_data_dir_is_refused(server, data_dir: Path) -> None:
     result = subprocess.run(
-        [*HOOKLINE, "serve", "--listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(data_dir)],
+        [*HOOKLINE, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -87,10 +61,11 @@ def test_a_second_server_on_the_same_data_dir_is_refused(server, data_dir: Path)
     assert "already using" in result.stderr and str(data_dir.resolve()) in result.stderr
 
 
-def test_spaces_and_keys_commands(server, data_dir: Path) -> None:
+def test_spaces_and_keys_commands(server, storage: Storage) -> None:
     _, address = server
     created = subprocess.run(
-        [*HOOKLINE, "spaces", "create", "acme", "--data-dir", str(data_dir)],
+        [*HOOKLINE, "spaces", "create", "acme", *storage.args],
+        env=storage.env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -109,7 +84,8 @@ def test_spaces_and_keys_commands(server, data_dir: Path) -> None:
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # the solver key reaches JobService
 
     listed = subprocess.run(
-        [*HOOKLINE, "keys", "list", "--space", "acme", "--data-dir", str(data_dir)],
+        [*HOOKLINE, "keys", "list", "--space", "acme", *storage.args],
+        env=storage.env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -120,7 +96,8 @@ def test_spaces_and_keys_commands(server, data_dir: Path) -> None:
     assert management_id in listed
 
     subprocess.run(
-        [*HOOKLINE, "keys", "revoke", management_id, "--data-dir", str(data_dir)],
+        [*HOOKLINE, "keys", "revoke", management_id, *storage.args],
+        env=storage.env,
         capture_output=True,
         text=True,
         timeout=30,

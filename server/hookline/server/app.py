@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -16,17 +17,19 @@ from grpc_reflection.v1alpha import reflection
 
 from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 
+from . import secretbox
 from .api.flows import FlowServicer
 from .api.interceptor import ApiInterceptor
 from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .jobs.runner import JobRunner
+from .notify import Listener
 from .retention import Purger
 from .settings import Settings
 from .storage import jobs as job_store
-from .storage import sending, spaces
-from .storage.database import now_ms, open_database
+from .storage import models, sending, spaces, webhooks
+from .storage.database import is_postgres, now_ms, open_database
 
 log = logging.getLogger("hookline")
 
@@ -64,6 +67,7 @@ class Hookline:
         self.runner = JobRunner(settings) if settings.runs_workers else None
         self.worker = DeliveryWorker(settings) if settings.runs_workers else None
         self.purger = Purger(settings) if settings.runs_workers else None
+        self.listener = Listener(settings.database) if is_postgres() and settings.database else None
         self.health = health.HealthServicer()
 
     def _read_master_key(self, create: bool) -> tuple[str, str]:
@@ -71,8 +75,6 @@ class Hookline:
         the embedded default a key file in the data dir, made for a new database."""
         if self.settings.master_key:
             return self.settings.master_key, "HOOKLINE_MASTER_KEY"
-        from . import secretbox
-
         path = self.settings.data_dir / "master.key"
         if create:
             try:
@@ -96,9 +98,6 @@ class Hookline:
 
     def _open_encrypted_storage(self) -> None:
         """Open self.database once the master key is known to be the one it was created with."""
-        from . import secretbox
-        from .storage import models, webhooks
-
         if self.settings.database and not self.settings.master_key:
             raise StartupError(
                 "--database needs HOOKLINE_MASTER_KEY, the key that encrypts webhook secrets; every process "
@@ -198,6 +197,8 @@ class Hookline:
             log.warning("re-queued %d deliveries the previous server was sending", released)
 
     def start_background(self) -> None:
+        if self.listener:
+            self.listener.start()
         if self.settings.runs_workers:
             self.recover_abandoned_work()
         if self.runner:
@@ -216,6 +217,8 @@ class Hookline:
             self.worker.stop()
         if self.purger:
             self.purger.stop()
+        if self.listener:
+            self.listener.stop()
         self.database.close()
         if self._lock_file:
             self._lock_file.close()
@@ -246,7 +249,6 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
 
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; then stop taking calls and finish or release work."""
-    import signal
 
     app = Hookline(settings)
     try:

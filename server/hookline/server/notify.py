@@ -1,17 +1,25 @@
-"""In-process wake-ups: a writer says "something changed on topic X" after it
-commits, and whoever waits on X looks again at once instead of at its next poll.
-Polling stays the fallback, so a lost wake-up only costs latency.
+"""Wake-ups: a writer says "something changed on topic X" when it commits, and
+whoever waits on X looks again at once instead of at its next poll. Within a
+process through the Hub; across processes sharing PostgreSQL through
+LISTEN/NOTIFY (Listener). Polling stays the fallback, so a lost wake-up only
+costs latency.
 
 Topics: "jobs" (a job was created or changed state), "deliveries" (deliveries
 became due), "changes" (the delivery change log grew)."""
 
 from __future__ import annotations
 
+import logging
+import select
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-from .storage import models
+from .storage import database, models
+
+log = logging.getLogger("hookline.notify")
+CHANNEL = "hookline"
+TOPICS = ("jobs", "deliveries", "changes")
 
 
 class Hub:
@@ -56,5 +64,57 @@ hub = Hub()
 
 
 def after_commit(*topics: str) -> None:
-    """Publish once the current transaction commits (at once outside one)."""
+    """Publish once the current transaction commits (at once outside one). On
+    PostgreSQL the NOTIFY is part of the transaction, so other processes hear
+    of it exactly when it commits."""
+    if database.is_postgres():
+        for topic in topics:
+            models.db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
     models.db.after_commit(lambda: hub.publish(*topics))
+
+
+class Listener:
+    """LISTENs on a dedicated connection (outside the pool) and republishes each
+    notification in this process. After a reconnect it publishes every topic
+    once, since notifications sent meanwhile are lost."""
+
+    def __init__(self, dsn: str):
+        self._dsn = dsn
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg2
+
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                connection = psycopg2.connect(self._dsn)
+            except psycopg2.Error as error:
+                log.warning("cannot LISTEN (%s); polling meanwhile, retrying in %.1f s", error, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.5
+            try:
+                connection.autocommit = True
+                connection.cursor().execute(f"LISTEN {CHANNEL}")
+                hub.publish(*TOPICS)  # catch up on anything missed while not listening
+                while not self._stopping.is_set():
+                    if select.select([connection], [], [], 0.5)[0]:
+                        connection.poll()
+                        topics = {n.payload for n in connection.notifies}
+                        connection.notifies.clear()
+                        if topics:
+                            hub.publish(*topics)
+            except (psycopg2.Error, OSError) as error:
+                log.warning("lost the LISTEN connection (%s); reconnecting", error)
+            finally:
+                connection.close()

@@ -99,6 +99,11 @@ _FLAGS: dict[str, dict] = {
         "help": "lease of a running job, renewed while it runs (default 10s)",
         "type": parse_duration,
     },
+    "delivery_lease_s": {
+        "flag": "--delivery-lease",
+        "help": "lease of a delivery being sent; longer than --request-timeout (default 60s)",
+        "type": parse_duration,
+    },
     "auto_disable_after_s": {
         "flag": "--auto-disable-after",
         "help": "disable a webhook failing this long with no success (default 5d)",

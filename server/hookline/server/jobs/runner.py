@@ -20,7 +20,7 @@ from ..errors import InvalidArgument
 from ..notify import hub
 from ..settings import Settings
 from ..storage import jobs as job_store
-from ..storage.database import now_ms
+from ..storage.database import clock_ms
 from ..storage.records import ClaimedJob
 from . import flowdef
 
@@ -33,7 +33,7 @@ def _parsed(definition_json: str) -> flowdef.FlowDefinition:
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, clock: Callable[[], int] = now_ms):
+    def __init__(self, settings: Settings, clock: Callable[[], int] = clock_ms):
         self._settings = settings
         self._clock = clock
         self._pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="job")

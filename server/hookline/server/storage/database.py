@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from peewee import BigIntegerField, Database, SqliteDatabase
+from peewee import BigIntegerField, Database, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_migrations
@@ -18,10 +18,32 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def is_postgres() -> bool:
+    return isinstance(models.db.obj, PostgresqlDatabase)
+
+
+def clock_ms() -> int:
+    """Now by the database's clock, so every process sharing it agrees on leases."""
+    if is_postgres():
+        return int(models.db.execute_sql("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint").fetchone()[0])
+    return now_ms()
+
+
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
+def _pooled(url: str) -> str:
+    """postgresql://... with a connection pool (Peewee's +pool schemes)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}+pool{sep}{rest}" if scheme in POSTGRES_SCHEMES else url
+
+
 def open_database(data_dir: Path, database_url: str | None = None) -> Database:
     """Open (creating if needed) and migrate the database, and bind the models to it."""
     if database_url:
-        database = connect_url(database_url)
+        pooled = _pooled(database_url)
+        extra = {"max_connections": 64, "stale_timeout": 300} if pooled != database_url else {}
+        database = connect_url(pooled, **extra)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         database = SqliteDatabase(
@@ -57,6 +79,9 @@ UPGRADES: list[Callable[[Database], None]] = [_add_meta_and_webhook_health]
 SCHEMA_VERSION = 1 + len(UPGRADES)
 
 
+MIGRATION_LOCK = 0x686F6F6B  # any constant; names the lock among advisory locks
+
+
 class SchemaTooNew(RuntimeError):
     pass
 
@@ -65,6 +90,9 @@ def migrate(database: Database) -> int:
     """Create the schema on an empty database, or upgrade an older one; returns
     the schema version."""
     with database.atomic():
+        if isinstance(database, PostgresqlDatabase):
+            # Processes starting together migrate one at a time.
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if not database.table_exists(models.SchemaVersion._meta.table_name):
             database.create_tables(models.TABLES)
             models.SchemaVersion.create(version=SCHEMA_VERSION)

@@ -15,7 +15,7 @@ from peewee import fn
 from .. import ids, notify
 from ..errors import FailedPrecondition, NotFound, shown
 from . import models as m
-from .database import now_ms
+from .database import is_postgres, now_ms
 from .lookup import webhook_row
 from .paging import paginate
 from .records import Attempt, Change, Delivery, Event
@@ -45,9 +45,19 @@ def log_change(
     )
 
 
+# Appends to the change log take this lock until they commit, so on PostgreSQL
+# positions are handed out in commit order: a reader that has seen position N
+# can never later find a smaller one committing behind it.
+CHANGE_LOG_LOCK = 0x686C6367
+
+
 def flush_changes(changes: list[dict[str, Any]]) -> None:
-    if changes:
-        notify.after_commit("changes")
+    """Append to the change log; call inside the transaction that made the changes."""
+    if not changes:
+        return
+    if is_postgres():
+        m.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOG_LOCK,))
+    notify.after_commit("changes")
     for start in range(0, len(changes), 500):
         m.DeliveryChange.insert_many(changes[start : start + 500]).execute()
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from . import models as m
-from .database import now_ms
+from .database import is_postgres, now_ms
 from .deliveries import record_event, subscribers
 from .lookup import flow_row
 from .paging import paginate
@@ -70,6 +70,9 @@ def start_job(
         fingerprint = hashlib.sha256(f"{flow.id}\0{version}\0{input_json}".encode()).hexdigest()
         now = now_ms()
         if idempotency_key:
+            if is_postgres():
+                # Concurrent retries with one key take turns, so only the first creates a job.
+                m.db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{space_id}/{idempotency_key}",))
             earlier = (
                 m.Job.select()
                 .where(
@@ -166,6 +169,8 @@ def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
         return []
     with m.db.atomic():
         waiting = m.Job.select(m.Job.id).where(m.Job.state == "WAITING").order_by(m.Job.create_time).limit(limit)
+        if is_postgres():
+            waiting = waiting.for_update("FOR UPDATE SKIP LOCKED")  # concurrent claimers get disjoint jobs
         rows = list(
             m.Job.update(state="RUNNING", code="JOB_RUNNING", claim_time=now, lease_expire_time=now + lease_ms)
             .where(m.Job.id.in_(waiting) & (m.Job.state == "WAITING"))

@@ -14,7 +14,7 @@ from peewee import fn
 from .. import notify
 from . import models as m
 from . import webhooks
-from .database import now_ms
+from .database import is_postgres, now_ms
 from .deliveries import flush_changes, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask
 
@@ -54,7 +54,7 @@ def claim_due(
             return []
         rows = list(
             m.Delivery.update(state="SENDING", lease_expire_time=now + lease_ms, update_time=now)
-            .where(m.Delivery.id.in_(chosen) & (m.Delivery.state == "PENDING"))
+            .where(m.Delivery.id.in_(_lockable(chosen)) & (m.Delivery.state == "PENDING"))
             .returning(m.Delivery)
             .execute()
         )
@@ -84,6 +84,17 @@ def claim_due(
             )
         flush_changes(changes)
     return tasks
+
+
+def _lockable(delivery_ids: list[str]) -> Any:
+    """The ids, or on PostgreSQL those of them no other process is claiming right now."""
+    if not is_postgres():
+        return delivery_ids
+    return (
+        m.Delivery.select(m.Delivery.id)
+        .where(m.Delivery.id.in_(delivery_ids) & (m.Delivery.state == "PENDING"))
+        .for_update("FOR UPDATE SKIP LOCKED")
+    )
 
 
 def release(delivery_ids: Sequence[str]) -> None:

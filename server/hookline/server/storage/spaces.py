@@ -55,14 +55,18 @@ def create_space(name: str) -> tuple[str, list[IssuedKey]]:
 
 
 def bootstrap() -> IssuedKey | None:
-    """On an empty database, create the default space and its management key.
-    Runs in one write transaction, so concurrent first starts create it once."""
-    with m.db.atomic():
-        if m.Space.select().exists():
-            return None
-        space_id = ids.new_id("sp")
-        m.Space.insert(id=space_id, name=DEFAULT_SPACE, create_time=now_ms()).execute()
-        return create_key(space_id, "management")
+    """On an empty database, create the default space and its management key,
+    exactly once even when several processes start together (the space name is
+    unique; the loser of the race creates nothing)."""
+    try:
+        with m.db.atomic():
+            if m.Space.select().exists():
+                return None
+            space_id = ids.new_id("sp")
+            m.Space.insert(id=space_id, name=DEFAULT_SPACE, create_time=now_ms()).execute()
+            return create_key(space_id, "management")
+    except IntegrityError:
+        return None  # another process created it first
 
 
 def space_id_by_name(name: str) -> str:

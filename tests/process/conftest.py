@@ -1,0 +1,78 @@
+"""Running `hookline` as real processes, on the backend the suite runs on."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg2
+import pytest
+from conftest import BACKEND, postgres_database
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+HOOKLINE = [sys.executable, "-m", "hookline.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_serving(address: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"hookline did not start serving on {address}")
+            time.sleep(0.1)
+
+
+@dataclass
+class Storage:
+    """Where the processes of one test keep their data, as flags and environment."""
+
+    data_dir: Path
+    database: str | None
+    env: dict[str, str]
+
+    @property
+    def args(self) -> list[str]:
+        return ["--data-dir", str(self.data_dir)] + (["--database", self.database] if self.database else [])
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a query run directly against the database (e.g. after a kill)."""
+        if self.database:
+            with contextlib.closing(psycopg2.connect(self.database)) as db, db.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+        with contextlib.closing(sqlite3.connect(self.data_dir / "hookline.db")) as db:
+            return db.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
+    data_dir = tmp_path_factory.mktemp("process") / "data"
+    if BACKEND == "sqlite":
+        yield Storage(data_dir, None, dict(os.environ))
+        return
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    with postgres_database() as url:
+        yield Storage(data_dir, url, {**os.environ, "HOOKLINE_MASTER_KEY": key})
