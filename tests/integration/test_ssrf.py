@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -42,14 +42,8 @@ LITERAL_SPELLINGS = {
 
 
 @pytest.fixture(scope="module")
-def hookline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("hookline"),
-        retry_schedule="0,100ms,200ms",
-        poll_interval_s=0.2,
-        stream_heartbeat_s=1.0,
-        allow_targets=[],  # nothing but global addresses
-    )
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(allow_targets=[])  # nothing but global addresses
 
 
 @contextmanager

@@ -43,7 +43,8 @@ class Settings:
     response_capture_bytes: int = 16 * 1024
     job_lease_s: float = 10.0
     delivery_lease_s: float = 60.0
-    poll_interval_s: float = 1.0
+    # The fallback when no wake-up arrives (they come in-process, or by LISTEN/NOTIFY).
+    poll_interval_s: float = 5.0
     stream_heartbeat_s: float = 15.0
     rotation_grace_s: float = 24 * 3600.0
     # A webhook with no success for this long while its deliveries keep failing is disabled.

@@ -57,8 +57,8 @@ def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]
 
 
 # The status travels in trailers, which gRPC caps at 16 KiB: keep it well under.
-_MAX_MESSAGE = 2000
-_MAX_VIOLATIONS = 20
+_MAX_MESSAGE = 1000
+_MAX_VIOLATIONS = 10
 
 
 def _cut(text: str, limit: int) -> str:
@@ -72,7 +72,7 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=_cut(v.field, 200), description=_cut(v.description, 400)
+                    field=_cut(v.field, 150), description=_cut(v.description, 300)
                 )
                 for v in error.violations[:_MAX_VIOLATIONS]
             ]

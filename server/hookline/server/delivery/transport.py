@@ -98,42 +98,41 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             async with asyncio.timeout_at(deadline):
                 response = await self._inner.handle_async_request(request)
         except Exception as error:
-            translated = self._translate(error, request)
+            translated = _translate(error, request, self._total_timeout_s)
             if translated is error:
                 raise
             raise translated from error
-        response.stream = _DeadlineStream(self, response.stream, deadline, request)
+        response.stream = _DeadlineStream(response.stream, deadline, self._total_timeout_s, request)
         return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
         await self._resolver.close()
 
-    def _translate(self, error: Exception, request: httpx.Request) -> Exception:
-        """`error` as an httpx error; a refusal passes as it is (the worker looks
-        for one through any wrapping)."""
-        if targets.refused_in(error) is not None:
-            return error
-        if isinstance(error, TimeoutError):
-            return httpx.ReadTimeout(f"no complete response within {self._total_timeout_s:g} s", request=request)
-        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, which
-        # would report a refused connection as a timeout: map from the cause instead.
-        cause = error.__cause__ if isinstance(error, httpx.HTTPError) else error
-        for aiohttp_type, httpx_type in _ERRORS:
-            if isinstance(cause, aiohttp_type):
-                return httpx_type(str(cause) or type(cause).__name__, request=request)
+
+def _translate(error: Exception, request: httpx.Request, total_timeout_s: float) -> Exception:
+    """`error` as an httpx error; a refusal passes as it is (the worker looks for
+    one through any wrapping)."""
+    if targets.refused_in(error) is not None:
         return error
+    if isinstance(error, TimeoutError):
+        return httpx.ReadTimeout(f"no complete response within {total_timeout_s:g} s", request=request)
+    # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout, which
+    # would report a refused connection as a timeout: map from the cause instead.
+    cause = error.__cause__ if isinstance(error, httpx.HTTPError) else error
+    for aiohttp_type, httpx_type in _ERRORS:
+        if isinstance(cause, aiohttp_type):
+            return httpx_type(str(cause) or type(cause).__name__, request=request)
+    return error
 
 
 class _DeadlineStream(httpx.AsyncByteStream):
     """A response body read under the request's total deadline, errors translated."""
 
-    def __init__(
-        self, transport: GuardedTransport, inner: httpx.AsyncByteStream, deadline: float, request: httpx.Request
-    ):
-        self._transport = transport
+    def __init__(self, inner: httpx.AsyncByteStream, deadline: float, total_timeout_s: float, request: httpx.Request):
         self._inner = inner
         self._deadline = deadline
+        self._total_timeout_s = total_timeout_s
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -145,7 +144,7 @@ class _DeadlineStream(httpx.AsyncByteStream):
             except StopAsyncIteration:
                 return
             except Exception as error:
-                translated = self._transport._translate(error, self._request)
+                translated = _translate(error, self._request, self._total_timeout_s)
                 if translated is error:
                     raise
                 raise translated from error

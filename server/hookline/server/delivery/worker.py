@@ -25,7 +25,7 @@ from .. import ids
 from ..notify import hub
 from ..settings import Settings
 from ..storage import sending as store
-from ..storage.database import now_ms
+from ..storage.database import clock_ms
 from ..storage.records import Attempt, SendTask
 from ..storage.sending import AttemptOutcome
 from . import retry, targets
@@ -43,7 +43,7 @@ class DeliveryWorker:
         settings: Settings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Callable[[], int] = clock_ms,
         rng: random.Random | None = None,
     ):
         self._settings = settings
@@ -53,6 +53,7 @@ class DeliveryWorker:
         self._auto_disable_ms = int(settings.auto_disable_after_s * 1000)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
         self._in_flight: Counter[str] = Counter()  # per webhook
+        self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when its next request may start
         self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
         self._outcomes: list[AttemptOutcome] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -85,8 +86,27 @@ class DeliveryWorker:
             self._sending[task.delivery.id] = asyncio.create_task(self._send(task))
         return len(tasks)
 
+    async def _step(self) -> float:
+        """Claim what is due if there is room; returns how long to wait for a
+        wake-up before looking again (0: look again at once)."""
+        poll = self._settings.poll_interval_s
+        if len(self._sending) >= self._settings.delivery_concurrency:
+            return poll  # a finishing send wakes the loop
+        cap = self._settings.webhook_max_in_flight
+        full = [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap]
+        due = await self._db_call(store.next_due_time, full)
+        if due is None:
+            return poll
+        wait_s = (due - self._clock()) / 1000
+        if wait_s > 0:
+            return min(poll, wait_s)
+        if await self.run_once():
+            return 0
+        return min(poll, 0.05)  # due, but claimed elsewhere meanwhile: look again shortly
+
     async def _send(self, task: SendTask) -> None:
         try:
+            await self._throttle(task)
             outcome = await self.attempt(task)
             self._outcomes.append(outcome)
             if self._flusher is None or self._flusher.done():
@@ -117,6 +137,17 @@ class DeliveryWorker:
                     log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
                     await asyncio.sleep(0.2 * (tries + 1))
             # Never recorded: the leases lapse and the deliveries are sent again.
+
+    async def _throttle(self, task: SendTask) -> None:
+        """Space a webhook's requests to its rate limit (requests per second)."""
+        if task.rate_limit_per_s <= 0:
+            return
+        webhook_id = task.delivery.webhook_id
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(webhook_id, now))
+        self._next_slot[webhook_id] = slot + 1 / task.rate_limit_per_s
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     async def attempt(self, task: SendTask) -> AttemptOutcome:
         """One HTTP try of a delivery, and what happens next."""
@@ -208,27 +239,25 @@ class DeliveryWorker:
             follow_redirects=False,
             trust_env=False,  # never send webhooks through a proxy from the environment
         )
-        last_reap = 0.0
+        last_reap = float("-inf")
+        # Lapsed leases only matter after a crash; look for them at a slow pace.
+        reap_every = max(self._settings.poll_interval_s, self._settings.delivery_lease_s / 2)
         try:
             while not self._stopping.is_set():
                 wake.clear()
                 try:
-                    if time.monotonic() - last_reap > max(1.0, self._settings.poll_interval_s):
+                    if time.monotonic() - last_reap > reap_every:
                         await self._db_call(store.release_expired, self._clock())
                         last_reap = time.monotonic()
-                    if len(self._sending) < self._settings.delivery_concurrency and await self.run_once():
-                        continue
-                    timeout = self._settings.poll_interval_s
-                    due = await self._db_call(store.next_due_time)
-                    if due is not None:
-                        timeout = min(timeout, max(0.0, (due - self._clock()) / 1000))
+                    timeout = await self._step()
                 except Exception:
                     log.exception("delivery loop iteration failed; retrying")
                     timeout = self._settings.poll_interval_s
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout)
-                except TimeoutError:
-                    pass
+                if timeout > 0:
+                    try:
+                        await asyncio.wait_for(wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
             await self._drain()
         finally:
             unsubscribe()

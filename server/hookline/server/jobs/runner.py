@@ -153,7 +153,7 @@ class JobRunner:
         # Often enough that a canceled job stops within a second; reaping, which
         # only matters after a crash, runs at a slower pace.
         interval = min(0.25, self._settings.job_lease_s / 4)
-        reap_every = max(1.0, self._settings.job_lease_s / 4)
+        reap_every = max(5.0, self._settings.job_lease_s)
         last_reap = 0.0
         while not self._stopping.wait(interval):
             try:

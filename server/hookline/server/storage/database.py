@@ -22,11 +22,25 @@ def is_postgres() -> bool:
     return isinstance(models.db.obj, PostgresqlDatabase)
 
 
+_clock_offset_ms = 0
+_clock_checked = float("-inf")
+CLOCK_CHECK_EVERY_S = 60.0
+
+
 def clock_ms() -> int:
-    """Now by the database's clock, so every process sharing it agrees on leases."""
-    if is_postgres():
-        return int(models.db.execute_sql("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint").fetchone()[0])
-    return now_ms()
+    """Now by the database's clock, so every process sharing it agrees on leases.
+
+    On PostgreSQL the offset between this machine's clock and the database's is
+    measured once a minute rather than asked for on every call."""
+    global _clock_offset_ms, _clock_checked
+    if not is_postgres():
+        return now_ms()
+    if time.monotonic() - _clock_checked > CLOCK_CHECK_EVERY_S:
+        before = now_ms()
+        db_now = models.db.execute_sql("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint").fetchone()[0]
+        _clock_offset_ms = int(db_now) - (before + now_ms()) // 2
+        _clock_checked = time.monotonic()
+    return now_ms() + _clock_offset_ms
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")

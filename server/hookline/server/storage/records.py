@@ -235,3 +235,5 @@ class SendTask:
     secrets: list[str]  # newest first
     body: bytes
     attempt_number: int
+    lease: int  # the lease this claim set: results apply only while it still holds it
+    rate_limit_per_s: int = 0

@@ -69,9 +69,14 @@ def claim_due(
         changes: list[dict[str, Any]] = []
         tasks = []
         for d in deliveries:
+            hook = hooks.get(d.webhook_id)
+            if hook is None or not hook.enabled:
+                # Disabled while this delivery was held elsewhere (e.g. released by a dead worker).
+                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None,
+                                lease_expire_time=None, last_error="webhook disabled")  # fmt: skip
+                continue
             d.state = "SENDING"
             log_change(changes, d, "ATTEMPT_STARTED", now)
-            hook = hooks[d.webhook_id]
             tasks.append(
                 SendTask(
                     delivery=d,
@@ -80,6 +85,8 @@ def claim_due(
                     secrets=secrets.get(d.webhook_id, []),
                     body=bytes(bodies[d.event_id]),
                     attempt_number=d.attempt_count + 1,
+                    lease=now + lease_ms,
+                    rate_limit_per_s=hook.rate_limit_per_s,
                 )
             )
         flush_changes(changes)
@@ -154,6 +161,7 @@ def record_outcomes(
     Also tracks each webhook's health: a webhook whose deliveries have failed,
     with no success, for `auto_disable_after_ms` is disabled (reason "failing")."""
     updated: list[Delivery] = []
+    leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
         m.Attempt.insert_many(
             [dict(a.attempt.__dict__, response_headers=json.dumps(a.attempt.response_headers)) for a in outcomes]
@@ -164,11 +172,15 @@ def record_outcomes(
                 m.Webhook.id.in_({o.task.delivery.webhook_id for o in outcomes})
             )
         }
-        states = dict(
-            m.Delivery.select(m.Delivery.id, m.Delivery.state)
+        held = {
+            delivery_id
+            for delivery_id, state, lease in m.Delivery.select(
+                m.Delivery.id, m.Delivery.state, m.Delivery.lease_expire_time
+            )
             .where(m.Delivery.id.in_([o.task.delivery.id for o in outcomes]))
             .tuples()
-        )
+            if state == "SENDING" and lease == leases[delivery_id]
+        }
         changes: list[dict[str, Any]] = []
         succeeded = {o.task.delivery.webhook_id for o in outcomes if o.succeeded}
         failed = {o.task.delivery.webhook_id for o in outcomes if not o.succeeded} - succeeded
@@ -183,9 +195,9 @@ def record_outcomes(
             )
             log_change(changes, d, "ATTEMPT_RESULT", now, a.id)
             hook = hooks.get(d.webhook_id)
-            if states.get(d.id) != "SENDING":
-                # Canceled (webhook deleted) or re-claimed after a lost lease meanwhile:
-                # the attempt is recorded, the state is not ours to change.
+            if d.id not in held:
+                # Canceled (webhook deleted), or its lease lapsed and another claim holds it
+                # now: the attempt is recorded, the state is not ours to change.
                 m.Delivery.update(
                     attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, update_time=now
                 ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
@@ -260,5 +272,9 @@ def release_expired(now: int, *, all_leases: bool = False) -> int:
     return len(rows)
 
 
-def next_due_time() -> int | None:
-    return m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == "PENDING").scalar()
+def next_due_time(skip_webhooks: Sequence[str] = ()) -> int | None:
+    """When the next PENDING delivery falls due, ignoring webhooks that have no room."""
+    query = m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == "PENDING")
+    if skip_webhooks:
+        query = query.where(m.Delivery.webhook_id.not_in(list(skip_webhooks)))
+    return query.scalar()
