@@ -44,7 +44,7 @@ _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 
 
 def looks_like_id(value: str) -> bool:
-    return bool(_ID_FORM.match(value))
+    return bool(_ID_FORM.fullmatch(value))
 
 
 def alias_problem(alias: str) -> str | None:
@@ -53,7 +53,7 @@ def alias_problem(alias: str) -> str | None:
         return "is required"
     if len(alias) > 64:
         return "must be at most 64 characters"
-    if not _ALIAS.match(alias):
+    if not _ALIAS.fullmatch(alias):
         return "must start with a letter and contain only letters, digits, '-', '_' and '.'"
     if looks_like_id(alias):
         return "may not have the form of an id (a type prefix such as 'wh_' and 26 characters)"

@@ -106,7 +106,7 @@ def headers(v: Violations, field: str, values: dict[str, str], limits: Limits) -
         return
     for name, value in values.items():
         where = f"{field}[{shown(name)}]"
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             v.add(where, "is not a valid header name")
         elif name.lower() in RESERVED_HEADERS:
             v.add(where, "is set by hookline and cannot be replaced")

@@ -56,12 +56,14 @@ def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]
     return decode
 
 
-# The status travels in trailers, which gRPC caps at 16 KiB: keep it well under.
+# The status travels in trailers, which clients refuse past 8 KiB (percent-encoded
+# message plus base64 details): keep it well under, in ASCII.
 _MAX_MESSAGE = 1000
 _MAX_VIOLATIONS = 10
 
 
 def _cut(text: str, limit: int) -> str:
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -72,7 +74,7 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=_cut(v.field, 150), description=_cut(v.description, 300)
+                    field=_cut(v.field, 100), description=_cut(v.description, 200)
                 )
                 for v in error.violations[:_MAX_VIOLATIONS]
             ]

@@ -57,7 +57,7 @@ def literal_address(host: str) -> IPAddress | None:
         return ipaddress.ip_address(bare.split("%", 1)[0])
     except ValueError:
         pass
-    if _NUMERIC_V4.match(bare):
+    if _NUMERIC_V4.fullmatch(bare):
         try:
             return ipaddress.IPv4Address(socket.inet_aton(bare))
         except OSError:
