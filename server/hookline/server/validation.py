@@ -167,6 +167,7 @@ def update_paths(mask_paths: Any, message: Any, writable: tuple[str, ...]) -> tu
     unknown = [p for p in mask_paths if p not in writable]
     if unknown:
         raise InvalidArgument.field(
-            "update_mask", f"cannot update {', '.join(unknown)}; writable fields: {', '.join(writable)}"
+            "update_mask",
+            f"cannot update {', '.join(shown(p) for p in unknown[:5])}; writable fields: {', '.join(writable)}",
         )
     return tuple(dict.fromkeys(mask_paths))
