@@ -24,6 +24,7 @@ from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .jobs.runner import JobRunner
+from .metrics import Metrics
 from .notify import Listener
 from .retention import Purger
 from .settings import Settings
@@ -64,8 +65,9 @@ class Hookline:
             raise
         self.admin_key = self._bootstrap()
         self.stopping = threading.Event()
-        self.runner = JobRunner(settings) if settings.runs_workers else None
-        self.worker = DeliveryWorker(settings) if settings.runs_workers else None
+        self.metrics = Metrics()
+        self.runner = JobRunner(settings, metrics=self.metrics) if settings.runs_workers else None
+        self.worker = DeliveryWorker(settings, metrics=self.metrics) if settings.runs_workers else None
         self.purger = Purger(settings) if settings.runs_workers else None
         self.listener = Listener(settings.database) if is_postgres() and settings.database else None
         self.health = health.HealthServicer()
@@ -197,6 +199,8 @@ class Hookline:
             log.warning("re-queued %d deliveries the previous server was sending", released)
 
     def start_background(self) -> None:
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port)
         if self.listener:
             self.listener.start()
         if self.settings.runs_workers:
@@ -219,6 +223,7 @@ class Hookline:
             self.purger.stop()
         if self.listener:
             self.listener.stop()
+        self.metrics.stop()
         self.database.close()
         if self._lock_file:
             self._lock_file.close()

@@ -22,6 +22,7 @@ import httpx
 from hookline import signing
 
 from .. import ids
+from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
 from ..storage import sending as store
@@ -45,11 +46,13 @@ class DeliveryWorker:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], int] = clock_ms,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ):
         self._settings = settings
         self._transport = transport
         self._clock = clock
         self._rng = rng or random.Random()
+        self._metrics = metrics
         self._auto_disable_ms = int(settings.auto_disable_after_s * 1000)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
         self._in_flight: Counter[str] = Counter()  # per webhook
@@ -132,6 +135,8 @@ class DeliveryWorker:
             for tries in range(5):
                 try:
                     await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
+                    if self._metrics:
+                        self._metrics.attempts_recorded(batch)
                     break
                 except Exception:
                     log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from .. import jsonvalue
 from ..errors import InvalidArgument
+from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
 from ..storage import jobs as job_store
@@ -33,9 +34,10 @@ def _parsed(definition_json: str) -> flowdef.FlowDefinition:
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, clock: Callable[[], int] = clock_ms):
+    def __init__(self, settings: Settings, clock: Callable[[], int] = clock_ms, metrics: Metrics | None = None):
         self._settings = settings
         self._clock = clock
+        self._metrics = metrics
         self._pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="job")
         self._running: dict[str, threading.Event] = {}
         self._deadlines: dict[str, tuple[float, float]] = {}  # job id -> (monotonic deadline, timeout s)
@@ -111,6 +113,8 @@ class JobRunner:
             ended = job_store.finish(job.id, *outcome)
             if ended:
                 log.info("job %s ended %s/%s", job.id, ended.state, ended.code)
+                if self._metrics:
+                    self._metrics.job_ended(ended.state, ended.code)
         except Exception:
             log.exception("could not record the end of job %s; its lease will expire", job.id)
         finally:
