@@ -16,7 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated
+from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated, shown
 from ..storage import spaces
 from ..storage.records import Principal
 
@@ -85,6 +85,33 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
     context.abort_with_status(rpc_status.to_status(status))
 
 
+# JSON values are stored as escaped JSON text, so NUL is harmless inside them.
+_JSON_TYPES = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
+
+
+def _nul_field(message: Any, prefix: str = "") -> str | None:
+    """The path of a text field holding a NUL character (no database stores one), or None."""
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        if field.message_type is not None and field.message_type.full_name in _JSON_TYPES:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if "\0" in str(key) or (isinstance(item, str) and "\0" in item):
+                    return f"{path}[{shown(str(key))}]"
+            continue
+        items = value if field.is_repeated else [value]
+        for index, item in enumerate(items):
+            where = f"{path}[{index}]" if field.is_repeated else path
+            if isinstance(item, str) and "\0" in item:
+                return where
+            if field.message_type is not None:
+                found = _nul_field(item, where + ".")
+                if found:
+                    return found
+    return None
+
+
 class ApiInterceptor(grpc.ServerInterceptor):
     def __init__(self, max_streams: int):
         self._max_streams = max_streams
@@ -115,6 +142,9 @@ class ApiInterceptor(grpc.ServerInterceptor):
                 "the request could not be decoded; note that JSON values may be nested at most 100 "
                 f"levels deep in protobuf (and at most 32 levels in hookline): {request.error}"
             )
+        nul = _nul_field(request)
+        if nul:
+            raise InvalidArgument.field(nul, "may not contain NUL (\\0) characters")
         header = metadata.get("authorization", "")
         if not header:
             raise Unauthenticated("missing API key: send metadata 'authorization: Bearer hl_<key id>_<secret>'")
