@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from hookline import signing
 from hookline.client import Client
 from hookline.server.app import Hookline
 
-from .helpers import HOOKLINE, SECRET, Process, Result, cli_env, free_port, run_cli, run_on_terminal
+from .helpers import HOOKLINE, SECRET, Process, Result, cli_env, run_cli, run_on_terminal
 
 EVENT_FIELDS = ("webhook.alias", "webhook.url", "webhook.event_types[0]")
 

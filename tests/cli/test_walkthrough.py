@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, postgres_database
+from conftest import BACKEND, free_port, postgres_database, wait_serving
 
-from .helpers import HOOKLINE, Process, cli_env, free_port, wait_serving
+from .helpers import HOOKLINE, Process, cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

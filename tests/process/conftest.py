@@ -5,44 +5,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import socket
 import sqlite3
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psycopg2
 import pytest
 from conftest import BACKEND, postgres_database
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 HOOKLINE = [sys.executable, "-m", "hookline.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_serving(address: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                response = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"hookline did not start serving on {address}")
-            time.sleep(0.1)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import free_port, wait_serving
 from google.protobuf import struct_pb2
 
 from hookline.client import (
@@ -33,7 +34,7 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import HOOKLINE, Storage, free_port, wait_serving
+from .conftest import HOOKLINE, Storage
 
 JOBS = 500
 PATHS = ("/crash-a", "/crash-b")

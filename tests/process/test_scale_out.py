@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import postgres_database
+from conftest import free_port, postgres_database, wait_serving
 from google.protobuf import struct_pb2
 
 from hookline.client import (
@@ -37,7 +37,7 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import BACKEND, HOOKLINE, Storage, free_port, wait_serving
+from .conftest import BACKEND, HOOKLINE, Storage
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="several processes share PostgreSQL, not SQLite")
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import free_port, wait_serving
 
 from hookline.client import Client, ListWebhooksRequest, StartJobRequest
 
-from .conftest import BACKEND, HOOKLINE, Storage, free_port, wait_serving
+from .conftest import BACKEND, HOOKLINE, Storage
 
 
 @pytest.fixture(scope="module")

@@ -104,26 +104,32 @@ def _lockable(delivery_ids: list[str]) -> Any:
     )
 
 
+def _requeue(rows: Sequence[m.Delivery], now: int, **fields: Any) -> None:
+    """SENDING deliveries back to PENDING, due now (in the caller's transaction)."""
+    changes: list[dict[str, Any]] = []
+    for row in rows:
+        update_delivery(
+            Delivery.from_row(row),
+            changes,
+            "RETRY_SCHEDULED",
+            now,
+            state="PENDING",
+            next_attempt_time=now,
+            lease_expire_time=None,
+            **fields,
+        )
+    flush_changes(changes)
+    if rows:
+        notify.after_commit("deliveries")
+
+
 def release(delivery_ids: Sequence[str]) -> None:
     """Give SENDING deliveries back unsent (graceful shutdown): PENDING, due now."""
     if not delivery_ids:
         return
     with m.db.atomic():
         rows = m.Delivery.select().where(m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == "SENDING"))
-        now = now_ms()
-        changes: list[dict[str, Any]] = []
-        for row in list(rows):
-            update_delivery(
-                Delivery.from_row(row),
-                changes,
-                "RETRY_SCHEDULED",
-                now,
-                state="PENDING",
-                next_attempt_time=now,
-                lease_expire_time=None,
-            )
-        flush_changes(changes)
-        notify.after_commit("deliveries")
+        _requeue(list(rows), now_ms())
 
 
 def _active_secrets(webhook_ids: set[str], now: int) -> dict[str, list[str]]:
@@ -254,21 +260,7 @@ def release_expired(now: int, *, all_leases: bool = False) -> int:
         if not all_leases:
             query = query.where(m.Delivery.lease_expire_time < now)
         rows = list(query)
-        changes: list[dict[str, Any]] = []
-        for row in rows:
-            update_delivery(
-                Delivery.from_row(row),
-                changes,
-                "RETRY_SCHEDULED",
-                now,
-                state="PENDING",
-                next_attempt_time=now,
-                lease_expire_time=None,
-                last_error="sender stopped before recording a result; sending again",
-            )
-        flush_changes(changes)
-        if rows:
-            notify.after_commit("deliveries")
+        _requeue(rows, now, last_error="sender stopped before recording a result; sending again")
     return len(rows)
 
 
