@@ -18,6 +18,9 @@ from .database import is_postgres, now_ms
 from .deliveries import flush_changes, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask
 
+# How many of the earliest due deliveries one claim looks at.
+CLAIM_WINDOW = 2000
+
 
 def claim_due(
     now: int, capacity: int, lease_ms: int, room: Callable[[str], int], per_webhook_cap: int
@@ -25,15 +28,22 @@ def claim_due(
     """Claim up to `capacity` due PENDING deliveries (SENDING, under a lease),
     at most `room(webhook_id)` for each webhook, with everything needed to send them.
 
-    Candidates are ranked within their webhook, so a webhook with a large backlog
-    cannot crowd the others out of a claim."""
+    Candidates are the earliest due deliveries (a bounded window, so a claim
+    costs the same whatever the backlog), ranked within their webhook, so one
+    webhook's backlog cannot fill a whole claim."""
     if capacity <= 0:
         return []
     with m.db.atomic():
-        rank = fn.ROW_NUMBER().over(partition_by=[m.Delivery.webhook_id], order_by=[m.Delivery.next_attempt_time])
+        earliest = (
+            m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time)
+            .where((m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now))
+            .order_by(m.Delivery.next_attempt_time)
+            .limit(max(capacity * per_webhook_cap, CLAIM_WINDOW))
+        )
+        rank = fn.ROW_NUMBER().over(partition_by=[earliest.c.webhook_id], order_by=[earliest.c.next_attempt_time])
         due = m.Delivery.select(
-            m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time, rank.alias("rank")
-        ).where((m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now))
+            earliest.c.id, earliest.c.webhook_id, earliest.c.next_attempt_time, rank.alias("rank")
+        ).from_(earliest)
         candidates = (
             m.Delivery.select(due.c.id, due.c.webhook_id)
             .from_(due)
