@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .errors import InvalidArgument, OutOfRange
 from .notify import hub
 from .storage import deliveries, jobs, retention
+from .storage.database import release_connection
 from .storage.records import Change, Job
 
 
@@ -78,6 +79,7 @@ def watch_deliveries(
             yield StreamItem(encode_cursor(seq), None)
             last_sent = time.monotonic()
             continue
+        release_connection()  # not held while waiting
         hub.wait("changes", version, min(poll_s, heartbeat_s - silent))
 
 
@@ -98,4 +100,5 @@ def watch_job(
             job = current
             yield job
             continue
+        release_connection()
         hub.wait("jobs", version, poll_s)

@@ -18,6 +18,7 @@ from grpc_status import rpc_status
 
 from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated, shown
 from ..storage import spaces
+from ..storage.database import release_connection
 from ..storage.records import Principal
 
 log = logging.getLogger("hookline.api")
@@ -164,6 +165,7 @@ class ApiInterceptor(grpc.ServerInterceptor):
                     return behavior(request, context)
                 finally:
                     _principal.reset(token)
+                    release_connection()
             except HooklineError as error:
                 _abort(context, error)
             except Exception:
@@ -195,6 +197,7 @@ class ApiInterceptor(grpc.ServerInterceptor):
                 log.exception("unexpected error in %s", method)
                 context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
             finally:
+                release_connection()
                 if counted:
                     with self._lock:
                         self._streams -= 1

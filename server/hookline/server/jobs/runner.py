@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
+from peewee import OperationalError
+
 from .. import jsonvalue
 from ..errors import InvalidArgument
 from ..metrics import Metrics
@@ -22,7 +24,7 @@ from ..notify import hub
 from ..settings import Settings
 from ..storage import jobs as job_store
 from ..storage.database import clock_ms
-from ..storage.records import ClaimedJob
+from ..storage.records import ClaimedJob, Job
 from . import flowdef
 
 log = logging.getLogger("hookline.jobs")
@@ -110,7 +112,7 @@ class JobRunner:
             except Exception as error:  # a bug in a step must still end the job
                 log.exception("job %s failed unexpectedly", job.id)
                 outcome = ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
-            ended = job_store.finish(job.id, *outcome)
+            ended = self._finish(job.id, outcome)
             if ended:
                 log.info("job %s ended %s/%s", job.id, ended.state, ended.code)
                 if self._metrics:
@@ -122,6 +124,19 @@ class JobRunner:
                 self._running.pop(job.id, None)
                 self._deadlines.pop(job.id, None)
             hub.publish("jobs")  # a worker is free
+
+    def _finish(self, job_id: str, outcome: tuple) -> Job | None:
+        """End the job, trying again on a transient database error (a lock timeout,
+        a deadlock), so a finished run is not later reaped as a zombie."""
+        for tries in range(5):
+            try:
+                return job_store.finish(job_id, *outcome)
+            except OperationalError:
+                if tries == 4:
+                    raise
+                log.warning("ending job %s failed (try %d); trying again", job_id, tries + 1)
+                time.sleep(0.1 * (tries + 1))
+        return None
 
     def _check_output(self, output: object) -> str:
         limits = self._settings.limits

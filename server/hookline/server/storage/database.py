@@ -47,6 +47,13 @@ def is_postgres() -> bool:
     return isinstance(models.db.obj, PostgresqlDatabase)
 
 
+def release_connection() -> None:
+    """Give this thread's connection back to the pool (PostgreSQL), so threads
+    that serve calls do not each hold one between calls."""
+    if is_postgres() and not models.db.is_closed() and models.db.transaction_depth() == 0:
+        models.db.close()
+
+
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 
 
@@ -60,7 +67,9 @@ def open_database(data_dir: Path, database_url: str | None = None) -> Database:
     """Open (creating if needed) and migrate the database, and bind the models to it."""
     if database_url:
         pooled = _pooled(database_url)
-        extra = {"max_connections": 64, "stale_timeout": 300} if pooled != database_url else {}
+        # A thread takes a connection for one call and gives it back (release_connection);
+        # past the limit it waits for one instead of failing.
+        extra = {"max_connections": 32, "stale_timeout": 300, "timeout": 30} if pooled != database_url else {}
         database = connect_url(pooled, **extra)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
