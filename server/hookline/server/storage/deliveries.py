@@ -17,7 +17,7 @@ from ..errors import FailedPrecondition, NotFound, shown
 from . import models as m
 from .database import is_postgres, now_ms
 from .lookup import webhook_row
-from .paging import paginate
+from .paging import filtered, paginate
 from .records import Attempt, Change, Delivery, Event
 
 UNFINISHED = ("PENDING", "SENDING")
@@ -148,17 +148,10 @@ def list_events(
     after: int | None = None,
     before: int | None = None,
 ) -> tuple[list[Event], str]:
-    q = m.Event.select().where(m.Event.space_id == space_id)
-    if event_type:
-        q = q.where(m.Event.event_type == event_type)
-    if job_id:
-        q = q.where(m.Event.job_id == job_id)
-    if flow_id:
-        q = q.where(m.Event.flow_id == flow_id)
-    if after is not None:
-        q = q.where(m.Event.create_time >= after)
-    if before is not None:
-        q = q.where(m.Event.create_time < before)
+    q = filtered(
+        m.Event.select().where(m.Event.space_id == space_id), m.Event,
+        event_type=event_type, job_id=job_id, flow_id=flow_id, after=after, before=before,
+    )  # fmt: skip
     filters = [event_type, job_id, flow_id, after, before]
     return paginate(q, m.Event.id, page_size, page_token, filters, Event.from_row)
 
@@ -182,19 +175,10 @@ def list_deliveries(
     after: int | None = None,
     before: int | None = None,
 ) -> tuple[list[Delivery], str]:
-    q = m.Delivery.select().where(m.Delivery.space_id == space_id)
-    if webhook_id:
-        q = q.where(m.Delivery.webhook_id == webhook_id)
-    if job_id:
-        q = q.where(m.Delivery.job_id == job_id)
-    if event_id:
-        q = q.where(m.Delivery.event_id == event_id)
-    if state:
-        q = q.where(m.Delivery.state == state)
-    if after is not None:
-        q = q.where(m.Delivery.create_time >= after)
-    if before is not None:
-        q = q.where(m.Delivery.create_time < before)
+    q = filtered(
+        m.Delivery.select().where(m.Delivery.space_id == space_id), m.Delivery,
+        webhook_id=webhook_id, job_id=job_id, event_id=event_id, state=state, after=after, before=before,
+    )  # fmt: skip
     filters = [webhook_id, job_id, event_id, state, after, before]
     return paginate(q, m.Delivery.id, page_size, page_token, filters, Delivery.from_row)
 

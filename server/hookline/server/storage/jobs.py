@@ -12,7 +12,7 @@ from . import models as m
 from .database import is_postgres, now_ms
 from .deliveries import record_event, subscribers
 from .lookup import flow_row
-from .paging import paginate
+from .paging import filtered, paginate
 from .records import ClaimedJob, Job
 from .webhooks import flow_webhooks
 
@@ -37,13 +37,10 @@ def list_jobs(
     space_id: str, page_size: int, page_token: str, *, flow_ref: str = "", state: str = "", correlation_id: str = ""
 ) -> tuple[list[Job], str]:
     flow_id = flow_row(space_id, flow_ref).id if flow_ref else ""
-    q = m.Job.select().where(m.Job.space_id == space_id)
-    if flow_id:
-        q = q.where(m.Job.flow_id == flow_id)
-    if state:
-        q = q.where(m.Job.state == state)
-    if correlation_id:
-        q = q.where(m.Job.correlation_id == correlation_id)
+    q = filtered(
+        m.Job.select().where(m.Job.space_id == space_id), m.Job,
+        flow_id=flow_id, state=state, correlation_id=correlation_id,
+    )  # fmt: skip
     return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row)
 
 

@@ -23,6 +23,21 @@ def _fingerprint(filters: Any) -> str:
     return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def filtered(
+    query: ModelSelect, model: Any, *, after: int | None = None, before: int | None = None, **equal: Any
+) -> ModelSelect:
+    """`query` narrowed to rows whose columns equal the given non-empty values and,
+    when given, created in [after, before)."""
+    for column, value in equal.items():
+        if value:
+            query = query.where(getattr(model, column) == value)
+    if after is not None:
+        query = query.where(model.create_time >= after)
+    if before is not None:
+        query = query.where(model.create_time < before)
+    return query
+
+
 def paginate(
     query: ModelSelect,
     id_field: Any,
