@@ -51,6 +51,8 @@ def _open(args: argparse.Namespace) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx notes every request at INFO; the delivery worker logs its own attempts.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         serve(settings_module.from_sources(args))
     except (StartupError, ValueError) as error:

@@ -209,7 +209,9 @@ class DeliveryWorker:
             response_body=body,
             response_truncated=truncated,
         )
-        log.info(
+        # Successes are the bulk of the traffic: kept out of the default log.
+        log.log(
+            logging.DEBUG if succeeded else logging.INFO,
             "delivery %s attempt %d to webhook %s: %s in %d ms",
             d.id,
             task.attempt_number,

@@ -114,7 +114,8 @@ class JobRunner:
                 outcome = ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
             ended = self._finish(job.id, outcome)
             if ended:
-                log.info("job %s ended %s/%s", job.id, ended.state, ended.code)
+                level = logging.DEBUG if ended.state == "COMPLETED" else logging.INFO
+                log.log(level, "job %s ended %s/%s", job.id, ended.state, ended.code)
                 if self._metrics:
                     self._metrics.job_ended(ended.state, ended.code)
         except Exception:

@@ -5,7 +5,6 @@ same transaction, so WatchDeliveries sees each change exactly once."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -15,6 +14,7 @@ from peewee import fn
 from .. import ids, notify
 from ..errors import FailedPrecondition, NotFound, shown
 from . import models as m
+from . import statements
 from .database import is_postgres, now_ms
 from .lookup import webhook_row
 from .paging import filtered, paginate
@@ -58,8 +58,7 @@ def flush_changes(changes: list[dict[str, Any]]) -> None:
     if is_postgres():
         m.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOG_LOCK,))
     notify.after_commit("changes")
-    for start in range(0, len(changes), 500):
-        m.DeliveryChange.insert_many(changes[start : start + 500]).execute()
+    statements.insert_rows(m.DeliveryChange, changes)
 
 
 def record_event(
@@ -79,7 +78,7 @@ def record_event(
     now = now_ms()
     event_id = ids.new_id("evt")
     body = build_body(event_id, now)
-    m.Event.insert(
+    event = Event(
         id=event_id,
         space_id=space_id,
         event_type=event_type,
@@ -88,7 +87,8 @@ def record_event(
         webhook_id=webhook_id,
         body=body,
         create_time=now,
-    ).execute()
+    )
+    statements.insert_rows(m.Event, [vars(event)])
     deliveries = [
         Delivery(
             id=ids.new_id("dlv"),
@@ -108,25 +108,13 @@ def record_event(
         )
         for w in targets
     ]
-    rows = [dataclasses.asdict(d) for d in deliveries]
-    for start in range(0, len(rows), 500):
-        m.Delivery.insert_many(rows[start : start + 500]).execute()
+    statements.insert_rows(m.Delivery, [vars(d) for d in deliveries])
     changes: list[dict[str, Any]] = []
     for d in deliveries:
         log_change(changes, d, "QUEUED", now)
     flush_changes(changes)
     if deliveries:
         notify.after_commit("deliveries")
-    event = Event(
-        id=event_id,
-        space_id=space_id,
-        event_type=event_type,
-        job_id=job_id,
-        flow_id=flow_id,
-        webhook_id=webhook_id,
-        body=body,
-        create_time=now,
-    )
     return event, deliveries
 
 

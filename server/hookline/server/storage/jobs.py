@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
 from . import models as m
+from . import statements
 from .database import is_postgres, now_ms
 from .deliveries import record_event, subscribers
 from .lookup import flow_row
@@ -87,33 +88,43 @@ def start_job(
                         "with a different flow, version or input"
                     )
                 return Job.from_row(earlier)
-        job_id = ids.new_id("job")
-        m.Job.insert(
-            id=job_id,
+        row = m.Job(
+            id=ids.new_id("job"),
             space_id=space_id,
             flow_id=flow.id,
             flow_alias=flow.alias,
             flow_version=run_version,
             state="WAITING",
             code="JOB_WAITING",
+            message="",
             input=input_json,
+            output=None,
             correlation_id=correlation_id,
             idempotency_key=idempotency_key or None,
             request_fingerprint=fingerprint,
             create_time=now,
-        ).execute()
+            claim_time=None,
+            end_time=None,
+            lease_expire_time=None,
+            cancel_code=None,
+        )
+        statements.insert_rows(m.Job, [row.__data__])
         notify.after_commit("jobs")
-    return get_job(space_id, job_id)
+    return Job.from_row(row)
+
+
+ENDING_COLUMNS = ["state", "code", "message", "output", "end_time", "lease_expire_time"]
 
 
 def _end(row: m.Job, state: str, code: str, message: str, output_json: str | None = None) -> Job:
     """End a job and record its event, in the caller's transaction."""
     notify.after_commit("jobs")
-    now = now_ms()
-    m.Job.update(
-        state=state, code=code, message=message, output=output_json, end_time=now, lease_expire_time=None
-    ).where(m.Job.id == row.id).execute()
-    job = Job.from_row(m.Job.get_by_id(row.id))
+    row.state, row.code, row.message, row.output = state, code, message, output_json
+    row.end_time, row.lease_expire_time = now_ms(), None
+    statements.update_rows(
+        m.Job, ENDING_COLUMNS, ["id"], [(state, code, message, output_json, row.end_time, None, row.id)]
+    )
+    job = Job.from_row(row)
     event_type = events.JOB_EVENT[state]
     record_event(
         job.space_id,

@@ -177,7 +177,7 @@ class Delivery:
         )
 
     def snapshot(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        return json.dumps(vars(self), separators=(",", ":"))  # every field is a plain value
 
     @classmethod
     def from_snapshot(cls, text: str) -> Delivery:

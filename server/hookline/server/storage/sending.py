@@ -13,7 +13,7 @@ from peewee import fn
 
 from .. import notify
 from . import models as m
-from . import webhooks
+from . import statements, webhooks
 from .database import is_postgres, now_ms
 from .deliveries import flush_changes, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask
@@ -179,9 +179,10 @@ def record_outcomes(
     updated: list[Delivery] = []
     leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
-        m.Attempt.insert_many(
-            [dict(a.attempt.__dict__, response_headers=json.dumps(a.attempt.response_headers)) for a in outcomes]
-        ).execute()
+        statements.insert_rows(
+            m.Attempt,
+            [dict(vars(o.attempt), response_headers=json.dumps(o.attempt.response_headers)) for o in outcomes],
+        )
         hooks = {
             w.id: w
             for w in m.Webhook.select(m.Webhook.id, m.Webhook.enabled, m.Webhook.failing_since).where(
@@ -198,6 +199,7 @@ def record_outcomes(
             if state == "SENDING" and lease == leases[delivery_id]
         }
         changes: list[dict[str, Any]] = []
+        writes: list[tuple[Any, ...]] = []
         succeeded = {o.task.delivery.webhook_id for o in outcomes if o.succeeded}
         failed = {o.task.delivery.webhook_id for o in outcomes if not o.succeeded} - succeeded
         for o in outcomes:
@@ -206,9 +208,6 @@ def record_outcomes(
             d.attempt_count = a.number
             d.last_status_code = a.status_code
             d.last_error = a.error
-            common = dict(
-                attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, lease_expire_time=None
-            )
             log_change(changes, d, "ATTEMPT_RESULT", now, a.id)
             hook = hooks.get(d.webhook_id)
             if d.id not in held:
@@ -219,24 +218,32 @@ def record_outcomes(
                 ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
                 continue
             if o.succeeded:
-                update_delivery(d, changes, "SUCCEEDED", now, state="SUCCEEDED", next_attempt_time=None, **common)
+                kind, d.state, d.next_attempt_time = "SUCCEEDED", "SUCCEEDED", None
             elif o.disable_reason and hook is not None and hook.enabled:
                 webhooks.disable(hook.id, o.disable_reason)
                 hook.enabled = False  # later outcomes of this batch see it off
-                common["last_error"] = d.last_error = f"{a.error}; webhook disabled ({o.disable_reason})"
-                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None, **common)
+                d.last_error = f"{a.error}; webhook disabled ({o.disable_reason})"
+                kind, d.state, d.next_attempt_time = "FAILED", "FAILED", None
             elif hook is None or not hook.enabled or o.next_attempt_time is None:
                 if hook is not None and not hook.enabled:
-                    common["last_error"] = d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
-                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None, **common)
+                    d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
+                kind, d.state, d.next_attempt_time = "FAILED", "FAILED", None
             else:
-                update_delivery(
-                    d, changes, "RETRY_SCHEDULED", now, state="PENDING", next_attempt_time=o.next_attempt_time, **common
-                )
+                kind, d.state, d.next_attempt_time = "RETRY_SCHEDULED", "PENDING", o.next_attempt_time
+            d.update_time = now
+            writes.append((d.state, d.next_attempt_time, a.number, a.status_code, d.last_error, None, now, d.id))
+            log_change(changes, d, kind, now)
             updated.append(d)
+        statements.update_rows(m.Delivery, OUTCOME_COLUMNS, ["id"], writes)
         _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
         flush_changes(changes)
     return updated
+
+
+# What recording an attempt's outcome writes to its delivery.
+OUTCOME_COLUMNS = [
+    "state", "next_attempt_time", "attempt_count", "last_status_code", "last_error", "lease_expire_time", "update_time",
+]  # fmt: skip
 
 
 def _track_health(
