@@ -809,6 +809,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) and say where")
     args = parser.parse_args()
 
+    if args.profile:
+        _py_spy()  # before anything starts: without it there is nothing to run
     sizes = QUICK if args.quick else FULL
     began = time.monotonic()
     load_before = os.getloadavg()[0]

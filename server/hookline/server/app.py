@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -255,6 +256,10 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; then stop taking calls and finish or release work."""
 
+    # Many threads hand work to each other (calls, runner, delivery loop, its
+    # database thread); at the default 5 ms a thread woken by another can wait
+    # that long for the interpreter at each hand-off.
+    sys.setswitchinterval(0.001)
     app = Hookline(settings)
     try:
         server, port = create_server(app)

@@ -95,17 +95,16 @@ class DeliveryWorker:
         poll = self._settings.poll_interval_s
         if len(self._sending) >= self._settings.delivery_concurrency:
             return poll  # a finishing send wakes the loop
+        if await self.run_once():
+            return 0
         cap = self._settings.webhook_max_in_flight
         full = [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap]
         due = await self._db_call(store.next_due_time, full)
         if due is None:
             return poll
         wait_s = (due - self._clock()) / 1000
-        if wait_s > 0:
-            return min(poll, wait_s)
-        if await self.run_once():
-            return 0
-        return min(poll, 0.05)  # due, but claimed elsewhere meanwhile: look again shortly
+        # Due now but not claimed: claimed elsewhere meanwhile, or its webhook is full.
+        return min(poll, wait_s) if wait_s > 0 else min(poll, 0.05)
 
     async def _send(self, task: SendTask) -> None:
         try:

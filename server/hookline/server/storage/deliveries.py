@@ -119,7 +119,7 @@ def record_event(
 
 
 def get_event(space_id: str, event_id: str) -> Event:
-    row = m.Event.get_or_none((m.Event.id == event_id) & (m.Event.space_id == space_id))
+    row = statements.first_where(m.Event, id=event_id, space_id=space_id)
     if row is None:
         raise NotFound(f"event {shown(event_id)} not found")
     return Event.from_row(row)
@@ -145,7 +145,7 @@ def list_events(
 
 
 def get_delivery(space_id: str, delivery_id: str) -> Delivery:
-    row = m.Delivery.get_or_none((m.Delivery.id == delivery_id) & (m.Delivery.space_id == space_id))
+    row = statements.first_where(m.Delivery, id=delivery_id, space_id=space_id)
     if row is None:
         raise NotFound(f"delivery {shown(delivery_id)} not found")
     return Delivery.from_row(row)

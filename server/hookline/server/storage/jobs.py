@@ -24,7 +24,7 @@ ACTIVE = ("RUNNING", "CANCELING")
 
 
 def _row(space_id: str, job_id: str) -> m.Job:
-    row = m.Job.get_or_none((m.Job.id == job_id) & (m.Job.space_id == space_id))
+    row = statements.first_where(m.Job, id=job_id, space_id=space_id)
     if row is None:
         raise NotFound(f"job {shown(job_id)} not found")
     return row
@@ -189,9 +189,7 @@ def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
             notify.after_commit("jobs")
         claimed = []
         for row in rows:
-            version = m.FlowVersion.get_or_none(
-                (m.FlowVersion.flow_id == row.flow_id) & (m.FlowVersion.version == row.flow_version)
-            )
+            version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
             if version is None:  # its flow was deleted meanwhile: the job cannot run
                 _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
                 continue
@@ -221,7 +219,7 @@ def finish(job_id: str, state: str, code: str, message: str, output_json: str | 
     """End a claimed job with its run's outcome. Once CANCELING is set, cancel
     wins. Returns None when the job had already ended (nothing to do)."""
     with m.db.atomic():
-        row = m.Job.get_or_none(m.Job.id == job_id)
+        row = statements.first_where(m.Job, id=job_id)
         if row is None or row.state in TERMINAL:
             return None
         if row.state == "CANCELING":

@@ -12,6 +12,7 @@ from peewee import IntegrityError
 from .. import ids
 from ..errors import AlreadyExists, NotFound, Unauthenticated, shown
 from . import models as m
+from . import statements
 from .database import now_ms
 from .records import Principal
 
@@ -100,7 +101,7 @@ def authenticate(token: str) -> Principal:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != "hl":
         raise Unauthenticated("malformed API key: expected 'authorization: Bearer hl_<key id>_<secret>'")
-    row = m.ApiKey.get_or_none(m.ApiKey.id == parts[1])
+    row = statements.first_where(m.ApiKey, id=parts[1])
     if row is None or row.revoke_time is not None or not hmac.compare_digest(row.secret_sha256, _hash(parts[2])):
         raise Unauthenticated("unknown or revoked API key")
     return Principal(space_id=row.space_id, role=row.role, key_id=row.id)

@@ -1,20 +1,22 @@
-"""Hot-path writes as plain SQL, built once per shape from the models.
+"""Hot-path statements as plain SQL, built once per shape from the models.
 
 Peewee spends a few hundred microseconds turning each query into SQL, which
-dominates the cost of the writes the delivery path, the job runner and StartJob
-make thousands of times a second. These helpers build the SQL from a model's own
-table and column names once, convert values with the model's fields as Peewee
-would, and run it within the caller's transaction."""
+dominates the cost of the statements the delivery path, the job runner and the
+calls make thousands of times a second. These helpers build the SQL from a
+model's own table and column names once, convert values with the model's fields
+as Peewee would, and run it within the caller's transaction, if any."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from peewee import __exception_wrapper__ as database_errors
 
 from . import models as m
+
+M = TypeVar("M", bound=m.BaseModel)
 
 # Bound parameters per statement, below SQLite's limit of 32,766.
 MAX_PARAMETERS = 30_000
@@ -71,3 +73,22 @@ def update_rows(
     sql = _update_sql(model, columns, keys, _param())
     with database_errors:
         m.db.cursor().executemany(sql, params)
+
+
+@lru_cache(maxsize=256)
+def _select_sql(model: type[m.BaseModel], keys: tuple[str, ...], param: str) -> str:
+    fields = model._meta.fields
+    conditions = " AND ".join(f"{_quoted(fields[c].column_name)} = {param}" for c in keys)
+    return f"SELECT * FROM {_quoted(model._meta.table_name)} WHERE {conditions}"
+
+
+def select_where(model: type[M], **equal: Any) -> list[M]:
+    """The rows whose fields equal the values given, as model instances."""
+    fields = model._meta.fields
+    params = [fields[c].db_value(v) for c, v in equal.items()]
+    return list(model.raw(_select_sql(model, tuple(equal), _param()), *params))
+
+
+def first_where(model: type[M], **equal: Any) -> M | None:
+    found = select_where(model, **equal)
+    return found[0] if found else None
