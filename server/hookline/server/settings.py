@@ -92,7 +92,7 @@ _FLAGS: dict[str, dict] = {
     "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},
     "retry_schedule": {"metavar": "DELAYS", "help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
     "max_streams": {"help": "open streams at most (default 100)", "type": int},
-    "job_workers": {"help": "jobs run at once (default 4)", "type": int},
+    "job_workers": {"help": "jobs run at once (default 16)", "type": int},
     "delivery_concurrency": {"help": "HTTP requests in flight at most (default 64)", "type": int},
     "webhook_max_in_flight": {"help": "requests in flight per webhook at most (default 8)", "type": int},
     "job_lease_s": {

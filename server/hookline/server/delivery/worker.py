@@ -97,6 +97,11 @@ class DeliveryWorker:
             return poll  # a finishing send wakes the loop
         if await self.run_once():
             return 0
+        if self._sending:
+            # Their webhooks are full, or nothing is due: a finishing send or new
+            # deliveries wake the loop, and retries falling due meanwhile are
+            # looked for at a short, fixed pace rather than after every send.
+            return min(poll, 0.25)
         cap = self._settings.webhook_max_in_flight
         full = [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap]
         due = await self._db_call(store.next_due_time, full)

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from peewee import OperationalError
 
@@ -28,6 +29,8 @@ from ..storage.records import ClaimedJob, Job
 from . import flowdef
 
 log = logging.getLogger("hookline.jobs")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @lru_cache(maxsize=256)
@@ -46,6 +49,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._ends = GroupCommit(_end_jobs)
 
     @property
     def _lease_ms(self) -> int:
@@ -127,17 +131,7 @@ class JobRunner:
             hub.publish("jobs")  # a worker is free
 
     def _finish(self, job_id: str, outcome: tuple) -> Job | None:
-        """End the job, trying again on a transient database error (a lock timeout,
-        a deadlock), so a finished run is not later reaped as a zombie."""
-        for tries in range(5):
-            try:
-                return job_store.finish(job_id, *outcome)
-            except OperationalError:
-                if tries == 4:
-                    raise
-                log.warning("ending job %s failed (try %d); trying again", job_id, tries + 1)
-                time.sleep(0.1 * (tries + 1))
-        return None
+        return self._ends.submit((job_id, *outcome))
 
     def _check_output(self, output: object) -> str:
         limits = self._settings.limits
@@ -201,3 +195,55 @@ class JobRunner:
             for cancel in self._running.values():
                 cancel.set()
         self._pool.shutdown(wait=True)
+
+
+def _end_jobs(outcomes: list[tuple]) -> list[Job | None]:
+    """End jobs in one transaction, trying again on a transient database error (a
+    lock timeout, a deadlock), so a finished run is not later reaped as a zombie."""
+    for tries in range(5):
+        try:
+            return job_store.finish_many(outcomes)
+        except OperationalError:
+            if tries == 4:
+                raise
+            log.warning("ending %d jobs failed (try %d); trying again", len(outcomes), tries + 1)
+            time.sleep(0.1 * (tries + 1))
+    raise AssertionError("unreachable")
+
+
+class GroupCommit(Generic[T, R]):
+    """Many threads' writes in few transactions: a thread that submits while no
+    write is under way writes everything queued by then (and what queues up while
+    it writes) in batches; the others wait for their own result."""
+
+    def __init__(self, write_batch: Callable[[list[T]], list[R]]):
+        self._write_batch = write_batch
+        self._lock = threading.Lock()
+        self._queue: list[tuple[T, Future[R]]] = []
+        self._writing = False
+
+    def submit(self, item: T) -> R:
+        future: Future[R] = Future()
+        with self._lock:
+            self._queue.append((item, future))
+            lead = not self._writing
+            self._writing = True
+        if lead:
+            self._write_queued()
+        return future.result()
+
+    def _write_queued(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._writing = False
+                    return
+            try:
+                results = self._write_batch([item for item, _ in batch])
+            except BaseException as error:
+                for _, future in batch:
+                    future.set_exception(error)
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    future.set_result(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
@@ -116,8 +117,17 @@ def start_job(
 ENDING_COLUMNS = ["state", "code", "message", "output", "end_time", "lease_expire_time"]
 
 
-def _end(row: m.Job, state: str, code: str, message: str, output_json: str | None = None) -> Job:
-    """End a job and record its event, in the caller's transaction."""
+def _end(
+    row: m.Job,
+    state: str,
+    code: str,
+    message: str,
+    output_json: str | None = None,
+    *,
+    hooks: dict[str, list[m.Webhook]] | None = None,
+) -> Job:
+    """End a job and record its event, in the caller's transaction. `hooks`
+    caches each flow's webhooks across the calls of one transaction."""
     notify.after_commit("jobs")
     row.state, row.code, row.message, row.output = state, code, message, output_json
     row.end_time, row.lease_expire_time = now_ms(), None
@@ -130,11 +140,19 @@ def _end(row: m.Job, state: str, code: str, message: str, output_json: str | Non
         job.space_id,
         event_type,
         lambda event_id, time_ms: events.job_event_body(job, event_id, time_ms),
-        subscribers(flow_webhooks(job.flow_id), event_type),
+        subscribers(_flow_webhooks(job.flow_id, hooks), event_type),
         job_id=job.id,
         flow_id=job.flow_id,
     )
     return job
+
+
+def _flow_webhooks(flow_id: str, cache: dict[str, list[m.Webhook]] | None) -> list[m.Webhook]:
+    if cache is None:
+        return flow_webhooks(flow_id)
+    if flow_id not in cache:
+        cache[flow_id] = flow_webhooks(flow_id)
+    return cache[flow_id]
 
 
 def cancel_job(space_id: str, job_id: str) -> Job:
@@ -171,20 +189,24 @@ def cancel_flow_jobs(flow_id: str) -> None:
         _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
 
 
+@lru_cache(maxsize=2)
+def _claim_sql(param: str, postgres: bool) -> str:
+    # Run for every few jobs, so written out rather than built by Peewee each time.
+    skip_locked = " FOR UPDATE SKIP LOCKED" if postgres else ""  # concurrent claimers get disjoint jobs
+    return (
+        f"""UPDATE "job" SET "state" = 'RUNNING', "code" = 'JOB_RUNNING', "claim_time" = {param},"""
+        f""" "lease_expire_time" = {param} WHERE "state" = 'WAITING' AND "id" IN"""
+        f""" (SELECT "id" FROM "job" WHERE "state" = 'WAITING' ORDER BY "create_time" LIMIT {param}{skip_locked})"""
+        """ RETURNING *"""
+    )
+
+
 def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
     """Claim up to `limit` WAITING jobs, oldest first, under a lease."""
     if limit <= 0:
         return []
     with m.db.atomic():
-        waiting = m.Job.select(m.Job.id).where(m.Job.state == "WAITING").order_by(m.Job.create_time).limit(limit)
-        if is_postgres():
-            waiting = waiting.for_update("FOR UPDATE SKIP LOCKED")  # concurrent claimers get disjoint jobs
-        rows = list(
-            m.Job.update(state="RUNNING", code="JOB_RUNNING", claim_time=now, lease_expire_time=now + lease_ms)
-            .where(m.Job.id.in_(waiting) & (m.Job.state == "WAITING"))
-            .returning(m.Job)
-            .execute()
-        )
+        rows = list(m.Job.raw(_claim_sql(m.db.param, is_postgres()), now, now + lease_ms, limit))
         if rows:
             notify.after_commit("jobs")
         claimed = []
@@ -218,13 +240,24 @@ def renew(job_ids: Sequence[str], now: int, lease_ms: int) -> set[str]:
 def finish(job_id: str, state: str, code: str, message: str, output_json: str | None) -> Job | None:
     """End a claimed job with its run's outcome. Once CANCELING is set, cancel
     wins. Returns None when the job had already ended (nothing to do)."""
+    return finish_many([(job_id, state, code, message, output_json)])[0]
+
+
+def finish_many(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> list[Job | None]:
+    """finish() for each (job id, state, code, message, output JSON), in one transaction."""
+    ended: list[Job | None] = []
+    hooks: dict[str, list[m.Webhook]] = {}  # per flow, read once per batch
     with m.db.atomic():
-        row = statements.first_where(m.Job, id=job_id)
-        if row is None or row.state in TERMINAL:
-            return None
-        if row.state == "CANCELING":
-            return _end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED)
-        return _end(row, state, code, message, output_json)
+        rows = {row.id: row for row in m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes]))}
+        for job_id, state, code, message, output_json in outcomes:
+            row = rows.get(job_id)
+            if row is None or row.state in TERMINAL:
+                ended.append(None)
+            elif row.state == "CANCELING":
+                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, hooks=hooks))
+            else:
+                ended.append(_end(row, state, code, message, output_json, hooks=hooks))
+    return ended
 
 
 def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:

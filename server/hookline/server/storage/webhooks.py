@@ -126,7 +126,9 @@ def space_webhooks(space_id: str) -> list[m.Webhook]:
 
 def flow_webhooks(flow_id: str) -> list[m.Webhook]:
     # Asked at every job's end: SQL written out rather than built each time.
-    sql = f'SELECT w.* FROM "webhook" w JOIN "flow_webhook" l ON l."webhook_id" = w."id" WHERE l."flow_id" = {m.db.param}'
+    sql = (
+        f'SELECT w.* FROM "webhook" w JOIN "flow_webhook" l ON l."webhook_id" = w."id" WHERE l."flow_id" = {m.db.param}'
+    )
     return list(m.Webhook.raw(sql, flow_id))
 
 
