@@ -241,9 +241,9 @@ class GroupCommit(Generic[T, R]):
                     return
             try:
                 results = self._write_batch([item for item, _ in batch])
-            except BaseException as error:
-                for _, future in batch:
-                    future.set_exception(error)
-            else:
                 for (_, future), result in zip(batch, results, strict=True):
                     future.set_result(result)
+            except BaseException as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)

@@ -1,0 +1,52 @@
+"""Group commit: many threads' writes in few batches, each caller gets its own result."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from hookline.server.jobs.runner import GroupCommit
+
+
+def test_each_caller_gets_its_own_result_and_concurrent_writes_share_batches() -> None:
+    batches: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        time.sleep(0.01)  # a transaction takes a while: others queue up meanwhile
+        return [i * 10 for i in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+    results: dict[int, int] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, commit.submit(i))) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {i: i * 10 for i in range(40)}
+    assert sorted(i for batch in batches for i in batch) == list(range(40))  # each written exactly once
+    assert len(batches) < 40  # some were written together
+
+
+def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs() -> None:
+    calls = 0
+
+    def write(items: list[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database is locked")
+        return [item.upper() for item in items]
+
+    commit: GroupCommit[str, str] = GroupCommit(write)
+    with pytest.raises(RuntimeError, match="locked"):
+        commit.submit("a")
+    assert commit.submit("b") == "B"
+
+
+def test_a_batch_that_returns_too_few_results_fails_its_callers_instead_of_hanging() -> None:
+    commit: GroupCommit[int, int] = GroupCommit(lambda items: [])
+    with pytest.raises(ValueError):
+        commit.submit(1)
