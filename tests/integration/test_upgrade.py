@@ -1,6 +1,6 @@
 """A newer server upgrades an older database, on either backend: the first
-schema (version 1, before the meta table and webhook health columns) is
-upgraded in place and its data kept."""
+schema (version 1, before the meta table, webhook health columns and the
+covering index of due deliveries) is upgraded in place and its data kept."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def test_a_version_1_database_is_upgraded_in_place(make_settings: Callable[..., 
     migrator = SchemaMigrator.from_database(db)
     migrate(migrator.drop_column("webhook", "failing_since"), migrator.drop_column("webhook", "last_success_time"))
     db.drop_tables([models.Meta])
+    db.execute_sql('DROP INDEX "delivery_state_next_attempt_time_webhook_id_id"')
+    db.execute_sql('CREATE INDEX "delivery_state_next_attempt_time" ON "delivery" ("state", "next_attempt_time")')
     models.SchemaVersion.update(version=1).execute()
     models.Webhook.insert(
         id="wh_1", space_id="sp_1", alias="old", url="https://example.com", event_types='["JOB.COMPLETED"]',
@@ -32,5 +34,8 @@ def test_a_version_1_database_is_upgraded_in_place(make_settings: Callable[..., 
         old = models.Webhook.get_by_id("wh_1")
         assert old.alias == "old" and old.failing_since is None and old.last_success_time is None
         assert db.table_exists("meta")
+        due = {i.name: i.columns for i in db.get_indexes("delivery") if "next_attempt_time" in i.columns}
+        covering = ["state", "next_attempt_time", "webhook_id", "id"]
+        assert due == {"delivery_state_next_attempt_time_webhook_id_id": covering}
     finally:
         db.close()

@@ -26,6 +26,8 @@ def test_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
         old = models.Webhook.get_by_id("wh_1")
         assert old.alias == "old" and old.failing_since is None
         assert db.table_exists("meta")
+        due = [i.name for i in db.get_indexes("delivery") if "next_attempt_time" in i.columns]
+        assert due == ["delivery_state_next_attempt_time_webhook_id_id"]
     finally:
         db.close()
 

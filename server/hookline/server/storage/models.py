@@ -168,7 +168,8 @@ class Delivery(BaseModel):
     update_time = BigIntegerField()
 
     class Meta:
-        indexes = ((("state", "next_attempt_time"), False),)
+        # Claims rank the earliest due deliveries per webhook from this index alone.
+        indexes = ((("state", "next_attempt_time", "webhook_id", "id"), False),)
 
 
 class Attempt(BaseModel):

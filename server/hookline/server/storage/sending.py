@@ -64,7 +64,9 @@ def claim_due(
             return []
         rows = list(
             m.Delivery.update(state="SENDING", lease_expire_time=now + lease_ms, update_time=now)
-            .where(m.Delivery.id.in_(_lockable(chosen)) & (m.Delivery.state == "PENDING"))
+            # The state as an expression, not the bare column: given the column, SQLite
+            # picks the state index and scans every PENDING row instead of the ids' keys.
+            .where(m.Delivery.id.in_(_lockable(chosen)) & (m.Delivery.state.concat("") == "PENDING"))
             .returning(m.Delivery)
             .execute()
         )
