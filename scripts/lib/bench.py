@@ -2,8 +2,9 @@
 it is judged against, measured in the same run (issue 5).
 
 What runs where:
-  * hookline runs in a child process (`python -m hookline.cli serve`), so its CPU
-    time and peak RSS (VmHWM from /proc/PID/status) are its own. It uses the
+  * hookline runs in a child process (`python -m hookline.cli serve`, which starts
+    its own worker process), so its CPU time and peak RSS (VmHWM from
+    /proc/PID/status, summed over the two processes) are its own. It uses the
     embedded default (SQLite in a temporary data dir) or, with --database URL, a
     fresh PostgreSQL database created for the run on that server and dropped
     after it (WITH (FORCE)); a generated master key is passed in either case.
@@ -210,7 +211,7 @@ class Server:
             profile.mkdir(parents=True, exist_ok=True)
             self.spy = subprocess.Popen(
                 [_py_spy(), "record", "--pid", str(self.proc.pid), "--nonblocking", "--format", "speedscope",
-                 "--threads", *(["--gil"] if gil else []), "-o", str(profile / f"{name}.speedscope.json")],
+                 "--threads", "--subprocesses", *(["--gil"] if gil else []), "-o", str(profile / f"{name}.speedscope.json")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(0.5)
@@ -227,15 +228,38 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"hookline did not start within 60 s; see {self.log_path}")
 
+    def pids(self) -> list[int]:
+        """The server's processes: the API process and its worker process."""
+        found = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    found.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                pass  # it ended meanwhile
+        return found
+
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # Its own time and its ended children's (a worker process that was restarted).
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The sum of the processes' own peaks (VmHWM)."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmHWM:")) / 1024
+        return total
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -685,7 +709,7 @@ class Run:
             self.notes[f"{name}_per_s"] = note
             if name == "backlog_large":
                 self.figures["rss_mb_large"] = rss
-                self.notes["rss_mb_large"] = "VmHWM of the hookline process, its own peak"
+                self.notes["rss_mb_large"] = "VmHWM of the hookline processes (API + worker), each its own peak"
 
     # -- all of it ---------------------------------------------------------------------
 

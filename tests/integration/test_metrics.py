@@ -62,3 +62,10 @@ def test_metrics_move_as_deliveries_and_jobs_happen(client, receiver, hookline_a
     assert ("hookline_delivery_queue_depth", ()) in after
     assert after[("hookline_oldest_pending_delivery_age_seconds", ())] >= 0
     assert after[("hookline_jobs_ended_total", (("code", "JOB_SUCCESS"), ("state", "COMPLETED")))] >= 1
+
+
+def test_metrics_answer_every_scrape(hookline_app):
+    # Each scrape runs in a thread of its own; on PostgreSQL each must give its
+    # pooled connection back, or the pool runs dry after max_connections scrapes.
+    for _ in range(40):
+        assert ("hookline_delivery_queue_depth", ()) in scrape(hookline_app.settings)

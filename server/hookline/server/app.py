@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import logging
 import os
@@ -52,12 +53,27 @@ class DataDirInUse(StartupError):
     pass
 
 
+class Part(enum.Enum):
+    """What a process runs: the API; the job runner and the purger; the delivery worker."""
+
+    API = "api"
+    JOBS = "jobs"
+    DELIVERIES = "deliveries"
+
+
+def parts_of(role: str) -> set[Part]:
+    return {"api": {Part.API}, "worker": {Part.JOBS, Part.DELIVERIES}}.get(role, set(Part))
+
+
 class Hookline:
     """One hookline process: its database, its background workers and its servicers."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, parts: set[Part] | None = None, lock_data_dir: bool = True):
+        """`parts` default to those of settings.role; `lock_data_dir=False` is for
+        the delivery process of a server whose API process holds the data dir's lock."""
         self.settings = settings
-        self._lock_file = self._lock_data_dir() if not settings.database else None
+        self.parts = parts_of(settings.role) if parts is None else parts
+        self._lock_file = self._lock_data_dir() if lock_data_dir and not settings.database else None
         try:
             self._open_encrypted_storage()
         except BaseException:
@@ -67,9 +83,9 @@ class Hookline:
         self.admin_key = self._bootstrap()
         self.stopping = threading.Event()
         self.metrics = Metrics()
-        self.runner = JobRunner(settings, metrics=self.metrics) if settings.runs_workers else None
-        self.worker = DeliveryWorker(settings, metrics=self.metrics) if settings.runs_workers else None
-        self.purger = Purger(settings) if settings.runs_workers else None
+        self.runner = JobRunner(settings, metrics=self.metrics) if Part.JOBS in self.parts else None
+        self.worker = DeliveryWorker(settings, metrics=self.metrics) if Part.DELIVERIES in self.parts else None
+        self.purger = Purger(settings) if Part.JOBS in self.parts else None
         self.listener = Listener(settings.database) if is_postgres() and settings.database else None
         self.health = health.HealthServicer()
 
@@ -172,8 +188,8 @@ class Hookline:
 
     def add_to_server(self, server: grpc.Server) -> None:
         """The three services (unless this is a worker-only process), health and reflection."""
-        services = SERVICE_NAMES if self.settings.runs_api else ()
-        if self.settings.runs_api:
+        services = SERVICE_NAMES if Part.API in self.parts else ()
+        if Part.API in self.parts:
             webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
                 WebhookServicer(self.settings, self.stopping), server
             )
@@ -193,19 +209,22 @@ class Hookline:
         died: settle them now rather than after their leases lapse."""
         if self.settings.database:
             return  # shared database: other live processes may hold leases
-        for job in job_store.reap_expired(now_ms(), all_leases=True):
-            log.warning("job %s ended %s/%s: the previous server stopped while running it", job.id, job.state, job.code)
-        released = sending.release_expired(now_ms(), all_leases=True)
-        if released:
-            log.warning("re-queued %d deliveries the previous server was sending", released)
+        if self.runner:
+            for job in job_store.reap_expired(now_ms(), all_leases=True):
+                log.warning(
+                    "job %s ended %s/%s: the previous server stopped while running it", job.id, job.state, job.code
+                )
+        if self.worker:
+            released = sending.release_expired(now_ms(), all_leases=True)
+            if released:
+                log.warning("re-queued %d deliveries the previous process was sending", released)
 
     def start_background(self) -> None:
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port)
         if self.listener:
             self.listener.start()
-        if self.settings.runs_workers:
-            self.recover_abandoned_work()
+        self.recover_abandoned_work()
         if self.runner:
             self.runner.start()
         if self.worker:
@@ -226,6 +245,8 @@ class Hookline:
             self.listener.stop()
         self.metrics.stop()
         self.database.close()
+        if hasattr(self.database, "close_turns"):
+            self.database.close_turns()
         if self._lock_file:
             self._lock_file.close()
 
@@ -253,14 +274,26 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
     return server, port
 
 
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx notes every request at INFO; the delivery worker logs its own attempts.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; then stop taking calls and finish or release work."""
+    """Run until SIGINT/SIGTERM; then stop taking calls and finish or release work.
+
+    With --role all or worker (and not --single-process) the delivery worker
+    runs in a delivery process this one supervises."""
+    from .delivery_process import DeliveryProcess
 
     # Many threads hand work to each other (calls, runner, delivery loop, its
     # database thread); at the default 5 ms a thread woken by another can wait
     # that long for the interpreter at each hand-off.
     sys.setswitchinterval(0.001)
-    app = Hookline(settings)
+    parts = parts_of(settings.role)
+    split = Part.DELIVERIES in parts and not settings.single_process
+    app = Hookline(settings, parts - {Part.DELIVERIES} if split else parts)
     try:
         server, port = create_server(app)
     except StartupError:
@@ -268,6 +301,9 @@ def serve(settings: Settings) -> None:
         raise
     server.start()
     app.start_background()
+    deliveries = DeliveryProcess(settings, app.metrics) if split else None
+    if deliveries:
+        deliveries.start()
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
         "hookline listening on %s:%d (data: %s)", host, port, settings.database or Path(settings.data_dir).resolve()
@@ -281,4 +317,6 @@ def serve(settings: Settings) -> None:
     log.info("shutting down")
     app.stopping.set()
     server.stop(grace=5).wait()
+    if deliveries:
+        deliveries.stop()
     app.stop()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from . import settings as settings_module
-from .app import StartupError, serve
+from .app import StartupError, configure_logging, serve
 from .errors import HooklineError
 from .storage import spaces
 from .storage.database import open_database
@@ -50,9 +49,7 @@ def _open(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx notes every request at INFO; the delivery worker logs its own attempts.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()
     try:
         serve(settings_module.from_sources(args))
     except (StartupError, ValueError) as error:

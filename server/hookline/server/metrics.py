@@ -1,25 +1,33 @@
 """Prometheus metrics on --metrics-port: deliveries by outcome, attempt latency,
 queue depth, the oldest pending delivery's age, jobs by state.
 
-Counters and histograms are updated where the work happens; the gauges are
-read from the database when Prometheus scrapes, so they hold for every process
-sharing it."""
+Counters and histograms are updated where the work happens; a delivery
+process sends its values to the API process that serves them (`snapshot`,
+`absorb`), which adds them to its own. The gauges are read from the database
+when Prometheus scrapes, so they hold for every process sharing it."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from .storage import stats
-from .storage.database import now_ms
+from .storage.database import now_ms, release_connection
 from .storage.sending import AttemptOutcome
 
 log = logging.getLogger("hookline.metrics")
+
+
+def _load_key(text: str) -> SampleKey:
+    name, labels = json.loads(text)
+    return name, tuple((k, v) for k, v in labels)
 
 
 class _DatabaseGauges(Collector):
@@ -30,6 +38,9 @@ class _DatabaseGauges(Collector):
         except Exception:
             log.exception("reading metrics from the database failed")
             return
+        finally:
+            # Each scrape is served by a new thread: give its connection back to the pool.
+            release_connection()
         yield GaugeMetricFamily("hookline_delivery_queue_depth", "Deliveries waiting to be sent (PENDING).", depth)
         age = max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0
         yield GaugeMetricFamily(
@@ -41,24 +52,57 @@ class _DatabaseGauges(Collector):
         yield by_state
 
 
+# A sample's name and labels, as a key of its value.
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _key(sample: Sample) -> SampleKey:
+    return sample.name, tuple(sorted(sample.labels.items()))
+
+
+class _Summed(Collector):
+    """The counters and histograms of this process plus those of others."""
+
+    def __init__(self, own: CollectorRegistry, others: Any):
+        self._own, self._others = own, others
+
+    def collect(self) -> Iterator[Metric]:
+        others: dict[SampleKey, float] = self._others()
+        for family in self._own.collect():
+            summed = Metric(family.name, family.documentation, family.type, family.unit)
+            seen = set()
+            for sample in family.samples:
+                key = _key(sample)
+                seen.add(key)
+                summed.samples.append(sample._replace(value=sample.value + others.get(key, 0.0)))
+            for (name, labels), value in others.items():
+                if name.startswith(family.name + "_") and (name, labels) not in seen:
+                    summed.samples.append(Sample(name, dict(labels), value))
+            yield summed
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._own = CollectorRegistry(auto_describe=True)
+        self._absorbed: dict[SampleKey, float] = {}  # from the live delivery process
+        self._carried: dict[SampleKey, float] = {}  # from delivery processes that ended
         self.deliveries = Counter(
             "hookline_delivery_attempts",
             "Delivery attempts by outcome: succeeded, retry (scheduled again) or failed (no retry left).",
             ["outcome"],
-            registry=self.registry,
+            registry=self._own,
         )
         self.attempt_seconds = Histogram(
             "hookline_attempt_duration_seconds",
             "Time from sending a request to its response or error.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
-            registry=self.registry,
+            registry=self._own,
         )
         self.jobs_ended = Counter(
-            "hookline_jobs_ended", "Jobs ended, by state and code.", ["state", "code"], registry=self.registry
+            "hookline_jobs_ended", "Jobs ended, by state and code.", ["state", "code"], registry=self._own
         )
+        self.registry.register(_Summed(self._own, self._others))
         self.registry.register(_DatabaseGauges())
         self._server: Any = None
 
@@ -72,6 +116,31 @@ class Metrics:
 
     def job_ended(self, state: str, code: str) -> None:
         self.jobs_ended.labels(state, code).inc()
+
+    def snapshot(self) -> dict[str, float]:
+        """This process's counter and histogram values, to send to the one serving them."""
+        return {
+            json.dumps(_key(sample)): sample.value
+            for family in self._own.collect()
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    def absorb(self, snapshot: dict[str, float]) -> None:
+        """Take the latest snapshot of the delivery process."""
+        self._absorbed = {_load_key(text): value for text, value in snapshot.items()}
+
+    def retire(self) -> None:
+        """The delivery process ended: keep its last values (a new one starts from zero)."""
+        for key, value in self._absorbed.items():
+            self._carried[key] = self._carried.get(key, 0.0) + value
+        self._absorbed = {}
+
+    def _others(self) -> dict[SampleKey, float]:
+        summed = dict(self._carried)
+        for key, value in self._absorbed.items():
+            summed[key] = summed.get(key, 0.0) + value
+        return summed
 
     def serve(self, port: int) -> None:
         self._server, _ = start_http_server(port, registry=self.registry)

@@ -1,8 +1,9 @@
 """Wake-ups: a writer says "something changed on topic X" when it commits, and
 whoever waits on X looks again at once instead of at its next poll. Within a
 process through the Hub; across processes sharing PostgreSQL through
-LISTEN/NOTIFY (Listener). Polling stays the fallback, so a lost wake-up only
-costs latency.
+LISTEN/NOTIFY (Listener); between the API and delivery processes of one
+server on the embedded database through `relays` (delivery_process.Link).
+Polling stays the fallback, so a lost wake-up only costs latency.
 
 Topics: "jobs" (a job was created or changed state), "deliveries" (deliveries
 became due), "changes" (the delivery change log grew)."""
@@ -66,11 +67,24 @@ hub = Hub()
 def after_commit(*topics: str) -> None:
     """Publish once the current transaction commits (at once outside one). On
     PostgreSQL the NOTIFY is part of the transaction, so other processes hear
-    of it exactly when it commits."""
+    of it exactly when it commits; on SQLite the relays hear of it after."""
     if database.is_postgres():
         for topic in topics:
             models.db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
-    models.db.after_commit(lambda: hub.publish(*topics))
+        models.db.after_commit(lambda: hub.publish(*topics))
+    else:
+        models.db.after_commit(lambda: _publish_and_relay(topics))
+
+
+# Where else a commit's topics go: the other process of a server on the
+# embedded database (delivery_process.Link).
+relays: list[Callable[[tuple[str, ...]], None]] = []
+
+
+def _publish_and_relay(topics: tuple[str, ...]) -> None:
+    hub.publish(*topics)
+    for relay in relays:
+        relay(topics)
 
 
 class Listener:

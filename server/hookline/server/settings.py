@@ -29,6 +29,8 @@ class Settings:
     data_dir: Path = Path(".hookline")
     database: str | None = None
     role: str = "all"  # api | worker | all
+    # Run the delivery worker in this process rather than in a delivery process.
+    single_process: bool = False
     allow_targets: list[str] = field(default_factory=list)
     metrics_port: int | None = None
     tls_cert: Path | None = None
@@ -68,20 +70,17 @@ class Settings:
         if self.delivery_lease_s <= self.request_timeout_s:
             raise ValueError("delivery lease must be longer than the request timeout")
 
-    @property
-    def runs_api(self) -> bool:
-        return self.role in ("api", "all")
-
-    @property
-    def runs_workers(self) -> bool:
-        return self.role in ("worker", "all")
-
 
 _FLAGS: dict[str, dict] = {
     "listen": {"metavar": "HOST:PORT", "help": "HOST:PORT for gRPC (default 127.0.0.1:50051)"},
     "data_dir": {"help": "data directory (default ./.hookline)", "type": Path},
     "database": {"metavar": "URL", "help": "database URL, e.g. postgresql://... (default: SQLite in the data dir)"},
     "role": {"help": "api, worker or all (default all)", "choices": ["api", "worker", "all"]},
+    "single_process": {
+        "help": "run the delivery worker in this process too (by default it runs in a "
+        "delivery process of its own, so that it has a core to itself)",
+        "action": "store_true",
+    },
     "allow_targets": {
         "flag": "--allow-target",
         "help": "CIDR webhook targets may use even if not global (repeatable)",
@@ -92,7 +91,7 @@ _FLAGS: dict[str, dict] = {
     "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},
     "retry_schedule": {"metavar": "DELAYS", "help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
     "max_streams": {"help": "open streams at most (default 100)", "type": int},
-    "job_workers": {"help": "jobs run at once (default 16)", "type": int},
+    "job_workers": {"help": "jobs run at once (default 4)", "type": int},
     "delivery_concurrency": {"help": "HTTP requests in flight at most (default 64)", "type": int},
     "webhook_max_in_flight": {"help": "requests in flight per webhook at most (default 8)", "type": int},
     "job_lease_s": {
@@ -147,11 +146,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, spec in _FLAGS.items():
         spec = dict(spec)
         flag = spec.pop("flag", "--" + name.replace("_", "-"))
-        if "choices" not in spec:
+        if "choices" not in spec and spec.get("action") != "store_true":
             spec.setdefault("metavar", _METAVARS.get(spec.get("type", str), "VALUE"))
         parser.add_argument(flag, dest=name, default=None, **spec)
     for name, text in _LIMIT_FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None, metavar="N", help=text)
+
+
+def _parse_flag(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
 
 
 def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -165,6 +173,8 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
             raw = environ[env_name]
             if spec.get("action") == "append":
                 value = [part.strip() for part in raw.split(",") if part.strip()]
+            elif spec.get("action") == "store_true":
+                value = _parse_flag(env_name, raw)
             else:
                 value = spec.get("type", str)(raw)
         if value is not None and name in known:

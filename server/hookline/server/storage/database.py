@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,21 +59,28 @@ def release_connection() -> None:
 
 
 class TurnTakingSqliteDatabase(SqliteDatabase):
-    """SQLite lets one transaction write at a time. A thread that finds the write
+    """SQLite lets one transaction write at a time. A writer that finds the write
     lock taken sleeps in SQLite's busy handler (1, 2, 5 ... up to 100 ms between
-    tries), which under load costs far more than the writes themselves; so this
-    process's threads take turns on a Python lock instead, and the next one runs
-    as soon as a transaction ends. The busy timeout still covers other processes."""
+    tries), which under load costs far more than the writes themselves; so
+    writers take turns instead, and the next one runs as soon as a transaction
+    ends: the threads of this process on a Python lock, the processes of one
+    server (API and workers) on an flock of `turns_path`. The busy timeout still
+    covers any other process (e.g. an operator command)."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, turns_path: Path, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
         self._holder = threading.local()
+        self._turns_path = turns_path
+        self._turns_fd: int | None = None
 
     def begin(self, lock_type: str | None = None) -> None:
         self._writer.acquire()
         self._holder.held = True
         try:
+            if self._turns_fd is None:
+                self._turns_fd = os.open(self._turns_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._turns_fd, fcntl.LOCK_EX)
             super().begin(lock_type)
         except BaseException:
             self._release()
@@ -90,7 +99,16 @@ class TurnTakingSqliteDatabase(SqliteDatabase):
     def _release(self) -> None:
         if getattr(self._holder, "held", False):
             self._holder.held = False
+            if self._turns_fd is not None:
+                fcntl.flock(self._turns_fd, fcntl.LOCK_UN)
             self._writer.release()
+
+    def close_turns(self) -> None:
+        """Close the turns file (the database object is done with)."""
+        with self._writer:
+            if self._turns_fd is not None:
+                os.close(self._turns_fd)
+                self._turns_fd = None
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
@@ -124,6 +142,7 @@ def open_database(data_dir: Path, database_url: str | None = None) -> Database:
             # retry a read transaction that later upgrades and collides.
             lock_type="IMMEDIATE",
             check_same_thread=False,
+            turns_path=data_dir / "hookline.db.turns",
         )
     models.db.initialize(database)
     migrate(database)

@@ -1,0 +1,219 @@
+"""`hookline serve` runs its delivery worker in a delivery process of its own.
+Wake-ups, live streams and metrics cross between the two processes; a killed
+delivery process is replaced and loses nothing; it never outlives the server;
+`--single-process` keeps everything in one."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import free_port, wait_serving
+from google.protobuf import struct_pb2
+
+from hookline.client import (
+    Client,
+    CreateFlowRequest,
+    CreateWebhookRequest,
+    DeliveryEventKind,
+    Flow,
+    StartJobRequest,
+    WatchDeliveriesRequest,
+    Webhook,
+)
+
+from .conftest import HOOKLINE, Storage
+
+KIND = DeliveryEventKind
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+class Serve:
+    def __init__(self, storage: Storage, log: Path, *extra: str):
+        self.storage, self.log = storage, log
+        self.address = f"127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
+        with log.open("a") as out:
+            self.process = subprocess.Popen(
+                [
+                    *HOOKLINE, "serve", "--listen", self.address, "--metrics-port", str(self.metrics_port),
+                    *storage.args, "--allow-target", "127.0.0.0/8", "--retry-schedule", "0,200ms,500ms",
+                    *extra,
+                ],
+                env=storage.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_serving(self.address)
+        self.client = Client(self.address, (storage.data_dir / "admin.key").read_text().strip())
+
+    def children(self) -> list[int]:
+        return _children(self.process.pid)
+
+    def delivery_process(self) -> int:
+        _wait(lambda: len(self.children()) == 1, 10, "the delivery process did not start")
+        return self.children()[0]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` that carry `labels`, as scraped from --metrics-port."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        total = 0.0
+        for sample_labels, value in re.findall(rf"^{re.escape(name)}(?:{{(.*)}})? (\S+)$", text, re.M):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', sample_labels))
+            if labels.items() <= found.items():
+                total += float(value)
+        return total
+
+    def flow(self, receiver, alias: str) -> str:  # type: ignore[no-untyped-def]
+        """A flow linked to one webhook at the receiver's /<alias>; returns the webhook id."""
+        webhook = Webhook(alias=alias, url=receiver.url(f"/{alias}"), event_types=["JOB.COMPLETED"])
+        hook = self.client.webhooks.CreateWebhook(CreateWebhookRequest(webhook=webhook)).webhook
+        definition = struct_pb2.Struct()
+        definition.update({"steps": [{"transform": "@"}]})
+        self.client.flows.CreateFlow(
+            CreateFlowRequest(flow=Flow(alias=alias, definition=definition, webhook_ids=[hook.id]))
+        )
+        return hook.id
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def serve(storage: Storage, tmp_path: Path) -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def test_deliveries_streams_and_metrics_cross_the_two_processes(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log")
+    serve.append(server)
+    assert server.delivery_process() != server.process.pid
+    webhook_id = server.flow(receiver, "dp-cross")
+
+    seen: list = []
+    stream = server.client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook_id))
+
+    def read() -> None:
+        try:
+            seen.extend(stream)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.CANCELLED  # we hung up
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    _wait(lambda: bool(seen), 10, "the stream did not open")
+    for _ in range(3):
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-cross"))
+    receiver.wait_for("/dp-cross", 3, timeout=10)
+    # Sent and recorded by the delivery process; streamed by the API process.
+    _wait(
+        lambda: sum(m.kind == KIND.DELIVERY_EVENT_KIND_SUCCEEDED for m in seen) == 3,
+        10,
+        "the stream did not show 3 successes",
+    )
+    stream.cancel()
+    reader.join()
+    # Counted by the delivery process; served by the API process.
+    _wait(
+        lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= 3,
+        10,
+        "the metrics did not count 3 successful attempts",
+    )
+    assert server.metric("hookline_jobs_ended_total", state="COMPLETED") >= 3
+
+
+def test_a_killed_delivery_process_is_replaced_and_loses_nothing(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log")
+    serve.append(server)
+    server.flow(receiver, "dp-kill")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-kill"))
+    receiver.wait_for("/dp-kill", 1, timeout=10)
+    _wait(
+        lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= 1,
+        10,
+        "the metrics did not count the first attempt",
+    )
+    counted = server.metric("hookline_delivery_attempts_total", outcome="succeeded")
+
+    first = server.delivery_process()
+    os.kill(first, signal.SIGKILL)
+    for _ in range(20):  # while no delivery process runs
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-kill"))
+    _wait(lambda: server.children() not in ([], [first]), 10, "no new delivery process started")
+    arrived = receiver.wait_for("/dp-kill", 21, timeout=30)
+    assert len({r.headers["webhook-id"] for r in arrived}) == 21
+    assert server.process.poll() is None
+    assert "the delivery process was killed by signal 9" in server.log.read_text()
+    # What the killed process had counted is kept.
+    _wait(
+        lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= counted + 20,
+        10,
+        "the metrics lost the killed process's count",
+    )
+
+
+def test_the_delivery_process_dies_with_the_server(serve, storage, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log")
+    serve.append(server)
+    child = server.delivery_process()
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
+    _wait(lambda: not _alive(child), 10, "the delivery process outlived the server")
+
+
+def test_sigterm_stops_both_processes(serve, storage, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log")
+    serve.append(server)
+    child = server.delivery_process()
+    server.process.terminate()
+    assert server.process.wait(timeout=60) == 0
+    assert not _alive(child)
+    assert "was killed" not in server.log.read_text()
+
+
+def test_single_process_delivers_without_a_delivery_process(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log", "--single-process")
+    serve.append(server)
+    server.flow(receiver, "dp-single")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-single"))
+    receiver.wait_for("/dp-single", 1, timeout=10)
+    assert server.children() == []
