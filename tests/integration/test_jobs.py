@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
@@ -11,6 +12,7 @@ from hookline.client import (
     CancelJobRequest,
     DeleteFlowRequest,
     GetJobRequest,
+    Job,
     JobState,
     JobStatusCode,
     ListEventsRequest,
@@ -176,6 +178,30 @@ def test_idempotency_key_under_concurrent_retries_makes_one_job(client, double):
     assert [e.code() for e in errors] == []
     assert len({j.id for j in jobs}) == 1
     assert job_ids(client, correlation_id=correlation) == [jobs[0].id]
+
+
+def test_concurrent_starts_written_together_each_get_their_own_outcome(client, double):
+    # Calls that arrive together are written in one transaction; a bad one fails alone.
+    key = unique("idem")
+    correlation = unique("corr")
+    calls = iter(range(1000))
+    lock = threading.Lock()
+
+    def call() -> Job:
+        with lock:
+            i = next(calls)
+        if i % 4 == 0:
+            return start_job(client, "no-such-flow", {}, correlation_id=correlation)
+        if i % 4 == 1:
+            return start_job(client, double.id, {"n": i, "tag": "t"}, idempotency_key=key, correlation_id=correlation)
+        return start_job(client, double.id, {"n": i, "tag": "t"}, correlation_id=correlation)
+
+    jobs, errors = concurrently(24, call)
+    codes = sorted(e.code().name for e in errors)
+    # 6 missing flows, and of the 6 sharing a key with different inputs one wins, 5 conflict.
+    assert codes == ["ALREADY_EXISTS"] * 5 + ["NOT_FOUND"] * 6
+    assert len(jobs) == 13 and len({j.id for j in jobs}) == 13
+    assert sorted(job_ids(client, correlation_id=correlation)) == sorted(j.id for j in jobs)
 
 
 def test_cancel_a_running_job(client):

@@ -13,7 +13,7 @@ from conftest import Reply
 from hookline.client import ListAttemptsRequest, ListDeliveriesRequest
 from hookline.server.settings import Settings
 
-from .helpers import list_all, make_flow, make_webhook, start_job
+from .helpers import list_all, make_flow, make_webhook, start_job, wait_until
 
 JOBS = 500
 CAP = 8
@@ -59,3 +59,27 @@ def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(client, receiver):
         in_flight += step
         peak = max(peak, in_flight)
     assert peak <= CAP
+
+
+def test_a_full_webhook_s_backlog_does_not_hide_other_webhooks_deliveries(client, receiver):
+    # More deliveries of a hanging webhook are due, earlier, than one claim looks
+    # at (delivery concurrency x per-webhook cap = 512); another webhook's
+    # delivery behind them still goes out at once.
+    receiver.respond("/hangs-long", [Reply(200, delay_s=10)])
+    events = ["JOB.COMPLETED"]
+    hanging = make_webhook(client, receiver.url("/hangs-long"), event_types=events).webhook
+    flow = make_flow(client, [{"transform": "{n: n}"}], webhook_ids=[hanging.id])
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: start_job(client, flow.id, {"n": n}).id, range(600)))
+    wait_until(
+        lambda: len(
+            list_all(client.webhooks.ListDeliveries, ListDeliveriesRequest(webhook_id=hanging.id), "deliveries")
+        ),
+        lambda n: n == 600,
+        what="600 deliveries to the hanging webhook",
+    )
+    healthy = make_webhook(client, receiver.url("/behind"), event_types=events).webhook
+    behind = make_flow(client, [{"transform": "{n: n}"}], webhook_ids=[healthy.id])
+    job = start_job(client, behind.id, {"n": 1})
+    [arrived] = receiver.wait_for("/behind", 1, timeout=5)
+    assert json.loads(arrived.body)["data"]["jobId"] == job.id

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hookline.server.jobs.runner import GroupCommit
+from hookline.server.storage.groupcommit import GroupCommit
 
 
 def test_each_caller_gets_its_own_result_and_concurrent_writes_share_batches() -> None:
@@ -50,3 +50,40 @@ def test_a_batch_that_returns_too_few_results_fails_its_callers_instead_of_hangi
     commit: GroupCommit[int, int] = GroupCommit(lambda items: [])
     with pytest.raises(ValueError):
         commit.submit(1)
+
+
+def test_an_item_s_own_error_reaches_only_its_caller() -> None:
+    def write(items: list[int]) -> list[int | Exception]:
+        return [ValueError(f"{i} is odd") if i % 2 else i for i in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+    assert commit.submit(2) == 2
+    with pytest.raises(ValueError, match="3 is odd"):
+        commit.submit(3)
+
+
+def test_a_writer_writes_one_batch_and_hands_over() -> None:
+    # Under a steady stream of submissions no caller keeps writing others'
+    # batches after its own: each batch holds an item of the thread writing it.
+    batches: list[tuple[int, list[int]]] = []
+    mine: dict[int, set[int]] = {}
+
+    def write(items: list[int]) -> list[int]:
+        time.sleep(0.002)
+        batches.append((threading.get_ident(), list(items)))
+        return items
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+
+    def submit_many(base: int) -> None:
+        mine[threading.get_ident()] = set(range(base, base + 50))
+        for i in range(50):
+            commit.submit(base + i)
+
+    threads = [threading.Thread(target=submit_many, args=(k * 1000,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(i for _, items in batches for i in items) == sorted(i for s in mine.values() for i in s)
+    assert all(mine[writer] & set(items) for writer, items in batches)

@@ -9,6 +9,7 @@ from hookline.v1 import jobs_pb2, jobs_pb2_grpc
 from .. import jsonvalue, streams, validation
 from ..settings import Settings
 from ..storage import jobs
+from ..storage.groupcommit import GroupCommit
 from ..validation import require
 from . import convert
 from .interceptor import principal
@@ -18,6 +19,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, settings: Settings, stopping: threading.Event):
         self._settings = settings
         self._stopping = stopping
+        # Concurrent StartJob calls write their jobs together.
+        self._starts = GroupCommit(jobs.start_jobs)
 
     def StartJob(self, request, context):  # type: ignore[no-untyped-def]
         limits = self._settings.limits
@@ -33,14 +36,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if request.HasField("input") and request.input.WhichOneof("kind") is not None:
             document = jsonvalue.value_to_python(request.input, field="input", max_depth=limits.max_json_depth)
         input_json = validation.json_size("input", document, limits)
-        job = jobs.start_job(
-            principal().space_id,
-            request.flow,
-            request.version,
-            input_json.decode(),
-            request.correlation_id,
-            request.idempotency_key,
-            int(self._settings.idempotency_ttl_s * 1000),
+        job = self._starts.submit(
+            jobs.StartRequest(
+                space_id=principal().space_id,
+                flow_ref=request.flow,
+                version=request.version,
+                input_json=input_json.decode(),
+                correlation_id=request.correlation_id,
+                idempotency_key=request.idempotency_key,
+                idempotency_ttl_ms=int(self._settings.idempotency_ttl_s * 1000),
+            )
         )
         return convert.job(job)
 

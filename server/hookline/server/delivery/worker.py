@@ -83,6 +83,7 @@ class DeliveryWorker:
             int(self._settings.delivery_lease_s * 1000),
             lambda webhook_id: cap - self._in_flight[webhook_id],
             cap,
+            [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap],
         )
         for task in tasks:
             self._in_flight[task.delivery.webhook_id] += 1

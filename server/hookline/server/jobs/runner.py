@@ -12,9 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Generic, TypeVar
 
 from peewee import OperationalError
 
@@ -25,12 +24,11 @@ from ..notify import hub
 from ..settings import Settings
 from ..storage import jobs as job_store
 from ..storage.database import clock_ms
+from ..storage.groupcommit import GroupCommit
 from ..storage.records import ClaimedJob, Job
 from . import flowdef
 
 log = logging.getLogger("hookline.jobs")
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @lru_cache(maxsize=256)
@@ -209,41 +207,3 @@ def _end_jobs(outcomes: list[tuple]) -> list[Job | None]:
             log.warning("ending %d jobs failed (try %d); trying again", len(outcomes), tries + 1)
             time.sleep(0.1 * (tries + 1))
     raise AssertionError("unreachable")
-
-
-class GroupCommit(Generic[T, R]):
-    """Many threads' writes in few transactions: a thread that submits while no
-    write is under way writes everything queued by then (and what queues up while
-    it writes) in batches; the others wait for their own result."""
-
-    def __init__(self, write_batch: Callable[[list[T]], list[R]]):
-        self._write_batch = write_batch
-        self._lock = threading.Lock()
-        self._queue: list[tuple[T, Future[R]]] = []
-        self._writing = False
-
-    def submit(self, item: T) -> R:
-        future: Future[R] = Future()
-        with self._lock:
-            self._queue.append((item, future))
-            lead = not self._writing
-            self._writing = True
-        if lead:
-            self._write_queued()
-        return future.result()
-
-    def _write_queued(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._writing = False
-                    return
-            try:
-                results = self._write_batch([item for item, _ in batch])
-                for (_, future), result in zip(batch, results, strict=True):
-                    future.set_result(result)
-            except BaseException as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)

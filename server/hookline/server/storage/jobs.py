@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from .. import events, ids, notify
-from ..errors import AlreadyExists, FailedPrecondition, NotFound, shown
+from ..errors import AlreadyExists, FailedPrecondition, HooklineError, NotFound, shown
 from . import models as m
 from . import statements
 from .database import is_postgres, now_ms
@@ -46,72 +47,109 @@ def list_jobs(
     return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row)
 
 
-def start_job(
-    space_id: str,
-    flow_ref: str,
-    version: int,
-    input_json: str,
-    correlation_id: str,
-    idempotency_key: str,
-    idempotency_ttl_ms: int,
-) -> Job:
-    """Create a WAITING job for a flow (by id or alias; version 0 = latest), or
-    return the job an earlier call with the same idempotency key made
-    (ALREADY_EXISTS when its flow, version or input differ).
+@dataclass(frozen=True)
+class StartRequest:
+    space_id: str
+    flow_ref: str
+    version: int  # 0 = the latest
+    input_json: str
+    correlation_id: str
+    idempotency_key: str
+    idempotency_ttl_ms: int
 
-    The flow is looked up in the same transaction, so a job is never created
+
+def start_jobs(requests: Sequence[StartRequest]) -> list[Job | HooklineError]:
+    """Create a WAITING job for each request's flow (by id or alias), or return
+    the job an earlier request with the same idempotency key made (ALREADY_EXISTS
+    when its flow, version or input differ), all in one transaction; a request
+    that fails gets its error in its place.
+
+    The flows are looked up in the same transaction, so a job is never created
     for a flow that is being deleted."""
+    results: list[m.Job | HooklineError] = []
     with m.db.atomic():
-        flow = flow_row(space_id, flow_ref)
-        run_version = version or flow.version
-        if run_version > flow.version:
-            raise NotFound(f"flow {shown(flow.alias)} has no version {run_version} (latest is {flow.version})")
-        fingerprint = hashlib.sha256(f"{flow.id}\0{version}\0{input_json}".encode()).hexdigest()
         now = now_ms()
-        if idempotency_key:
-            if is_postgres():
-                # Concurrent retries with one key take turns, so only the first creates a job.
-                m.db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{space_id}/{idempotency_key}",))
-            earlier = (
-                m.Job.select()
-                .where(
-                    (m.Job.space_id == space_id)
-                    & (m.Job.idempotency_key == idempotency_key)
-                    & (m.Job.create_time > now - idempotency_ttl_ms)
-                )
-                .order_by(m.Job.create_time.desc())
-                .first()
+        keyed = {(r.space_id, r.idempotency_key) for r in requests if r.idempotency_key}
+        if keyed and is_postgres():
+            # Concurrent retries with one key take turns, so only the first creates a job.
+            # In one order everywhere, so that two batches never wait for each other.
+            for (lock,) in m.db.execute_sql(
+                "SELECT DISTINCT hashtext(k) FROM unnest(%s) AS k ORDER BY 1", ([f"{s}/{k}" for s, k in keyed],)
+            ):
+                m.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        flows: dict[tuple[str, str], m.Flow | HooklineError] = {}
+        made: dict[tuple[str, str], m.Job] = {}  # by idempotency key, in this batch
+        for r in requests:
+            try:
+                results.append(_start(r, now, flows, made))
+            except HooklineError as error:
+                results.append(error)
+        rows = [row.__data__ for row in made.values()] + [
+            row.__data__ for row in results if isinstance(row, m.Job) and not row.idempotency_key
+        ]
+        if rows:
+            statements.insert_rows(m.Job, rows)
+            notify.after_commit("jobs")
+    return [Job.from_row(r) if isinstance(r, m.Job) else r for r in results]
+
+
+def _start(
+    r: StartRequest, now: int, flows: dict[tuple[str, str], m.Flow | HooklineError], made: dict[tuple[str, str], m.Job]
+) -> m.Job:
+    """One request's job: a new row (not yet written), or the earlier one of its key."""
+    if (r.space_id, r.flow_ref) not in flows:
+        try:
+            flows[r.space_id, r.flow_ref] = flow_row(r.space_id, r.flow_ref)
+        except HooklineError as error:
+            flows[r.space_id, r.flow_ref] = error
+    flow = flows[r.space_id, r.flow_ref]
+    if isinstance(flow, HooklineError):
+        raise flow
+    run_version = r.version or flow.version
+    if run_version > flow.version:
+        raise NotFound(f"flow {shown(flow.alias)} has no version {run_version} (latest is {flow.version})")
+    fingerprint = hashlib.sha256(f"{flow.id}\0{r.version}\0{r.input_json}".encode()).hexdigest()
+    if r.idempotency_key:
+        earlier = made.get((r.space_id, r.idempotency_key)) or (
+            m.Job.select()
+            .where(
+                (m.Job.space_id == r.space_id)
+                & (m.Job.idempotency_key == r.idempotency_key)
+                & (m.Job.create_time > now - r.idempotency_ttl_ms)
             )
-            if earlier is not None:
-                if earlier.request_fingerprint != fingerprint:
-                    raise AlreadyExists(
-                        f"idempotency key {shown(idempotency_key)} was already used within the last 24 h "
-                        "with a different flow, version or input"
-                    )
-                return Job.from_row(earlier)
-        row = m.Job(
-            id=ids.new_id("job"),
-            space_id=space_id,
-            flow_id=flow.id,
-            flow_alias=flow.alias,
-            flow_version=run_version,
-            state="WAITING",
-            code="JOB_WAITING",
-            message="",
-            input=input_json,
-            output=None,
-            correlation_id=correlation_id,
-            idempotency_key=idempotency_key or None,
-            request_fingerprint=fingerprint,
-            create_time=now,
-            claim_time=None,
-            end_time=None,
-            lease_expire_time=None,
-            cancel_code=None,
+            .order_by(m.Job.create_time.desc())
+            .first()
         )
-        statements.insert_rows(m.Job, [row.__data__])
-        notify.after_commit("jobs")
-    return Job.from_row(row)
+        if earlier is not None:
+            if earlier.request_fingerprint != fingerprint:
+                raise AlreadyExists(
+                    f"idempotency key {shown(r.idempotency_key)} was already used within the last 24 h "
+                    "with a different flow, version or input"
+                )
+            return earlier
+    row = m.Job(
+        id=ids.new_id("job"),
+        space_id=r.space_id,
+        flow_id=flow.id,
+        flow_alias=flow.alias,
+        flow_version=run_version,
+        state="WAITING",
+        code="JOB_WAITING",
+        message="",
+        input=r.input_json,
+        output=None,
+        correlation_id=r.correlation_id,
+        idempotency_key=r.idempotency_key or None,
+        request_fingerprint=fingerprint,
+        create_time=now,
+        claim_time=None,
+        end_time=None,
+        lease_expire_time=None,
+        cancel_code=None,
+    )
+    if r.idempotency_key:
+        made[r.space_id, r.idempotency_key] = row
+    return row
 
 
 ENDING_COLUMNS = ["state", "code", "message", "output", "end_time", "lease_expire_time"]

@@ -18,27 +18,33 @@ from .database import is_postgres, now_ms
 from .deliveries import flush_changes, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask
 
-# How many of the earliest due deliveries one claim looks at.
-CLAIM_WINDOW = 2000
-
 
 def claim_due(
-    now: int, capacity: int, lease_ms: int, room: Callable[[str], int], per_webhook_cap: int
+    now: int,
+    capacity: int,
+    lease_ms: int,
+    room: Callable[[str], int],
+    per_webhook_cap: int,
+    full: Sequence[str] = (),
 ) -> list[SendTask]:
     """Claim up to `capacity` due PENDING deliveries (SENDING, under a lease),
     at most `room(webhook_id)` for each webhook, with everything needed to send them.
 
-    Candidates are the earliest due deliveries (a bounded window, so a claim
-    costs the same whatever the backlog), ranked within their webhook, so one
-    webhook's backlog cannot fill a whole claim."""
+    Candidates are the earliest due deliveries of webhooks not `full` (a window
+    of capacity x per-webhook cap, so a claim costs the same whatever the
+    backlog), ranked within their webhook, so one webhook's backlog cannot fill
+    a whole claim, and a full webhook's backlog cannot hide the others'."""
     if capacity <= 0:
         return []
     with m.db.atomic():
+        due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now)
+        if full:
+            due_now &= m.Delivery.webhook_id.not_in(list(full))
         earliest = (
             m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time)
-            .where((m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now))
+            .where(due_now)
             .order_by(m.Delivery.next_attempt_time)
-            .limit(max(capacity * per_webhook_cap, CLAIM_WINDOW))
+            .limit(capacity * per_webhook_cap)
         )
         rank = fn.ROW_NUMBER().over(partition_by=[earliest.c.webhook_id], order_by=[earliest.c.next_attempt_time])
         due = m.Delivery.select(
