@@ -87,3 +87,28 @@ def test_a_writer_writes_one_batch_and_hands_over() -> None:
         t.join(30)
     assert sorted(i for _, items in batches for i in items) == sorted(i for s in mine.values() for i in s)
     assert all(mine[writer] & set(items) for writer, items in batches)
+
+
+def test_none_is_a_result_like_any_other() -> None:
+    # (e.g. "this job was not ended"): its caller must not mistake it for its turn to write.
+    writing = 0
+    most = 0
+    lock = threading.Lock()
+
+    def write(items: list[int]) -> list[None]:
+        nonlocal writing, most
+        with lock:
+            writing += 1
+            most = max(most, writing)
+        time.sleep(0.001)
+        with lock:
+            writing -= 1
+        return [None for _ in items]
+
+    commit: GroupCommit[int, None] = GroupCommit(write)
+    threads = [threading.Thread(target=lambda: [commit.submit(i) for i in range(30)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert most == 1  # one batch written at a time

@@ -7,18 +7,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+class _Entry(Generic[T, R]):
+    __slots__ = ("item", "done", "result", "error", "woken")
+
+    def __init__(self, item: T):
+        self.item = item
+        self.done = False
+        self.result: R | Exception | None = None
+        self.error: BaseException | None = None
+        # Set when the result is in (done), or when it is this caller's turn to write.
+        self.woken = threading.Event()
+
+
 class GroupCommit(Generic[T, R]):
     """Many threads' writes in few transactions. A thread that submits while no
     write is under way writes everything queued by then, its own item included,
-    in one batch; the others wait, and when that batch is written one of those
-    still waiting writes the next. Each caller gets its own result.
+    in one batch; the others wait, and when that batch is written the turn to
+    write passes to the first of those still waiting. Each caller gets its own
+    result, and each is woken once (not all at every batch).
 
     `write_batch` returns one result per item, in order; an item's result may be
     an exception, raised to that item's caller only. If it raises, every caller
@@ -26,39 +38,43 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(self, write_batch: Callable[[list[T]], list[R | Exception]]):
         self._write_batch = write_batch
-        self._turn = threading.Condition()
-        self._queue: list[tuple[T, Future[R | Exception]]] = []
+        self._lock = threading.Lock()
+        self._queue: list[_Entry[T, R]] = []
         self._writing = False
 
     def submit(self, item: T) -> R:
-        future: Future[R | Exception] = Future()
-        with self._turn:
-            self._queue.append((item, future))
-            while self._writing and not future.done():
-                self._turn.wait()
-            if not future.done():
-                self._writing = True
-                batch, self._queue = self._queue, []
-            else:
-                batch = []
-        if batch:
-            try:
-                self._write(batch)
-            finally:
-                with self._turn:
-                    self._writing = False
-                    self._turn.notify_all()
-        result = future.result()
-        if isinstance(result, Exception):
-            raise result
-        return result
+        entry: _Entry[T, R] = _Entry(item)
+        with self._lock:
+            self._queue.append(entry)
+            writes = not self._writing
+            self._writing = True
+        if not writes:
+            entry.woken.wait()
+        if not entry.done:
+            self._write_turn()
+        if entry.error is not None:
+            raise entry.error
+        if isinstance(entry.result, Exception):
+            raise entry.result
+        return entry.result  # type: ignore[return-value]
 
-    def _write(self, batch: list[tuple[T, Future[R | Exception]]]) -> None:
+    def _write_turn(self) -> None:
+        """Write what is queued, then pass the turn on (or end it)."""
+        with self._lock:
+            batch, self._queue = self._queue, []
         try:
-            results = self._write_batch([item for item, _ in batch])
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+            results = self._write_batch([entry.item for entry in batch])
+            for entry, result in zip(batch, results, strict=True):
+                entry.result = result
         except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for entry in batch:
+                entry.error = error
+        for entry in batch:
+            entry.done = True
+        with self._lock:
+            if self._queue:
+                self._queue[0].woken.set()  # its turn: the results of its batch are not in yet
+            else:
+                self._writing = False
+        for entry in batch:
+            entry.woken.set()
