@@ -709,7 +709,7 @@ class Run:
             self.notes[f"{name}_per_s"] = note
             if name == "backlog_large":
                 self.figures["rss_mb_large"] = rss
-                self.notes["rss_mb_large"] = "VmHWM of the hookline processes (API + worker), each its own peak"
+                self.notes["rss_mb_large"] = "VmHWM of the hookline processes (API + delivery), each its own peak"
 
     # -- all of it ---------------------------------------------------------------------
 

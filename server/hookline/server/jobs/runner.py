@@ -56,9 +56,11 @@ class JobRunner:
     # --- one step each, for the loops below and for tests ------------------------
 
     def claim_once(self) -> int:
-        """Claim as many jobs as there are free workers and start them."""
+        """Claim jobs for the free workers, and as many again to start as soon as
+        a worker is done (their leases are renewed while they wait), so that no
+        worker sits idle while the next claim waits for its turn to write."""
         with self._lock:
-            free = self._settings.job_workers - len(self._running)
+            free = 2 * self._settings.job_workers - len(self._running)
         claimed = job_store.claim(self._clock(), free, self._lease_ms) if free > 0 else []
         for item in claimed:
             cancel = threading.Event()

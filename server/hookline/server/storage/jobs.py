@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, HooklineError, NotFound, shown
@@ -23,6 +24,19 @@ TERMINAL = ("COMPLETED", "ERROR", "CANCELED")
 USER_CANCELED = "canceled by a user"
 FLOW_DELETED = "canceled by the system: the flow was deleted"
 ACTIVE = ("RUNNING", "CANCELING")
+
+
+def _locking(query: Any, *, skip_locked: bool = False) -> Any:
+    """The query's jobs, locked until the transaction ends, in id order (PostgreSQL).
+
+    A job may be ended by its runner and by another process's reaper at once:
+    the rows are locked before their states are read, so only one ends it. Every
+    transaction that locks several jobs does so in one order, and before it
+    takes the change log's lock, so two never wait for each other. (On SQLite a
+    write transaction already excludes every other writer.)"""
+    if not is_postgres():
+        return query
+    return query.order_by(m.Job.id).for_update("FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE")
 
 
 def _row(space_id: str, job_id: str) -> m.Job:
@@ -196,7 +210,9 @@ def _flow_webhooks(flow_id: str, cache: dict[str, list[m.Webhook]] | None) -> li
 def cancel_job(space_id: str, job_id: str) -> Job:
     """WAITING ends CANCELED at once; RUNNING becomes CANCELING for its runner to stop."""
     with m.db.atomic():
-        row = _row(space_id, job_id)
+        row = _locking(m.Job.select().where((m.Job.id == job_id) & (m.Job.space_id == space_id))).first()
+        if row is None:
+            raise NotFound(f"job {shown(job_id)} not found")
         if row.state == "WAITING":
             return _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED)
         if row.state == "RUNNING":
@@ -213,7 +229,7 @@ def cancel_waiting(space_id: str, flow_ref: str) -> int:
         q = m.Job.select().where((m.Job.space_id == space_id) & (m.Job.state == "WAITING"))
         if flow_ref:
             q = q.where(m.Job.flow_id == flow_row(space_id, flow_ref).id)
-        rows = list(q)
+        rows = list(_locking(q))
         for row in rows:
             _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED)
     return len(rows)
@@ -223,7 +239,7 @@ def cancel_flow_jobs(flow_id: str) -> None:
     """The flow is being deleted: its WAITING and RUNNING jobs end CANCELED
     (JOB_SYSTEM_CANCELED) now, with their events; runners notice and stop."""
     rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_(("WAITING",) + ACTIVE)))
-    for row in list(rows):
+    for row in list(_locking(rows)):
         _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
 
 
@@ -263,9 +279,12 @@ def renew(job_ids: Sequence[str], now: int, lease_ms: int) -> set[str]:
     if not job_ids:
         return set()
     with m.db.atomic():
-        m.Job.update(lease_expire_time=now + lease_ms).where(
-            m.Job.id.in_(list(job_ids)) & m.Job.state.in_(ACTIVE)
-        ).execute()
+        active = [
+            row.id
+            for row in _locking(m.Job.select(m.Job.id).where(m.Job.id.in_(list(job_ids)) & m.Job.state.in_(ACTIVE)))
+        ]
+        if active:
+            m.Job.update(lease_expire_time=now + lease_ms).where(m.Job.id.in_(active)).execute()
         running = {
             job_id
             for (job_id,) in m.Job.select(m.Job.id)
@@ -286,7 +305,7 @@ def finish_many(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> li
     ended: list[Job | None] = []
     hooks: dict[str, list[m.Webhook]] = {}  # per flow, read once per batch
     with m.db.atomic():
-        rows = {row.id: row for row in m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes]))}
+        rows = {row.id: row for row in _locking(m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes])))}
         for job_id, state, code, message, output_json in outcomes:
             row = rows.get(job_id)
             if row is None or row.state in TERMINAL:
@@ -307,7 +326,7 @@ def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:
         query = m.Job.select().where(m.Job.state.in_(ACTIVE))
         if not all_leases:
             query = query.where(m.Job.lease_expire_time < now)
-        rows = list(query)
+        rows = list(_locking(query, skip_locked=True))  # a locked one is being ended or renewed
         for row in rows:
             if row.state == "CANCELING":
                 ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from peewee import fn
@@ -36,28 +37,11 @@ def claim_due(
     a whole claim, and a full webhook's backlog cannot hide the others'."""
     if capacity <= 0:
         return []
+    postgres = is_postgres()
     with m.db.atomic():
-        due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= now)
-        if full:
-            due_now &= m.Delivery.webhook_id.not_in(list(full))
-        earliest = (
-            m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time)
-            .where(due_now)
-            .order_by(m.Delivery.next_attempt_time)
-            .limit(capacity * per_webhook_cap)
-        )
-        rank = fn.ROW_NUMBER().over(partition_by=[earliest.c.webhook_id], order_by=[earliest.c.next_attempt_time])
-        due = m.Delivery.select(
-            earliest.c.id, earliest.c.webhook_id, earliest.c.next_attempt_time, rank.alias("rank")
-        ).from_(earliest)
-        candidates = (
-            m.Delivery.select(due.c.id, due.c.webhook_id)
-            .from_(due)
-            .where(due.c.rank <= per_webhook_cap)
-            .order_by(due.c.next_attempt_time)
-            .limit(capacity * 2)
-            .tuples()
-        )
+        window = capacity * per_webhook_cap
+        params = ["PENDING", now, *full, window, per_webhook_cap, capacity * 2]
+        candidates = m.db.execute_sql(_candidates_sql(len(full), m.db.param), params)
         chosen: list[str] = []
         taken: dict[str, int] = {}
         for delivery_id, webhook_id in candidates:
@@ -68,14 +52,8 @@ def claim_due(
                 chosen.append(delivery_id)
         if not chosen:
             return []
-        rows = list(
-            m.Delivery.update(state="SENDING", lease_expire_time=now + lease_ms, update_time=now)
-            # The state as an expression, not the bare column: given the column, SQLite
-            # picks the state index and scans every PENDING row instead of the ids' keys.
-            .where(m.Delivery.id.in_(_lockable(chosen)) & (m.Delivery.state.concat("") == "PENDING"))
-            .returning(m.Delivery)
-            .execute()
-        )
+        params = ["SENDING", now + lease_ms, now, *chosen, *(["PENDING"] if postgres else []), "", "PENDING"]
+        rows = list(m.Delivery.raw(_take_sql(len(chosen), m.db.param, postgres), *params))
         if not rows:
             return []
         deliveries = [Delivery.from_row(r) for r in rows]
@@ -111,9 +89,52 @@ def claim_due(
     return tasks
 
 
-def _lockable(delivery_ids: list[str]) -> Any:
+# A claim runs several times a second: its SQL is built by Peewee once per
+# shape (how many webhooks are full, how many deliveries are taken), not each time.
+
+
+@lru_cache(maxsize=64)
+def _candidates_sql(full: int, param: str) -> str:
+    """Parameters: "PENDING", now, the full webhooks' ids, window, per-webhook cap, limit."""
+    due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= 0)
+    if full:
+        due_now &= m.Delivery.webhook_id.not_in([""] * full)
+    earliest = (
+        m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time)
+        .where(due_now)
+        .order_by(m.Delivery.next_attempt_time)
+        .limit(1)
+    )
+    rank = fn.ROW_NUMBER().over(partition_by=[earliest.c.webhook_id], order_by=[earliest.c.next_attempt_time])
+    due = m.Delivery.select(
+        earliest.c.id, earliest.c.webhook_id, earliest.c.next_attempt_time, rank.alias("rank")
+    ).from_(earliest)
+    query = (
+        m.Delivery.select(due.c.id, due.c.webhook_id)
+        .from_(due)
+        .where(due.c.rank <= 1)
+        .order_by(due.c.next_attempt_time)
+        .limit(1)
+    )
+    return query.sql()[0]
+
+
+@lru_cache(maxsize=256)
+def _take_sql(count: int, param: str, postgres: bool) -> str:
+    """Parameters: "SENDING", lease expiry, now, the ids, ("PENDING" on PostgreSQL), "", "PENDING"."""
+    return (
+        m.Delivery.update(state="SENDING", lease_expire_time=0, update_time=0)
+        # The state as an expression, not the bare column: given the column, SQLite
+        # picks the state index and scans every PENDING row instead of the ids' keys.
+        .where(m.Delivery.id.in_(_lockable([""] * count, postgres)) & (m.Delivery.state.concat("") == "PENDING"))
+        .returning(m.Delivery)
+        .sql()[0]
+    )
+
+
+def _lockable(delivery_ids: list[str], postgres: bool) -> Any:
     """The ids, or on PostgreSQL those of them no other process is claiming right now."""
-    if not is_postgres():
+    if not postgres:
         return delivery_ids
     return (
         m.Delivery.select(m.Delivery.id)
