@@ -7,11 +7,14 @@ import contextlib
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg2
 import pytest
 from conftest import BACKEND, postgres_database
@@ -50,3 +53,32 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
     key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     with postgres_database() as url:
         yield Storage(data_dir, url, {**os.environ, "HOOKLINE_MASTER_KEY": key})
+
+
+def eventually(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
+    """Wait until `condition()` holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(every)
+
+
+class StreamReader:
+    """Reads a server stream into `seen` on a thread of its own until `stop()`."""
+
+    def __init__(self, stream: Any) -> None:  # a server-streaming call
+        self.stream = stream
+        self.seen: list = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self.seen.extend(self.stream)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.CANCELLED  # we hung up
+
+    def stop(self) -> None:
+        self.stream.cancel()
+        self._thread.join()

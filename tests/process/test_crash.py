@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import HOOKLINE, Storage
+from .conftest import HOOKLINE, Storage, eventually
 
 JOBS = 500
 PATHS = ("/crash-a", "/crash-b")
@@ -86,14 +85,6 @@ def _all(method, request, field: str) -> list:  # type: ignore[no-untyped-def]
         request.page_token = page.next_page_token
 
 
-def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout} s")
-        time.sleep(0.2)
-
-
 def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # type: ignore[no-untyped-def]
     client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
     hooks = [
@@ -119,7 +110,7 @@ def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # typ
         job_ids = list(pool.map(start, range(JOBS)))
 
     # Kill it in the middle: some messages sent, jobs running, deliveries in flight.
-    _wait(lambda: len(receiver.requests) >= 150, 60, "150 messages did not arrive")
+    eventually(lambda: len(receiver.requests) >= 150, 60, "150 messages did not arrive", every=0.2)
     server.kill()
     running = {r[0] for r in server.storage.query("SELECT id FROM job WHERE state IN ('RUNNING', 'CANCELING')")}
     [(waiting,)] = server.storage.query("SELECT COUNT(*) FROM job WHERE state = 'WAITING'")
@@ -142,7 +133,7 @@ def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # typ
         ]
         return not unfinished and not pending
 
-    _wait(settled, 120, "jobs and deliveries did not settle")
+    eventually(settled, 120, "jobs and deliveries did not settle", every=0.2)
 
     events = _all(client.webhooks.ListEvents, ListEventsRequest(), "events")
     job_events = {e.job_id: e.id for e in events if e.event_type.startswith("JOB.")}

@@ -9,13 +9,10 @@ import os
 import re
 import signal
 import subprocess
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from conftest import free_port, wait_serving
 from google.protobuf import struct_pb2
@@ -31,7 +28,7 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import HOOKLINE, Storage
+from .conftest import HOOKLINE, Storage, StreamReader, eventually
 
 KIND = DeliveryEventKind
 
@@ -55,14 +52,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout} s")
-        time.sleep(0.05)
-
-
 class Serve:
     def __init__(self, storage: Storage, log: Path, *extra: str):
         self.storage, self.log = storage, log
@@ -84,7 +73,7 @@ class Serve:
         return _children(self.process.pid)
 
     def delivery_process(self) -> int:
-        _wait(lambda: len(self.children()) == 1, 10, "the delivery process did not start")
+        eventually(lambda: len(self.children()) == 1, 10, "the delivery process did not start")
         return self.children()[0]
 
     def metric(self, name: str, **labels: str) -> float:
@@ -129,31 +118,21 @@ def test_deliveries_streams_and_metrics_cross_the_two_processes(serve, storage, 
     assert server.delivery_process() != server.process.pid
     webhook_id = server.flow(receiver, "dp-cross")
 
-    seen: list = []
-    stream = server.client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook_id))
-
-    def read() -> None:
-        try:
-            seen.extend(stream)
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.CANCELLED  # we hung up
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    _wait(lambda: bool(seen), 10, "the stream did not open")
+    reader = StreamReader(server.client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook_id)))
+    seen = reader.seen
+    eventually(lambda: bool(seen), 10, "the stream did not open")
     for _ in range(3):
         server.client.jobs.StartJob(StartJobRequest(flow="dp-cross"))
     receiver.wait_for("/dp-cross", 3, timeout=10)
     # Sent and recorded by the delivery process; streamed by the API process.
-    _wait(
+    eventually(
         lambda: sum(m.kind == KIND.DELIVERY_EVENT_KIND_SUCCEEDED for m in seen) == 3,
         10,
         "the stream did not show 3 successes",
     )
-    stream.cancel()
-    reader.join()
+    reader.stop()
     # Counted by the delivery process; served by the API process.
-    _wait(
+    eventually(
         lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= 3,
         10,
         "the metrics did not count 3 successful attempts",
@@ -167,7 +146,7 @@ def test_a_killed_delivery_process_is_replaced_and_loses_nothing(serve, storage,
     server.flow(receiver, "dp-kill")
     server.client.jobs.StartJob(StartJobRequest(flow="dp-kill"))
     receiver.wait_for("/dp-kill", 1, timeout=10)
-    _wait(
+    eventually(
         lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= 1,
         10,
         "the metrics did not count the first attempt",
@@ -178,13 +157,13 @@ def test_a_killed_delivery_process_is_replaced_and_loses_nothing(serve, storage,
     os.kill(first, signal.SIGKILL)
     for _ in range(20):  # while no delivery process runs
         server.client.jobs.StartJob(StartJobRequest(flow="dp-kill"))
-    _wait(lambda: server.children() not in ([], [first]), 10, "no new delivery process started")
+    eventually(lambda: server.children() not in ([], [first]), 10, "no new delivery process started")
     arrived = receiver.wait_for("/dp-kill", 21, timeout=30)
     assert len({r.headers["webhook-id"] for r in arrived}) == 21
     assert server.process.poll() is None
     assert "the delivery process was killed by signal 9" in server.log.read_text()
     # What the killed process had counted is kept.
-    _wait(
+    eventually(
         lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= counted + 20,
         10,
         "the metrics lost the killed process's count",
@@ -197,7 +176,7 @@ def test_the_delivery_process_dies_with_the_server(serve, storage, tmp_path) -> 
     child = server.delivery_process()
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
-    _wait(lambda: not _alive(child), 10, "the delivery process outlived the server")
+    eventually(lambda: not _alive(child), 10, "the delivery process outlived the server")
 
 
 def test_sigterm_stops_both_processes(serve, storage, tmp_path) -> None:  # type: ignore[no-untyped-def]

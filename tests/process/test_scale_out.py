@@ -9,14 +9,12 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 import pytest
 from conftest import free_port, postgres_database, wait_serving
 from google.protobuf import struct_pb2
@@ -37,7 +35,7 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import BACKEND, HOOKLINE, Storage
+from .conftest import BACKEND, HOOKLINE, Storage, StreamReader
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="several processes share PostgreSQL, not SQLite")
 
@@ -122,17 +120,8 @@ def test_a_stream_on_one_process_sees_deliveries_made_by_another(storage, proces
     client = _client(api)
     webhook_id = _flow(client, receiver, "/cross")
 
-    seen: list = []
-    stream = client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook_id))
-
-    def read() -> None:
-        try:
-            seen.extend(stream)
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.CANCELLED  # we hung up
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    reader = StreamReader(client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook_id)))
+    seen = reader.seen
     time.sleep(0.5)
     for _ in range(5):
         client.jobs.StartJob(StartJobRequest(flow="cross-flow"))  # the api process runs no jobs: the worker does
@@ -140,8 +129,7 @@ def test_a_stream_on_one_process_sees_deliveries_made_by_another(storage, proces
     deadline = time.monotonic() + 10
     while sum(m.kind == KIND.DELIVERY_EVENT_KIND_SUCCEEDED for m in seen) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    stream.cancel()
-    reader.join()
+    reader.stop()
     kinds = [m.kind for m in seen]
     assert kinds[0] == KIND.DELIVERY_EVENT_KIND_SYNC
     assert kinds.count(KIND.DELIVERY_EVENT_KIND_SUCCEEDED) == 5

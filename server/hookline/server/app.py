@@ -25,6 +25,7 @@ from .api.interceptor import ApiInterceptor
 from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
+from .delivery_process import DeliveryProcess
 from .jobs.runner import JobRunner
 from .metrics import Metrics
 from .notify import Listener
@@ -32,7 +33,7 @@ from .retention import Purger
 from .settings import Settings
 from .storage import jobs as job_store
 from .storage import models, sending, spaces, webhooks
-from .storage.database import is_postgres, now_ms, open_database
+from .storage.database import TurnTakingSqliteDatabase, is_postgres, now_ms, open_database
 
 log = logging.getLogger("hookline")
 
@@ -204,9 +205,11 @@ class Hookline:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def recover_abandoned_work(self) -> None:
-        """On the embedded database this process holds the data-dir lock, so any
-        job still RUNNING or delivery still SENDING belongs to a process that
-        died: settle them now rather than after their leases lapse."""
+        """On the embedded database only this server works (its API process holds
+        the data dir's lock and runs one delivery process at a time), so any job
+        still RUNNING or delivery still SENDING that this process would handle
+        belongs to a process that died: settle them now rather than after their
+        leases lapse."""
         if self.settings.database:
             return  # shared database: other live processes may hold leases
         if self.runner:
@@ -245,7 +248,7 @@ class Hookline:
             self.listener.stop()
         self.metrics.stop()
         self.database.close()
-        if hasattr(self.database, "close_turns"):
+        if isinstance(self.database, TurnTakingSqliteDatabase):
             self.database.close_turns()
         if self._lock_file:
             self._lock_file.close()
@@ -285,8 +288,6 @@ def serve(settings: Settings) -> None:
 
     With --role all or worker (and not --single-process) the delivery worker
     runs in a delivery process this one supervises."""
-    from .delivery_process import DeliveryProcess
-
     # Many threads hand work to each other (calls, runner, delivery loop, its
     # database thread); at the default 5 ms a thread woken by another can wait
     # that long for the interpreter at each hand-off.

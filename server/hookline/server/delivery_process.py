@@ -120,11 +120,6 @@ class DeliveryProcess:
     def start(self) -> None:
         self._thread.start()
 
-    @property
-    def pid(self) -> int | None:
-        with self._lock:
-            return self._process.pid if self._process else None
-
     def _supervise(self) -> None:
         while True:
             with self._lock:

@@ -64,7 +64,7 @@ class TurnTakingSqliteDatabase(SqliteDatabase):
     tries), which under load costs far more than the writes themselves; so
     writers take turns instead, and the next one runs as soon as a transaction
     ends: the threads of this process on a Python lock, the processes of one
-    server (API and workers) on an flock of `turns_path`. The busy timeout still
+    server (API and delivery) on an flock of `turns_path`. The busy timeout still
     covers any other process (e.g. an operator command)."""
 
     def __init__(self, *args: Any, turns_path: Path, **kwargs: Any):

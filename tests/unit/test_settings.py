@@ -1,0 +1,32 @@
+"""Settings from flags and HOOKLINE_* variables (a flag wins over its variable)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from hookline.server import settings
+
+
+def _parse(argv: list[str], environ: dict[str, str]) -> settings.Settings:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    return settings.from_sources(parser.parse_args(argv), environ)
+
+
+def test_single_process_is_off_by_default_and_set_by_flag_or_variable() -> None:
+    assert _parse([], {}).single_process is False
+    assert _parse(["--single-process"], {}).single_process is True
+    assert _parse([], {"HOOKLINE_SINGLE_PROCESS": "true"}).single_process is True
+    assert _parse([], {"HOOKLINE_SINGLE_PROCESS": "0"}).single_process is False
+
+
+def test_a_switch_variable_that_is_neither_true_nor_false_is_refused() -> None:
+    with pytest.raises(ValueError, match="HOOKLINE_SINGLE_PROCESS must be true or false"):
+        _parse([], {"HOOKLINE_SINGLE_PROCESS": "maybe"})
+
+
+def test_flags_win_over_variables() -> None:
+    chosen = _parse(["--job-workers", "2"], {"HOOKLINE_JOB_WORKERS": "9", "HOOKLINE_DELIVERY_CONCURRENCY": "7"})
+    assert (chosen.job_workers, chosen.delivery_concurrency) == (2, 7)
