@@ -6,6 +6,7 @@ import threading
 import time
 
 import grpc
+from conftest import Reply
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from hookline.client import (
@@ -518,3 +519,16 @@ def test_disabled_webhooks_get_no_new_deliveries(client, receiver):
     assert delivery_ids(client, event_id=event.id, webhook_id=hook.id) == []
     time.sleep(0.3)
     assert receiver.at(path) == []
+
+
+def test_cookies_a_receiver_sets_are_never_sent_back(client, receiver):
+    # One HTTP client serves every webhook of every space: a cookie kept from one
+    # receiver would go out with other webhooks' messages to the same host.
+    setter, setter_path = hook_at(client, receiver, [Reply(200, headers={"Set-Cookie": "session=abc; Path=/"})])
+    other, other_path = hook_at(client, receiver)
+    wait_delivery(client, send_test(client, setter.id).delivery.id)
+    wait_delivery(client, send_test(client, setter.id).delivery.id)
+    wait_delivery(client, send_test(client, other.id).delivery.id)
+    sent = receiver.at(setter_path) + receiver.at(other_path)
+    assert len(sent) == 3
+    assert [r.headers.get("cookie") for r in sent] == [None, None, None]

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from importlib.metadata import version
 from typing import Any, TypeVar
 
@@ -250,6 +251,9 @@ class DeliveryWorker:
             timeout=httpx.Timeout(self._settings.request_timeout_s, connect=self._settings.connect_timeout_s),
             follow_redirects=False,
             trust_env=False,  # never send webhooks through a proxy from the environment
+            # One client serves every webhook of every space: keep no cookie, so
+            # none set by one receiver goes out with another webhook's message.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
         last_reap = float("-inf")
         # Lapsed leases only matter after a crash; look for them at a slow pace.
