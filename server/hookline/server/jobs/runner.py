@@ -56,11 +56,15 @@ class JobRunner:
     # --- one step each, for the loops below and for tests ------------------------
 
     def claim_once(self) -> int:
-        """Claim jobs for the free workers, and as many again to start as soon as
-        a worker is done (their leases are renewed while they wait), so that no
-        worker sits idle while the next claim waits for its turn to write."""
+        """Claim jobs for the free workers. On the embedded database, where this
+        is the only runner, also as many again to start as soon as a worker is
+        done (RUNNING meanwhile, their leases renewed), so that no worker sits
+        idle while the next claim waits for its turn to write; on a shared
+        database they are left for other processes' idle workers."""
+        workers = self._settings.job_workers
+        ahead = 0 if self._settings.database else workers
         with self._lock:
-            free = 2 * self._settings.job_workers - len(self._running)
+            free = workers + ahead - len(self._running)
         claimed = job_store.claim(self._clock(), free, self._lease_ms) if free > 0 else []
         for item in claimed:
             cancel = threading.Event()
