@@ -49,7 +49,7 @@ class Link:
     def __init__(
         self,
         sock: socket.socket,
-        on_metrics: Callable[[dict[str, float]], None] = lambda _: None,
+        on_metrics: Callable[[list[tuple[str, dict[str, str], float]]], None] = lambda _: None,
         on_close: Callable[[], None] = lambda: None,
     ):
         self._sock = sock
@@ -64,7 +64,7 @@ class Link:
     def send_topics(self, topics: tuple[str, ...]) -> None:
         self._send(TOPICS + ",".join(topics).encode())
 
-    def send_metrics(self, snapshot: dict[str, float]) -> None:
+    def send_metrics(self, snapshot: list[tuple[str, dict[str, str], float]]) -> None:
         self._send(METRICS + json.dumps(snapshot).encode())
 
     def _send(self, message: bytes) -> None:

@@ -8,9 +8,8 @@ when Prometheus scrapes, so they hold for every process sharing it."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -23,11 +22,6 @@ from .storage.database import now_ms, release_connection
 from .storage.sending import AttemptOutcome
 
 log = logging.getLogger("hookline.metrics")
-
-
-def _load_key(text: str) -> SampleKey:
-    name, labels = json.loads(text)
-    return name, tuple((k, v) for k, v in labels)
 
 
 class _DatabaseGauges(Collector):
@@ -63,7 +57,7 @@ def _key(sample: Sample) -> SampleKey:
 class _Summed(Collector):
     """The counters and histograms of this process plus those of others."""
 
-    def __init__(self, own: CollectorRegistry, others: Any):
+    def __init__(self, own: CollectorRegistry, others: Callable[[], dict[SampleKey, float]]):
         self._own, self._others = own, others
 
     def collect(self) -> Iterator[Metric]:
@@ -84,7 +78,7 @@ class _Summed(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._own = CollectorRegistry(auto_describe=True)
+        self._own = CollectorRegistry()
         self._absorbed: dict[SampleKey, float] = {}  # from the live delivery process
         self._carried: dict[SampleKey, float] = {}  # from delivery processes that ended
         self.deliveries = Counter(
@@ -117,18 +111,19 @@ class Metrics:
     def job_ended(self, state: str, code: str) -> None:
         self.jobs_ended.labels(state, code).inc()
 
-    def snapshot(self) -> dict[str, float]:
-        """This process's counter and histogram values, to send to the one serving them."""
-        return {
-            json.dumps(_key(sample)): sample.value
+    def snapshot(self) -> list[tuple[str, dict[str, str], float]]:
+        """This process's counter and histogram values (name, labels, value), to
+        send as JSON to the process serving them."""
+        return [
+            (sample.name, sample.labels, sample.value)
             for family in self._own.collect()
             for sample in family.samples
             if not sample.name.endswith("_created")
-        }
+        ]
 
-    def absorb(self, snapshot: dict[str, float]) -> None:
+    def absorb(self, snapshot: list[tuple[str, dict[str, str], float]]) -> None:
         """Take the latest snapshot of the delivery process."""
-        self._absorbed = {_load_key(text): value for text, value in snapshot.items()}
+        self._absorbed = {(name, tuple(sorted(labels.items()))): value for name, labels, value in snapshot}
 
     def retire(self) -> None:
         """The delivery process ended: keep its last values (a new one starts from zero)."""
