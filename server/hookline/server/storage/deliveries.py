@@ -61,6 +61,76 @@ def flush_changes(changes: list[dict[str, Any]]) -> None:
     statements.insert_rows(m.DeliveryChange, changes)
 
 
+class Outbox:
+    """Events and their PENDING deliveries recorded in the caller's transaction
+    (transactional outbox), written by `flush` with one statement per table
+    however many there are, as the job runner ends jobs in batches."""
+
+    def __init__(self) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._deliveries: list[dict[str, Any]] = []
+        self._changes: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        space_id: str,
+        event_type: str,
+        build_body: Callable[[str, int], bytes],
+        targets: Sequence[m.Webhook],
+        *,
+        job_id: str = "",
+        flow_id: str = "",
+        webhook_id: str = "",
+    ) -> tuple[Event, list[Delivery]]:
+        """An event and one PENDING delivery per target webhook, written at
+        `flush`. `build_body(event_id, time_ms)` makes the body bytes, fixed from now on."""
+        now = now_ms()
+        event_id = ids.new_id("evt")
+        event = Event(
+            id=event_id,
+            space_id=space_id,
+            event_type=event_type,
+            job_id=job_id,
+            flow_id=flow_id,
+            webhook_id=webhook_id,
+            body=build_body(event_id, now),
+            create_time=now,
+        )
+        self._events.append(vars(event))
+        deliveries = [
+            Delivery(
+                id=ids.new_id("dlv"),
+                space_id=space_id,
+                webhook_id=w.id,
+                event_id=event_id,
+                event_type=event_type,
+                job_id=job_id,
+                flow_id=flow_id,
+                state="PENDING",
+                attempt_count=0,
+                next_attempt_time=now,
+                last_status_code=0,
+                last_error="",
+                create_time=now,
+                update_time=now,
+            )
+            for w in targets
+        ]
+        for d in deliveries:
+            self._deliveries.append(vars(d))
+            log_change(self._changes, d, "QUEUED", now)
+        return event, deliveries
+
+    def flush(self) -> None:
+        """Write what was added (inside the transaction that caused the events)."""
+        statements.insert_rows(m.Event, self._events)
+        statements.insert_rows(m.Delivery, self._deliveries)
+        flush_changes(self._changes)
+        if self._deliveries:
+            notify.after_commit("deliveries")
+        self._events, self._deliveries, self._changes = [], [], []
+
+
 def record_event(
     space_id: str,
     event_type: str,
@@ -71,51 +141,16 @@ def record_event(
     flow_id: str = "",
     webhook_id: str = "",
 ) -> tuple[Event, list[Delivery]]:
-    """Store an event and one PENDING delivery per target webhook.
+    """Store an event and one PENDING delivery per target webhook, now.
 
     Call inside the transaction that caused the event (transactional outbox).
     `build_body(event_id, time_ms)` makes the body bytes, fixed from now on."""
-    now = now_ms()
-    event_id = ids.new_id("evt")
-    body = build_body(event_id, now)
-    event = Event(
-        id=event_id,
-        space_id=space_id,
-        event_type=event_type,
-        job_id=job_id,
-        flow_id=flow_id,
-        webhook_id=webhook_id,
-        body=body,
-        create_time=now,
+    outbox = Outbox()
+    recorded = outbox.add(
+        space_id, event_type, build_body, targets, job_id=job_id, flow_id=flow_id, webhook_id=webhook_id
     )
-    statements.insert_rows(m.Event, [vars(event)])
-    deliveries = [
-        Delivery(
-            id=ids.new_id("dlv"),
-            space_id=space_id,
-            webhook_id=w.id,
-            event_id=event_id,
-            event_type=event_type,
-            job_id=job_id,
-            flow_id=flow_id,
-            state="PENDING",
-            attempt_count=0,
-            next_attempt_time=now,
-            last_status_code=0,
-            last_error="",
-            create_time=now,
-            update_time=now,
-        )
-        for w in targets
-    ]
-    statements.insert_rows(m.Delivery, [vars(d) for d in deliveries])
-    changes: list[dict[str, Any]] = []
-    for d in deliveries:
-        log_change(changes, d, "QUEUED", now)
-    flush_changes(changes)
-    if deliveries:
-        notify.after_commit("deliveries")
-    return event, deliveries
+    outbox.flush()
+    return recorded
 
 
 def get_event(space_id: str, event_id: str) -> Event:

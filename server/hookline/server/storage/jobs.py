@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -14,7 +15,7 @@ from ..errors import AlreadyExists, FailedPrecondition, HooklineError, NotFound,
 from . import models as m
 from . import statements
 from .database import is_postgres, now_ms
-from .deliveries import record_event, subscribers
+from .deliveries import Outbox, subscribers
 from .lookup import flow_row
 from .paging import filtered, paginate
 from .records import ClaimedJob, Job
@@ -169,42 +170,54 @@ def _start(
 ENDING_COLUMNS = ["state", "code", "message", "output", "end_time", "lease_expire_time"]
 
 
+class _Ends:
+    """The job ends of one transaction, written together by `write`: one
+    statement per table however many jobs end (see `_ending`)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, ...]] = []  # ENDING_COLUMNS, then the id
+        self.outbox = Outbox()
+        self.hooks: dict[str, list[m.Webhook]] = {}  # each flow's webhooks, read once
+
+    def write(self) -> None:
+        statements.update_rows(m.Job, ENDING_COLUMNS, ["id"], self.jobs)
+        self.outbox.flush()
+        self.jobs = []
+
+
+@contextmanager
+def _ending() -> Iterator[_Ends]:
+    """Ends to write once the block is done (inside the caller's transaction)."""
+    ends = _Ends()
+    yield ends
+    ends.write()
+
+
 def _end(
-    row: m.Job,
-    state: str,
-    code: str,
-    message: str,
-    output_json: str | None = None,
-    *,
-    hooks: dict[str, list[m.Webhook]] | None = None,
+    row: m.Job, state: str, code: str, message: str, output_json: str | None = None, *, ends: _Ends | None = None
 ) -> Job:
-    """End a job and record its event, in the caller's transaction. `hooks`
-    caches each flow's webhooks across the calls of one transaction."""
+    """End a job and record its event, in the caller's transaction: now, or
+    with the other `ends` when they are written."""
+    if ends is None:
+        with _ending() as ends:
+            return _end(row, state, code, message, output_json, ends=ends)
     notify.after_commit("jobs")
     row.state, row.code, row.message, row.output = state, code, message, output_json
     row.end_time, row.lease_expire_time = now_ms(), None
-    statements.update_rows(
-        m.Job, ENDING_COLUMNS, ["id"], [(state, code, message, output_json, row.end_time, None, row.id)]
-    )
+    ends.jobs.append((state, code, message, output_json, row.end_time, None, row.id))
     job = Job.from_row(row)
     event_type = events.JOB_EVENT[state]
-    record_event(
+    if job.flow_id not in ends.hooks:
+        ends.hooks[job.flow_id] = flow_webhooks(job.flow_id)
+    ends.outbox.add(
         job.space_id,
         event_type,
         lambda event_id, time_ms: events.job_event_body(job, event_id, time_ms),
-        subscribers(_flow_webhooks(job.flow_id, hooks), event_type),
+        subscribers(ends.hooks[job.flow_id], event_type),
         job_id=job.id,
         flow_id=job.flow_id,
     )
     return job
-
-
-def _flow_webhooks(flow_id: str, cache: dict[str, list[m.Webhook]] | None) -> list[m.Webhook]:
-    if cache is None:
-        return flow_webhooks(flow_id)
-    if flow_id not in cache:
-        cache[flow_id] = flow_webhooks(flow_id)
-    return cache[flow_id]
 
 
 def cancel_job(space_id: str, job_id: str) -> Job:
@@ -230,8 +243,9 @@ def cancel_waiting(space_id: str, flow_ref: str) -> int:
         if flow_ref:
             q = q.where(m.Job.flow_id == flow_row(space_id, flow_ref).id)
         rows = list(_locking(q))
-        for row in rows:
-            _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED)
+        with _ending() as ends:
+            for row in rows:
+                _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
     return len(rows)
 
 
@@ -239,8 +253,9 @@ def cancel_flow_jobs(flow_id: str) -> None:
     """The flow is being deleted: its WAITING and RUNNING jobs end CANCELED
     (JOB_SYSTEM_CANCELED) now, with their events; runners notice and stop."""
     rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_(("WAITING",) + ACTIVE)))
-    for row in list(_locking(rows)):
-        _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
+    with _ending() as ends:
+        for row in list(_locking(rows)):
+            _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
 
 
 @lru_cache(maxsize=2)
@@ -264,12 +279,17 @@ def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
         if rows:
             notify.after_commit("jobs")
         claimed = []
-        for row in rows:
-            version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
-            if version is None:  # its flow was deleted meanwhile: the job cannot run
-                _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED)
-                continue
-            claimed.append(ClaimedJob(job=Job.from_row(row), definition=json.loads(version.definition)))
+        definitions: dict[tuple[str, int], Any] = {}  # read once per flow version
+        with _ending() as ends:
+            for row in rows:
+                key = (row.flow_id, row.flow_version)
+                if key not in definitions:
+                    version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
+                    definitions[key] = None if version is None else json.loads(version.definition)
+                if definitions[key] is None:  # its flow was deleted meanwhile: the job cannot run
+                    _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
+                    continue
+                claimed.append(ClaimedJob(job=Job.from_row(row), definition=definitions[key]))
     return claimed
 
 
@@ -303,17 +323,16 @@ def finish(job_id: str, state: str, code: str, message: str, output_json: str | 
 def finish_many(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> list[Job | None]:
     """finish() for each (job id, state, code, message, output JSON), in one transaction."""
     ended: list[Job | None] = []
-    hooks: dict[str, list[m.Webhook]] = {}  # per flow, read once per batch
-    with m.db.atomic():
+    with m.db.atomic(), _ending() as ends:
         rows = {row.id: row for row in _locking(m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes])))}
         for job_id, state, code, message, output_json in outcomes:
             row = rows.get(job_id)
             if row is None or row.state in TERMINAL:
                 ended.append(None)
             elif row.state == "CANCELING":
-                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, hooks=hooks))
+                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends))
             else:
-                ended.append(_end(row, state, code, message, output_json, hooks=hooks))
+                ended.append(_end(row, state, code, message, output_json, ends=ends))
     return ended
 
 
@@ -322,16 +341,17 @@ def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:
     CANCELING as CANCELED. Their events are sent like any other. `all_leases`
     reaps every active job (when no other process can be running one)."""
     ended = []
-    with m.db.atomic():
+    with m.db.atomic(), _ending() as ends:
         query = m.Job.select().where(m.Job.state.in_(ACTIVE))
         if not all_leases:
             query = query.where(m.Job.lease_expire_time < now)
         rows = list(_locking(query, skip_locked=True))  # a locked one is being ended or renewed
         for row in rows:
             if row.state == "CANCELING":
-                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED))
+                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends))
             else:
-                ended.append(_end(row, "ERROR", "ZOMBIE_PROCESS", "the job's runner stopped without finishing it"))
+                message = "the job's runner stopped without finishing it"
+                ended.append(_end(row, "ERROR", "ZOMBIE_PROCESS", message, ends=ends))
     return ended
 
 
