@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -49,6 +50,9 @@ def parse_networks(cidrs: Sequence[str]) -> list[IPNetwork]:
     return networks
 
 
+# Every send checks its host (and every connection its addresses): the answers
+# depend on the host and the allow-list alone, so the last ones seen are remembered.
+@lru_cache(maxsize=4096)
 def literal_address(host: str) -> IPAddress | None:
     """The address a URL host spells literally, in any form a resolver accepts
     (bracketed IPv6, dotted, integer, octal or hex IPv4); None for a name."""
@@ -86,6 +90,11 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 def permitted(address: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
     """Whether `address` may be targeted: it is global, or an allowed network covers it."""
+    return _permitted(address, tuple(allowed))
+
+
+@lru_cache(maxsize=4096)
+def _permitted(address: IPAddress, allowed: tuple[IPNetwork, ...]) -> bool:
     if any(address.version == net.version and address in net for net in allowed):
         return True
     inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
@@ -124,12 +133,17 @@ def check_literal(host: str, allowed: Sequence[IPNetwork]) -> IPAddress | None:
 def check_url(url: str, allowed: Sequence[IPNetwork]) -> None:
     """check_literal on a URL's host, read as urlsplit reads it: that accepts
     spellings (octal, integer) that stricter URL parsers reject."""
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return  # no request can be made to it either
+    host = _url_host(url)
     if host:
         check_literal(host, allowed)
+
+
+@lru_cache(maxsize=4096)
+def _url_host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None  # no request can be made to it either
 
 
 def refused_in(error: BaseException) -> TargetRefused | None:

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from importlib.metadata import version
 from typing import Any, TypeVar
@@ -178,7 +179,7 @@ class DeliveryWorker:
             # Also here, not only in the transport: httpx rejects some spellings
             # (octal IPv4) before a transport sees them, and those deserve a refusal too.
             targets.check_url(task.url, self._settings.allowed_networks)
-            async with self._client.stream("POST", task.url, content=task.body, headers=headers) as response:
+            async with self._client.stream("POST", _url(task.url), content=task.body, headers=headers) as response:
                 status = response.status_code
                 response_headers = dict(response.headers)
                 body, truncated = await _read_capped(response, self._settings.response_capture_bytes)
@@ -300,6 +301,12 @@ class DeliveryWorker:
         if self._thread is not None:
             self._thread.join()
         self._db.shutdown(wait=True)
+
+
+@lru_cache(maxsize=4096)
+def _url(text: str) -> httpx.URL:
+    """A webhook's URL parsed once, not at every send."""
+    return httpx.URL(text)
 
 
 def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float) -> str:

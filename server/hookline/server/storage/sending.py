@@ -57,11 +57,10 @@ def claim_due(
         if not rows:
             return []
         deliveries = [Delivery.from_row(r) for r in rows]
-        hooks = {w.id: w for w in m.Webhook.select().where(m.Webhook.id.in_({d.webhook_id for d in deliveries}))}
-        secrets = _active_secrets({d.webhook_id for d in deliveries}, now)
-        bodies = dict(
-            m.Event.select(m.Event.id, m.Event.body).where(m.Event.id.in_({d.event_id for d in deliveries})).tuples()
-        )
+        hook_ids = {d.webhook_id for d in deliveries}
+        hooks = {w.id: w for w in statements.select_in(m.Webhook, "id", hook_ids)}
+        secrets = _active_secrets(hook_ids, now)
+        bodies = {e.id: e.body for e in statements.select_in(m.Event, "id", {d.event_id for d in deliveries})}
         changes: list[dict[str, Any]] = []
         tasks = []
         for d in deliveries:
@@ -173,17 +172,11 @@ def release(delivery_ids: Sequence[str]) -> None:
 
 def _active_secrets(webhook_ids: set[str], now: int) -> dict[str, list[str]]:
     """Secrets that sign at `now`, newest first, per webhook."""
-    rows = (
-        m.WebhookSecret.select()
-        .where(
-            m.WebhookSecret.webhook_id.in_(webhook_ids)
-            & (m.WebhookSecret.expire_time.is_null() | (m.WebhookSecret.expire_time > now))
-        )
-        .order_by(m.WebhookSecret.id.desc())
-    )
+    rows = statements.select_in(m.WebhookSecret, "webhook_id", webhook_ids)
     found: dict[str, list[str]] = {}
-    for row in rows:
-        found.setdefault(row.webhook_id, []).append(webhooks.unseal(row))
+    for row in sorted(rows, key=lambda r: r.id, reverse=True):
+        if row.expire_time is None or row.expire_time > now:
+            found.setdefault(row.webhook_id, []).append(webhooks.unseal(row))
     return found
 
 
@@ -212,20 +205,11 @@ def record_outcomes(
             m.Attempt,
             [dict(vars(o.attempt), response_headers=json.dumps(o.attempt.response_headers)) for o in outcomes],
         )
-        hooks = {
-            w.id: w
-            for w in m.Webhook.select(m.Webhook.id, m.Webhook.enabled, m.Webhook.failing_since).where(
-                m.Webhook.id.in_({o.task.delivery.webhook_id for o in outcomes})
-            )
-        }
+        hooks = {w.id: w for w in statements.select_in(m.Webhook, "id", {o.task.delivery.webhook_id for o in outcomes})}
         held = {
-            delivery_id
-            for delivery_id, state, lease in m.Delivery.select(
-                m.Delivery.id, m.Delivery.state, m.Delivery.lease_expire_time
-            )
-            .where(m.Delivery.id.in_([o.task.delivery.id for o in outcomes]))
-            .tuples()
-            if state == "SENDING" and lease == leases[delivery_id]
+            row.id
+            for row in statements.select_in(m.Delivery, "id", leases)
+            if row.state == "SENDING" and row.lease_expire_time == leases[row.id]
         }
         changes: list[dict[str, Any]] = []
         writes: list[tuple[Any, ...]] = []
@@ -279,7 +263,7 @@ def _track_health(
     hooks: dict[str, m.Webhook], succeeded: set[str], failed: set[str], now: int, window_ms: int | None
 ) -> None:
     if succeeded:
-        m.Webhook.update(last_success_time=now, failing_since=None).where(m.Webhook.id.in_(succeeded)).execute()
+        statements.update_in(m.Webhook, {"last_success_time": now, "failing_since": None}, "id", succeeded)
     if not failed:
         return
     m.Webhook.update(failing_since=now).where(m.Webhook.id.in_(failed) & m.Webhook.failing_since.is_null()).execute()

@@ -92,3 +92,42 @@ def select_where(model: type[M], **equal: Any) -> list[M]:
 def first_where(model: type[M], **equal: Any) -> M | None:
     found = select_where(model, **equal)
     return found[0] if found else None
+
+
+@lru_cache(maxsize=512)
+def _select_in_sql(model: type[m.BaseModel], key: str, count: int, param: str) -> str:
+    column = _quoted(model._meta.fields[key].column_name)
+    return f"SELECT * FROM {_quoted(model._meta.table_name)} WHERE {column} IN ({', '.join([param] * count)})"
+
+
+def select_in(model: type[M], key: str, values: Iterable[Any]) -> list[M]:
+    """The rows whose field `key` is one of `values`, as model instances."""
+    field = model._meta.fields[key]
+    params = [field.db_value(v) for v in values]
+    found: list[M] = []
+    for start in range(0, len(params), MAX_PARAMETERS):
+        chunk = params[start : start + MAX_PARAMETERS]
+        found.extend(model.raw(_select_in_sql(model, key, len(chunk), _param()), *chunk))
+    return found
+
+
+@lru_cache(maxsize=512)
+def _update_in_sql(model: type[m.BaseModel], columns: tuple[str, ...], key: str, count: int, param: str) -> str:
+    fields = model._meta.fields
+    assignments = ", ".join(f"{_quoted(fields[c].column_name)} = {param}" for c in columns)
+    column = _quoted(fields[key].column_name)
+    return (
+        f"UPDATE {_quoted(model._meta.table_name)} SET {assignments} WHERE {column} IN ({', '.join([param] * count)})"
+    )
+
+
+def update_in(model: type[m.BaseModel], values: Mapping[str, Any], key: str, keys: Iterable[Any]) -> None:
+    """UPDATE model SET the `values` (field name -> value) WHERE `key` is one of `keys`."""
+    fields = model._meta.fields
+    assigned = [fields[c].db_value(v) for c, v in values.items()]
+    params = [fields[key].db_value(k) for k in keys]
+    per_statement = MAX_PARAMETERS - len(assigned)
+    for start in range(0, len(params), per_statement):
+        chunk = params[start : start + per_statement]
+        sql = _update_in_sql(model, tuple(values), key, len(chunk), _param())
+        m.db.execute_sql(sql, assigned + chunk)
