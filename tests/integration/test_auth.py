@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from conftest import BACKEND
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -26,7 +27,8 @@ from hookline.client import (
     WatchJobRequest,
     Webhook,
 )
-from hookline.server.storage import spaces
+from hookline.server.errors import Unauthenticated
+from hookline.server.storage import revocations, spaces
 from hookline.v1 import flows_pb2_grpc, jobs_pb2_grpc, webhooks_pb2_grpc
 
 from .helpers import flow_ids, job_ids, make_flow, rpc_error, start_job, struct, unique, value, wait_job, webhook_ids
@@ -86,6 +88,33 @@ def test_a_revoked_key_is_unauthenticated(client, hookline_app, connect):
     error = rpc_error(UNAUTHENTICATED, holder.webhooks.ListWebhooks, ListWebhooksRequest())
     assert "revoked" in error.details() or "unknown" in error.details()
     client.webhooks.ListWebhooks(ListWebhooksRequest())  # other keys still work
+
+
+def test_a_key_read_as_it_is_revoked_is_not_remembered(hookline_app):
+    # A call that read the key just before its revocation committed must not
+    # leave it remembered: the next call reads it again and is refused.
+    key = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "solver")
+    secret_sha256 = spaces._hash(key.token.split("_", 2)[2])
+    _, state = spaces.known_keys.get(key.key_id, secret_sha256)
+    principal = spaces.authenticate(key.token)  # read and remembered
+    spaces.revoke_key(key.key_id)
+    spaces.known_keys.remember(key.key_id, secret_sha256, principal, state)  # the late reader
+    assert spaces.known_keys.get(key.key_id, secret_sha256)[0] is None
+    with pytest.raises(Unauthenticated):
+        spaces.authenticate(key.token)
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="the revocation counter is the embedded database's")
+def test_a_revocation_counted_by_another_process_forgets_remembered_keys(hookline_app):
+    key = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "solver")
+    secret_sha256 = spaces._hash(key.token.split("_", 2)[2])
+    spaces.authenticate(key.token)
+    assert spaces.known_keys.get(key.key_id, secret_sha256)[0] is not None
+    # Another process maps the same file; its count is seen without a query.
+    counter = revocations.counter()
+    assert counter is not None
+    revocations.RevocationCounter(counter.path).bump()
+    assert spaces.known_keys.get(key.key_id, secret_sha256)[0] is None
 
 
 def test_an_unauthenticated_call_changes_nothing(client, grpc_channel):

@@ -6,7 +6,8 @@ server on the embedded database through `relays` (delivery_process.Link).
 Polling stays the fallback, so a lost wake-up only costs latency.
 
 Topics: "jobs" (a job was created or changed state), "deliveries" (deliveries
-became due), "changes" (the delivery change log grew)."""
+became due), "changes" (the delivery change log grew), "keys" (an API key was
+revoked)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .storage import database, models
 
 log = logging.getLogger("hookline.notify")
 CHANNEL = "hookline"
-TOPICS = ("jobs", "deliveries", "changes")
+TOPICS = ("jobs", "deliveries", "changes", "keys")
 
 
 class Hub:

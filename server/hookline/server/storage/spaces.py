@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from peewee import IntegrityError
 
-from .. import ids
+from .. import ids, notify
 from ..errors import AlreadyExists, NotFound, Unauthenticated, shown
 from . import models as m
-from . import statements
+from . import revocations, statements
 from .database import now_ms
 from .records import Principal
 
@@ -94,6 +96,66 @@ def revoke_key(key_id: str) -> None:
     )
     if not updated:
         raise NotFound(f"no active key with id {shown(key_id)}")
+    # Servers remember authenticated keys: tell every process to forget them.
+    notify.after_commit("keys")
+    counter = revocations.counter()
+    if counter is not None:
+        m.db.after_commit(counter.bump)
+
+
+# How long a server trusts a key it authenticated without reading it again; a
+# revocation makes it forget them all at once (KnownKeys), this only bounds a
+# revocation whose wake-up was lost (a PostgreSQL listener reconnecting).
+KNOWN_KEY_TTL_S = 5.0
+
+
+class KnownKeys:
+    """Keys that authenticated lately, by key id (the secret's SHA-256 and the
+    principal), so that a call needs no database read. Forgotten at every
+    revocation: at its commit in this process, by the "keys" wake-up from other
+    processes on PostgreSQL, by the revocation counter on the embedded database."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[str, Principal, float]] = {}
+        self._forgotten = 0
+        self._read_in: tuple[int, int, int] | None = None  # the state() the entries were read in
+
+    def state(self) -> tuple[int, int, int]:
+        """What the entries depend on: revocations heard of here and counted
+        beside the embedded database, and which database it is."""
+        counter = revocations.counter()
+        return self._forgotten, counter.value() if counter else 0, id(m.db.obj)
+
+    def get(self, key_id: str, digest: str) -> tuple[Principal | None, tuple[int, int, int]]:
+        """The principal of a remembered key with this secret, or None; and the
+        state to pass to `remember` after reading the key."""
+        state = self.state()
+        with self._lock:
+            if state != self._read_in:
+                self._entries.clear()
+                self._read_in = state
+                return None, state
+            entry = self._entries.get(key_id)
+        if entry is None or time.monotonic() - entry[2] > KNOWN_KEY_TTL_S or not hmac.compare_digest(entry[0], digest):
+            return None, state
+        return entry[1], state
+
+    def remember(self, key_id: str, digest: str, principal: Principal, state: tuple[int, int, int]) -> None:
+        """Remember a key read from the database in `state`, unless a revocation came since."""
+        with self._lock:
+            if state == self._read_in == self.state():
+                self._entries[key_id] = (digest, principal, time.monotonic())
+
+    def forget(self) -> None:
+        with self._lock:
+            self._forgotten += 1
+            self._entries.clear()
+            self._read_in = None
+
+
+known_keys = KnownKeys()
+notify.hub.subscribe("keys", known_keys.forget)
 
 
 def authenticate(token: str) -> Principal:
@@ -101,7 +163,13 @@ def authenticate(token: str) -> Principal:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != "hl":
         raise Unauthenticated("malformed API key: expected 'authorization: Bearer hl_<key id>_<secret>'")
-    row = statements.first_where(m.ApiKey, id=parts[1])
-    if row is None or row.revoke_time is not None or not hmac.compare_digest(row.secret_sha256, _hash(parts[2])):
+    key_id, digest = parts[1], _hash(parts[2])
+    principal, state = known_keys.get(key_id, digest)
+    if principal is not None:
+        return principal
+    row = statements.first_where(m.ApiKey, id=key_id)
+    if row is None or row.revoke_time is not None or not hmac.compare_digest(row.secret_sha256, digest):
         raise Unauthenticated("unknown or revoked API key")
-    return Principal(space_id=row.space_id, role=row.role, key_id=row.id)
+    principal = Principal(space_id=row.space_id, role=row.role, key_id=row.id)
+    known_keys.remember(key_id, digest, principal, state)
+    return principal
