@@ -14,15 +14,23 @@ R = TypeVar("R")
 
 
 class _Entry(Generic[T, R]):
-    __slots__ = ("item", "done", "result", "error", "woken")
+    __slots__ = ("item", "done", "result", "error", "_asleep")
 
     def __init__(self, item: T):
         self.item = item
         self.done = False
         self.result: R | Exception | None = None
         self.error: BaseException | None = None
-        # Set when the result is in (done), or when it is this caller's turn to write.
-        self.woken = threading.Event()
+        # Held while its caller sleeps; released when the result is in (done), or
+        # when it is this caller's turn to write. A bare lock: the cheapest wake-up.
+        self._asleep = threading.Lock()
+        self._asleep.acquire()
+
+    def sleep(self) -> None:
+        self._asleep.acquire()
+
+    def wake(self) -> None:
+        self._asleep.release()
 
 
 class GroupCommit(Generic[T, R]):
@@ -49,7 +57,7 @@ class GroupCommit(Generic[T, R]):
             writes = not self._writing
             self._writing = True
         if not writes:
-            entry.woken.wait()
+            entry.sleep()
         if not entry.done:
             self._write_turn()
         if entry.error is not None:
@@ -73,8 +81,8 @@ class GroupCommit(Generic[T, R]):
             entry.done = True
         with self._lock:
             if self._queue:
-                self._queue[0].woken.set()  # its turn: the results of its batch are not in yet
+                self._queue[0].wake()  # its turn: the results of its batch are not in yet
             else:
                 self._writing = False
         for entry in batch:
-            entry.woken.set()
+            entry.wake()
