@@ -162,6 +162,15 @@ def test_create_webhook_with_a_too_long_description_names_the_limit(client):
     assert_webhook_not_created(client, request, before)
 
 
+@pytest.mark.parametrize("rate", [100_001, 2**31, 2**32 - 1])
+def test_create_webhook_with_a_too_high_rate_limit_names_the_limit(client, rate):
+    before = webhook_ids(client)
+    request = create_webhook_request(rate_limit_per_s=rate)
+    _, description = invalid_argument(client.webhooks.CreateWebhook, request, "webhook.rate_limit_per_s")
+    assert "100000" in description
+    assert_webhook_not_created(client, request, before)
+
+
 @pytest.mark.parametrize("name", ["webhook-signature", "Content-Type", "User-Agent", "X-Webhook-Signature"])
 def test_create_webhook_may_not_replace_hookline_headers(client, name):
     before = webhook_ids(client)
@@ -192,6 +201,7 @@ def test_create_webhook_reports_every_bad_field_at_once(client):
         ({"event_types": []}, ["event_types"], "webhook.event_types"),
         ({"event_types": ["NOPE"]}, [], "webhook.event_types[0]"),
         ({"description": "x" * 1001}, ["description"], "webhook.description"),
+        ({"rate_limit_per_s": 2**32 - 1}, ["rate_limit_per_s"], "webhook.rate_limit_per_s"),
     ],
 )
 def test_update_webhook_with_bad_values_changes_nothing(client, receiver, fields, paths, field):

@@ -118,7 +118,7 @@ class Webhook(_message.Message):
     enabled: _builtins.bool
     """Absent means true on create."""
     rate_limit_per_s: _builtins.int
-    """Requests per second at most; 0 means no limit."""
+    """Requests per second at most (up to 100000); 0 means no limit."""
     disabled_reason: _builtins.str
     """Why the service switched the webhook off ("gone", "failing"); empty otherwise."""
     @_builtins.property

@@ -82,6 +82,15 @@ def url(v: Violations, field: str, value: str, settings: Settings) -> None:
             v.add(field, problem)
 
 
+# Far above what one endpoint takes, and within every database's integer column.
+MAX_RATE_LIMIT_PER_S = 100_000
+
+
+def rate_limit(v: Violations, field: str, value: int) -> None:
+    if value > MAX_RATE_LIMIT_PER_S:
+        v.add(field, f"is {value} requests per second; the limit is {MAX_RATE_LIMIT_PER_S} (0 means no limit)")
+
+
 def text(v: Violations, field: str, value: str, limit: int) -> None:
     if len(value) > limit:
         v.add(field, f"is {len(value)} characters; the limit is {limit}")

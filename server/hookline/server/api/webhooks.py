@@ -36,6 +36,8 @@ def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], setti
             validation.url(v, field, message.url, settings)
         elif path == "description":
             validation.text(v, field, message.description, limits.max_description_length)
+        elif path == "rate_limit_per_s":
+            validation.rate_limit(v, field, message.rate_limit_per_s)
         elif path == "event_types":
             fields[path] = validation.event_types(v, field, list(message.event_types), limits)
             continue
