@@ -1,7 +1,8 @@
-"""`hookline serve` runs its delivery worker in a delivery process of its own.
-Wake-ups, live streams and metrics cross between the two processes; a killed
-delivery process is replaced and loses nothing; it never outlives the server;
-`--single-process` keeps everything in one."""
+"""`hookline serve` runs its delivery worker in a delivery process of its own
+(or several, --delivery-processes). Wake-ups, live streams and metrics cross
+between the processes; a killed delivery process is replaced and loses nothing;
+it never outlives the server; several share the limits and send each message
+once; `--single-process` keeps everything in one."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_serving
+from conftest import Reply, free_port, wait_serving
 from google.protobuf import struct_pb2
 
 from hookline.client import (
@@ -86,9 +88,14 @@ class Serve:
                 total += float(value)
         return total
 
-    def flow(self, receiver, alias: str) -> str:  # type: ignore[no-untyped-def]
+    def flow(self, receiver, alias: str, rate_limit_per_s: int = 0) -> str:  # type: ignore[no-untyped-def]
         """A flow linked to one webhook at the receiver's /<alias>; returns the webhook id."""
-        webhook = Webhook(alias=alias, url=receiver.url(f"/{alias}"), event_types=["JOB.COMPLETED"])
+        webhook = Webhook(
+            alias=alias,
+            url=receiver.url(f"/{alias}"),
+            event_types=["JOB.COMPLETED"],
+            rate_limit_per_s=rate_limit_per_s,
+        )
         hook = self.client.webhooks.CreateWebhook(CreateWebhookRequest(webhook=webhook)).webhook
         definition = struct_pb2.Struct()
         definition.update({"steps": [{"transform": "@"}]})
@@ -196,3 +203,76 @@ def test_single_process_delivers_without_a_delivery_process(serve, storage, tmp_
     server.client.jobs.StartJob(StartJobRequest(flow="dp-single"))
     receiver.wait_for("/dp-single", 1, timeout=10)
     assert server.children() == []
+
+
+def test_two_delivery_processes_send_each_message_once(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log", "--delivery-processes", "2")
+    serve.append(server)
+    eventually(lambda: len(server.children()) == 2, 10, "two delivery processes did not start")
+    server.flow(receiver, "dp-two")
+    for _ in range(40):
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-two"))
+    arrived = receiver.wait_for("/dp-two", 40, timeout=30)
+    assert len({r.headers["webhook-id"] for r in arrived}) == 40
+    eventually(
+        lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= 40,
+        10,
+        "the metrics did not sum both processes' attempts",
+    )
+    assert len(receiver.at("/dp-two")) == 40  # none sent twice
+
+
+def test_delivery_processes_share_a_webhook_s_in_flight_cap(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log", "--delivery-processes", "2", "--webhook-max-in-flight", "4")
+    serve.append(server)
+    eventually(lambda: len(server.children()) == 2, 10, "two delivery processes did not start")
+    receiver.respond("/dp-cap", [Reply(delay_s=1.0)])
+    server.flow(receiver, "dp-cap")
+    for _ in range(12):
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-cap"))
+    first = receiver.wait_for("/dp-cap", 4, timeout=10)[0].time
+    time.sleep(0.6)  # the first ones are still being answered
+    assert len([r for r in receiver.at("/dp-cap") if r.time < first + 0.6]) == 4  # 2 + 2, not 4 + 4
+    receiver.wait_for("/dp-cap", 12, timeout=30)
+
+
+def test_delivery_processes_share_a_webhook_s_rate_limit(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    server = Serve(storage, tmp_path / "serve.log", "--delivery-processes", "2")
+    serve.append(server)
+    eventually(lambda: len(server.children()) == 2, 10, "two delivery processes did not start")
+    server.flow(receiver, "dp-rate", rate_limit_per_s=4)
+    for _ in range(9):
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-rate"))
+    times = sorted(r.time for r in receiver.wait_for("/dp-rate", 9, timeout=30))
+    # 4 per second in all (2 each): 9 take at least (9 - 2) / 4 s; at 4 each, half that.
+    assert times[-1] - times[0] >= 1.5
+
+
+def test_when_one_delivery_process_dies_all_start_again_and_nothing_is_lost(  # type: ignore[no-untyped-def]
+    serve, storage, tmp_path, receiver
+) -> None:
+    server = Serve(storage, tmp_path / "serve.log", "--delivery-processes", "2")
+    serve.append(server)
+    eventually(lambda: len(server.children()) == 2, 10, "two delivery processes did not start")
+    first = server.children()
+    server.flow(receiver, "dp-two-kill")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-two-kill"))
+    receiver.wait_for("/dp-two-kill", 1, timeout=10)
+    eventually(  # recorded, so that the kill interrupts no send
+        lambda: server.metric("hookline_delivery_attempts_total", outcome="succeeded") >= 1,
+        10,
+        "the metrics did not count the first attempt",
+    )
+
+    os.kill(first[0], signal.SIGKILL)
+    for _ in range(20):
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-two-kill"))
+    eventually(
+        lambda: len(server.children()) == 2 and not set(server.children()) & set(first),
+        20,
+        "a new pair of delivery processes did not start",
+    )
+    arrived = receiver.wait_for("/dp-two-kill", 21, timeout=30)
+    assert len({r.headers["webhook-id"] for r in arrived}) == 21
+    assert f"delivery process {first[0]} was killed by signal 9" in server.log.read_text()
+    assert not _alive(first[1])  # stopped with it, not left running beside the new pair

@@ -30,3 +30,12 @@ def test_a_switch_variable_that_is_neither_true_nor_false_is_refused() -> None:
 def test_flags_win_over_variables() -> None:
     chosen = _parse(["--job-workers", "2"], {"HOOKLINE_JOB_WORKERS": "9", "HOOKLINE_DELIVERY_CONCURRENCY": "7"})
     assert (chosen.job_workers, chosen.delivery_concurrency) == (2, 7)
+
+
+def test_delivery_processes_default_to_one_and_need_the_split() -> None:
+    assert _parse([], {}).delivery_processes == 1
+    assert _parse([], {"HOOKLINE_DELIVERY_PROCESSES": "3"}).delivery_processes == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        _parse(["--delivery-processes", "0"], {})
+    with pytest.raises(ValueError, match="--single-process runs no delivery process"):
+        _parse(["--single-process", "--delivery-processes", "2"], {})

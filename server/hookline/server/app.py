@@ -25,7 +25,7 @@ from .api.interceptor import ApiInterceptor
 from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
-from .delivery_process import DeliveryProcess
+from .delivery_process import DeliveryProcesses
 from .jobs.runner import JobRunner
 from .metrics import Metrics
 from .notify import Listener
@@ -206,21 +206,27 @@ class Hookline:
 
     def recover_abandoned_work(self) -> None:
         """On the embedded database only this server works (its API process holds
-        the data dir's lock and runs one delivery process at a time), so any job
-        still RUNNING or delivery still SENDING that this process would handle
-        belongs to a process that died: settle them now rather than after their
-        leases lapse."""
-        if self.settings.database:
+        the data dir's lock and runs its delivery processes), so any job still
+        RUNNING or delivery still SENDING belongs to a process that died: settle
+        them now rather than after their leases lapse. The process holding the
+        lock does it, for its delivery processes too, before they start."""
+        if self.settings.database or self._lock_file is None:
             return  # shared database: other live processes may hold leases
         if self.runner:
             for job in job_store.reap_expired(now_ms(), all_leases=True):
                 log.warning(
                     "job %s ended %s/%s: the previous server stopped while running it", job.id, job.state, job.code
                 )
-        if self.worker:
-            released = sending.release_expired(now_ms(), all_leases=True)
-            if released:
-                log.warning("re-queued %d deliveries the previous process was sending", released)
+        if Part.DELIVERIES in parts_of(self.settings.role):
+            self.release_abandoned_deliveries()
+
+    def release_abandoned_deliveries(self) -> None:
+        """Re-queue every SENDING delivery (embedded database; none is being sent)."""
+        if self.settings.database:
+            return  # their leases lapse instead: other live processes may hold some
+        released = sending.release_expired(now_ms(), all_leases=True)
+        if released:
+            log.warning("re-queued %d deliveries a stopped process was sending", released)
 
     def start_background(self) -> None:
         if self.settings.metrics_port is not None:
@@ -287,7 +293,7 @@ def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM; then stop taking calls and finish or release work.
 
     With --role all or worker (and not --single-process) the delivery worker
-    runs in a delivery process this one supervises."""
+    runs in delivery processes this one supervises."""
     # Many threads hand work to each other (calls, runner, delivery loop, its
     # database thread); at the default 5 ms a thread woken by another can wait
     # that long for the interpreter at each hand-off.
@@ -302,7 +308,7 @@ def serve(settings: Settings) -> None:
         raise
     server.start()
     app.start_background()
-    deliveries = DeliveryProcess(settings, app.metrics) if split else None
+    deliveries = DeliveryProcesses(settings, app.metrics, app.release_abandoned_deliveries) if split else None
     if deliveries:
         deliveries.start()
     host = settings.listen.rsplit(":", 1)[0]

@@ -1,15 +1,17 @@
-"""The delivery process of `hookline serve --role all`.
+"""The delivery processes of `hookline serve --role all` (or worker).
 
-The delivery worker runs in a child process, so that sending and recording
-deliveries gets a core of its own instead of sharing one interpreter lock with
-the gRPC server and the job runner. The API process starts it, starts another
-if it dies (the new one re-queues what the dead one was sending, as after any
-crash) and stops it on shutdown; the child dies with its parent.
+The delivery worker runs in child processes (one unless --delivery-processes
+says more), so that sending and recording deliveries gets cores of its own
+instead of sharing one interpreter lock with the gRPC server and the job runner.
+The API process starts them and stops them on shutdown; when one dies it stops
+the others, re-queues what was being sent (as after any crash) and starts a new
+set. The children die with their parent.
 
-The two are joined by a socket pair (Link): each tells the other of its commits
-(notify's topics), and the child sends its metrics to the parent, which serves
-them. On the embedded database they take turns writing
-(TurnTakingSqliteDatabase) and only the API process holds the data dir's lock.
+Each child is joined to the API process by a socket pair (Link): each side tells
+the other of its commits (notify's topics), and the child sends its metrics to
+the parent, which serves their sum. On the embedded database all of them take
+turns writing (TurnTakingSqliteDatabase); only the API process holds the data
+dir's lock and settles work that dead processes left behind.
 
 The child reads its settings from stdin (pickled: they may hold the master key,
 which must not show on a command line)."""
@@ -104,65 +106,108 @@ class Link:
         self._on_close()
 
 
-class DeliveryProcess:
-    """Runs and supervises the delivery process (API process side)."""
+class DeliveryProcesses:
+    """Runs and supervises the delivery processes (API process side).
 
-    def __init__(self, settings: Settings, metrics: Metrics):
+    When one dies, the others are stopped too (they finish or give back what
+    they are sending), what the dead one was sending is re-queued
+    (`release_abandoned`), and a new set starts: the embedded database records
+    no owner per lease, so only with none running can the dead one's work be
+    told apart from the living ones'."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, release_abandoned: Callable[[], None]):
         self._settings = settings
+        self._count = settings.delivery_processes
+        # Each takes its share of the limits, so that together they keep to them.
+        self._share = replace(
+            settings,
+            metrics_port=None,  # the API process serves the metrics
+            delivery_concurrency=-(-settings.delivery_concurrency // self._count),
+            webhook_max_in_flight=max(1, settings.webhook_max_in_flight // self._count),
+        )
         self._metrics = metrics
+        self._release_abandoned = release_abandoned
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        # The child's death signal fires when the thread that started it ends:
+        self._processes: list[subprocess.Popen[bytes]] = []
+        # A child's death signal fires when the thread that started it ends:
         # this thread lives exactly as long as the children it starts.
-        self._thread = threading.Thread(target=self._supervise, name="delivery-process", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="delivery-processes", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _supervise(self) -> None:
         while True:
+            ended = threading.Event()
             with self._lock:
                 if self._stopping.is_set():
                     return
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                process = subprocess.Popen(
-                    [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
-                    stdin=subprocess.PIPE,
-                    pass_fds=[theirs.fileno()],
-                )
-                self._process = process
-            theirs.close()
-            link = Link(ours, on_metrics=self._metrics.absorb)
-            link.start()
-            assert process.stdin is not None
-            try:
-                with process.stdin:
-                    process.stdin.write(pickle.dumps(self._settings))
-            except BrokenPipeError:
-                pass  # it died at once; its exit is reported below
-            code = process.wait()
-            link.close()
-            self._metrics.retire()
+                started = [self._start(number, ended) for number in range(self._count)]
+                self._processes = [process for process, _ in started]
+            ended.wait()
+            dead = next((p for p in self._processes if p.poll() is not None), None)
+            if not self._stopping.is_set():
+                self._stop_all(self._processes)
+            for number, (process, link) in enumerate(started):
+                process.wait()
+                link.close()
+                self._metrics.retire(number)
             if self._stopping.is_set():
                 return
+            assert dead is not None and dead.returncode is not None
+            code = dead.returncode
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-            log.error("the delivery process %s; starting another in %.0f s", how, RESTART_DELAY_S)
+            if self._count == 1:
+                log.error("the delivery process %s; starting another in %.0f s", how, RESTART_DELAY_S)
+            else:
+                log.error(
+                    "delivery process %d %s; the other %d were stopped, all start again in %.0f s",
+                    dead.pid, how, self._count - 1, RESTART_DELAY_S,
+                )  # fmt: skip
+            try:
+                self._release_abandoned()
+            except Exception:
+                log.exception("re-queuing what the dead delivery process was sending failed; its leases will lapse")
             self._stopping.wait(RESTART_DELAY_S)
 
-    def stop(self) -> None:
-        """Ask the delivery process to finish or release its work, and wait for it."""
-        with self._lock:
-            self._stopping.set()
-            process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            timeout = self._settings.request_timeout_s + STOP_MARGIN_S
+    def _start(self, number: int, ended: threading.Event) -> tuple[subprocess.Popen[bytes], Link]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
+            stdin=subprocess.PIPE,
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        link = Link(ours, on_metrics=lambda snapshot: self._metrics.absorb(number, snapshot))
+        link.start()
+        assert process.stdin is not None
+        try:
+            with process.stdin:
+                process.stdin.write(pickle.dumps(self._share))
+        except BrokenPipeError:
+            pass  # it died at once; its exit is reported by the supervisor
+        threading.Thread(target=lambda: (process.wait(), ended.set()), name="delivery-exit", daemon=True).start()
+        return process, link
+
+    def _stop_all(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        """Ask the delivery processes to finish or give back their work, and wait for them."""
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        timeout = self._settings.request_timeout_s + STOP_MARGIN_S
+        for process in processes:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("the delivery process did not stop within %.0f s; killing it", timeout)
+                log.warning("delivery process %d did not stop within %.0f s; killing it", process.pid, timeout)
                 process.kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            processes = list(self._processes)
+        self._stop_all(processes)
         self._thread.join()
 
 
@@ -186,8 +231,9 @@ def main() -> None:
     settings: Settings = pickle.load(sys.stdin.buffer)
     configure_logging()
     sys.setswitchinterval(0.001)  # as in the API process (app.serve)
-    # The API process serves the metrics; this one sends it its own.
-    app = Hookline(replace(settings, metrics_port=None), parts={Part.DELIVERIES}, lock_data_dir=False)
+    # The API process serves the metrics (this one sends it its own) and settles
+    # the work of dead delivery processes (this one holds no data dir lock).
+    app = Hookline(settings, parts={Part.DELIVERIES}, lock_data_dir=False)
     # The pair closes when the API process is gone: stop then too.
     link = Link(socket.socket(fileno=fd), on_close=done.set)
     link.start()

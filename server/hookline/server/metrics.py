@@ -79,7 +79,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._own = CollectorRegistry()
-        self._absorbed: dict[SampleKey, float] = {}  # from the live delivery process
+        self._absorbed: dict[int, dict[SampleKey, float]] = {}  # from each live delivery process
         self._carried: dict[SampleKey, float] = {}  # from delivery processes that ended
         self.deliveries = Counter(
             "hookline_delivery_attempts",
@@ -121,20 +121,20 @@ class Metrics:
             if not sample.name.endswith("_created")
         ]
 
-    def absorb(self, snapshot: list[tuple[str, dict[str, str], float]]) -> None:
-        """Take the latest snapshot of the delivery process."""
-        self._absorbed = {(name, tuple(sorted(labels.items()))): value for name, labels, value in snapshot}
+    def absorb(self, process: int, snapshot: list[tuple[str, dict[str, str], float]]) -> None:
+        """Take the latest snapshot of delivery process number `process`."""
+        self._absorbed[process] = {(name, tuple(sorted(labels.items()))): value for name, labels, value in snapshot}
 
-    def retire(self) -> None:
-        """The delivery process ended: keep its last values (a new one starts from zero)."""
-        for key, value in self._absorbed.items():
+    def retire(self, process: int) -> None:
+        """Delivery process number `process` ended: keep its last values (a new one starts from zero)."""
+        for key, value in self._absorbed.pop(process, {}).items():
             self._carried[key] = self._carried.get(key, 0.0) + value
-        self._absorbed = {}
 
     def _others(self) -> dict[SampleKey, float]:
         summed = dict(self._carried)
-        for key, value in self._absorbed.items():
-            summed[key] = summed.get(key, 0.0) + value
+        for absorbed in list(self._absorbed.values()):
+            for key, value in absorbed.items():
+                summed[key] = summed.get(key, 0.0) + value
         return summed
 
     def serve(self, port: int) -> None:

@@ -31,6 +31,9 @@ class Settings:
     role: str = "all"  # api | worker | all
     # Run the delivery worker in this process rather than in a delivery process.
     single_process: bool = False
+    # Delivery processes; each takes its share of delivery_concurrency, of
+    # webhook_max_in_flight (at least one each) and of every webhook's rate limit.
+    delivery_processes: int = 1
     allow_targets: list[str] = field(default_factory=list)
     metrics_port: int | None = None
     tls_cert: Path | None = None
@@ -67,6 +70,10 @@ class Settings:
             raise ValueError(f"role must be api, worker or all, not {self.role!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+        if self.delivery_processes < 1:
+            raise ValueError("--delivery-processes must be at least 1")
+        if self.single_process and self.delivery_processes > 1:
+            raise ValueError("--single-process runs no delivery process; drop it or --delivery-processes")
         if self.delivery_lease_s <= self.request_timeout_s:
             raise ValueError("delivery lease must be longer than the request timeout")
 
@@ -80,6 +87,11 @@ _FLAGS: dict[str, dict] = {
         "help": "run the delivery worker in this process too (by default it runs in a "
         "delivery process of its own, so that it has a core to itself)",
         "action": "store_true",
+    },
+    "delivery_processes": {
+        "help": "delivery processes to run (default 1); more send faster where cores are free, "
+        "each with its share of the concurrency and per-webhook limits",
+        "type": int,
     },
     "allow_targets": {
         "flag": "--allow-target",

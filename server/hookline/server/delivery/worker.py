@@ -151,13 +151,14 @@ class DeliveryWorker:
             # Never recorded: the leases lapse and the deliveries are sent again.
 
     async def _throttle(self, task: SendTask) -> None:
-        """Space a webhook's requests to its rate limit (requests per second)."""
+        """Space a webhook's requests to its rate limit (requests per second),
+        of which each of the delivery processes takes an equal share."""
         if task.rate_limit_per_s <= 0:
             return
         webhook_id = task.delivery.webhook_id
         now = time.monotonic()
         slot = max(now, self._next_slot.get(webhook_id, now))
-        self._next_slot[webhook_id] = slot + 1 / task.rate_limit_per_s
+        self._next_slot[webhook_id] = slot + self._settings.delivery_processes / task.rate_limit_per_s
         if slot > now:
             await asyncio.sleep(slot - now)
 
