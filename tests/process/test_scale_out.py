@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import random
-import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,56 +14,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import free_port, postgres_database, wait_serving
-from google.protobuf import struct_pb2
+from conftest import postgres_database
 
 from hookline.client import (
-    Client,
-    CreateFlowRequest,
-    CreateWebhookRequest,
     DeliveryEventKind,
     DeliveryState,
-    Flow,
     JobState,
     ListDeliveriesRequest,
     ListEventsRequest,
     ListJobsRequest,
     StartJobRequest,
     WatchDeliveriesRequest,
-    Webhook,
 )
 
-from .conftest import BACKEND, HOOKLINE, Storage, StreamReader
+from .conftest import BACKEND, Process, Storage, StreamReader, all_pages, client_of, job_flow
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="several processes share PostgreSQL, not SQLite")
 
 KIND = DeliveryEventKind
-
-
-class Process:
-    def __init__(self, storage: Storage, name: str, role: str, log_dir: Path):
-        self.address = f"127.0.0.1:{free_port()}"
-        self.data_dir = log_dir / name
-        args = ["--database", storage.database, "--data-dir", str(self.data_dir), "--role", role]
-        args += ["--allow-target", "127.0.0.0/8", "--retry-schedule", "0,200ms,500ms,1s,2s,5s"]
-        args += ["--job-lease", "1s", "--request-timeout", "2", "--delivery-lease", "3s"]
-        with (log_dir / f"{name}.log").open("a") as log:
-            self.process = subprocess.Popen(
-                [*HOOKLINE, "serve", "--listen", self.address, *args],
-                env=storage.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_serving(self.address)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -84,41 +50,13 @@ def processes(storage: Storage, tmp_path: Path) -> Iterator[list[Process]]:
         p.stop()
 
 
-def _client(first: Process, address: str | None = None) -> Client:
-    return Client(address or first.address, (first.data_dir / "admin.key").read_text().strip())
-
-
-def _all(method, request, field: str) -> list:  # type: ignore[no-untyped-def]
-    items, request.page_size = [], 1000
-    while True:
-        page = method(request)
-        items.extend(getattr(page, field))
-        if not page.next_page_token:
-            return items
-        request.page_token = page.next_page_token
-
-
-def _flow(client: Client, receiver, path: str, sleep_ms: int = 0) -> str:  # type: ignore[no-untyped-def]
-    hook = client.webhooks.CreateWebhook(
-        CreateWebhookRequest(
-            webhook=Webhook(alias=path.strip("/"), url=receiver.url(path), event_types=["JOB.COMPLETED", "JOB.ERROR"])
-        )
-    ).webhook
-    definition = struct_pb2.Struct()
-    definition.update({"steps": ([{"sleep_ms": sleep_ms}] if sleep_ms else []) + [{"transform": "@"}]})
-    client.flows.CreateFlow(
-        CreateFlowRequest(flow=Flow(alias=path.strip("/") + "-flow", definition=definition, webhook_ids=[hook.id]))
-    )
-    return hook.id
-
-
 def test_a_stream_on_one_process_sees_deliveries_made_by_another(storage, processes, tmp_path, receiver):  # type: ignore[no-untyped-def]
     api = Process(storage, "api", "api", tmp_path)
     processes.append(api)
     worker = Process(storage, "worker", "worker", tmp_path)
     processes.append(worker)
-    client = _client(api)
-    webhook_id = _flow(client, receiver, "/cross")
+    client = client_of(api)
+    webhook_id = job_flow(client, receiver, "/cross")
 
     reader = StreamReader(client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook_id)))
     seen = reader.seen
@@ -154,9 +92,9 @@ def test_killing_one_of_three_processes_loses_nothing(storage, processes, tmp_pa
     jobs = 2000
     for name in ("p1", "p2", "p3"):
         processes.append(Process(storage, name, "all", tmp_path))
-    client = _client(processes[0])
-    _flow(client, receiver, "/chaos", sleep_ms=5)
-    clients = [_client(processes[0], p.address) for p in processes]
+    client = client_of(processes[0])
+    job_flow(client, receiver, "/chaos", sleep_ms=5)
+    clients = [client_of(processes[0], p.address) for p in processes]
 
     def start(n: int) -> str:
         return clients[n % 3].jobs.StartJob(StartJobRequest(flow="chaos-flow")).id
@@ -189,7 +127,7 @@ def test_killing_one_of_three_processes_loses_nothing(storage, processes, tmp_pa
 
     events = {
         e.job_id: e.id
-        for e in _all(survivor.webhooks.ListEvents, ListEventsRequest(), "events")
+        for e in all_pages(survivor.webhooks.ListEvents, ListEventsRequest(), "events")
         if e.event_type.startswith("JOB.")
     }
     assert set(events) == job_ids
@@ -203,7 +141,7 @@ def test_killing_one_of_three_processes_loses_nothing(storage, processes, tmp_pa
     )
     assert not missing
     assert duplicates <= in_flight
-    failed = _all(
+    failed = all_pages(
         survivor.webhooks.ListDeliveries, ListDeliveriesRequest(state=DeliveryState.DELIVERY_STATE_FAILED), "deliveries"
     )
     assert failed == []

@@ -26,6 +26,7 @@ from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
+from .health import DatabaseHealth
 from .jobs.runner import JobRunner
 from .metrics import Metrics
 from .notify import Listener
@@ -33,7 +34,7 @@ from .retention import Purger
 from .settings import Settings
 from .storage import jobs as job_store
 from .storage import models, sending, spaces, webhooks
-from .storage.database import TurnTakingSqliteDatabase, is_postgres, now_ms, open_database
+from .storage.database import CannotOpen, TurnTakingSqliteDatabase, database_fault, is_postgres, now_ms, open_database
 
 log = logging.getLogger("hookline")
 
@@ -52,6 +53,17 @@ class StartupError(RuntimeError):
 
 class DataDirInUse(StartupError):
     pass
+
+
+class DatabaseUnreachable(StartupError):
+    """The database did not answer; it may later."""
+
+
+def unusable_data_dir(data_dir: Path, error: OSError) -> StartupError:
+    return StartupError(
+        f"cannot write to the data dir {data_dir.resolve()}: {error.strerror or error}; "
+        "make it writable or pass another --data-dir"
+    )
 
 
 class Part(enum.Enum):
@@ -89,6 +101,8 @@ class Hookline:
         self.purger = Purger(settings) if Part.JOBS in self.parts else None
         self.listener = Listener(settings.database) if is_postgres() and settings.database else None
         self.health = health.HealthServicer()
+        services = SERVICE_NAMES if Part.API in self.parts else ()
+        self.database_health = DatabaseHealth(self.health, services)
 
     def _read_master_key(self, create: bool) -> tuple[str, str]:
         """The master key's text and where it came from: HOOKLINE_MASTER_KEY, or on
@@ -102,6 +116,8 @@ class Hookline:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 pass
+            except OSError as error:
+                raise unusable_data_dir(self.settings.data_dir, error) from None
             else:
                 with os.fdopen(fd, "w") as f:
                     f.write(secretbox.generate_key() + "\n")
@@ -124,7 +140,10 @@ class Hookline:
                 "using this database must share it. Make one (32 random bytes, URL-safe base64) with: "
                 "python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
             )
-        database = open_database(self.settings.data_dir, self.settings.database)
+        try:
+            database = open_database(self.settings.data_dir, self.settings.database)
+        except CannotOpen as error:
+            raise DatabaseUnreachable(str(error)) from None
         try:
             check = models.Meta.get_or_none(models.Meta.key == secretbox.KEY_CHECK_NAME)
             text, source = self._read_master_key(create=check is None)
@@ -145,8 +164,11 @@ class Hookline:
                 )
             secretbox.install(box)
             sealed = webhooks.seal_plaintext_secrets()
-        except BaseException:
+        except BaseException as error:
             database.close()
+            fault = database_fault(error) if isinstance(error, Exception) else None
+            if fault is not None:
+                raise DatabaseUnreachable(f"cannot open the database: {fault.message}") from None
             raise
         if sealed:
             log.info("encrypted %d webhook secrets stored in the clear by an older server", sealed)
@@ -155,8 +177,11 @@ class Hookline:
     def _lock_data_dir(self) -> IO[str]:
         """The embedded database belongs to one server process at a time."""
         data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(data_dir / LOCK_FILE, "w")
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(data_dir / LOCK_FILE, "w")
+        except OSError as error:
+            raise unusable_data_dir(data_dir, error) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -174,10 +199,13 @@ class Hookline:
         key_path = self.settings.data_dir / KEY_FILE
         issued = spaces.bootstrap()
         if issued is not None:
-            key_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(issued.token + "\n")
+            try:
+                key_path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(issued.token + "\n")
+            except OSError as error:
+                raise unusable_data_dir(self.settings.data_dir, error) from None
             log.info("created the default space; its management key is in %s", key_path.resolve())
             return issued.token
         if key_path.exists():
@@ -233,6 +261,7 @@ class Hookline:
             self.metrics.serve(self.settings.metrics_port)
         if self.listener:
             self.listener.start()
+        self.database_health.start()
         self.recover_abandoned_work()
         if self.runner:
             self.runner.start()
@@ -243,6 +272,7 @@ class Hookline:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.database_health.stop()
         self.health.enter_graceful_shutdown()
         if self.runner:
             self.runner.stop()

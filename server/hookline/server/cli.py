@@ -10,7 +10,7 @@ from . import settings as settings_module
 from .app import StartupError, configure_logging, serve
 from .errors import HooklineError
 from .storage import spaces
-from .storage.database import open_database
+from .storage.database import CannotOpen, open_database
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -103,4 +103,7 @@ def run(args: argparse.Namespace) -> int:
         return args.handler(args)
     except HooklineError as error:
         print(f"hookline: {error.message}", file=sys.stderr)
+        return 1
+    except CannotOpen as error:
+        print(f"hookline: {error}", file=sys.stderr)
         return 1

@@ -30,10 +30,14 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from . import notify
 from .metrics import Metrics
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .app import Hookline
 
 log = logging.getLogger("hookline.delivery")
 
@@ -219,8 +223,22 @@ def _die_with(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _open(settings: Settings, done: threading.Event) -> Hookline | None:
+    """This process's part of hookline, once the database answers (the API
+    process is running already, so it is worth waiting for); None if told to stop first."""
+    from .app import DatabaseUnreachable, Hookline, Part
+
+    while True:
+        try:
+            return Hookline(settings, parts={Part.DELIVERIES}, lock_data_dir=False)
+        except DatabaseUnreachable as error:
+            log.warning("%s; trying again in %.0f s", error, RESTART_DELAY_S)
+        if done.wait(RESTART_DELAY_S):
+            return None
+
+
 def main() -> None:
-    from .app import Hookline, Part, configure_logging
+    from .app import configure_logging
 
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     _die_with(parent_pid)
@@ -233,7 +251,9 @@ def main() -> None:
     sys.setswitchinterval(0.001)  # as in the API process (app.serve)
     # The API process serves the metrics (this one sends it its own) and settles
     # the work of dead delivery processes (this one holds no data dir lock).
-    app = Hookline(settings, parts={Part.DELIVERIES}, lock_data_dir=False)
+    app = _open(settings, done)
+    if app is None:
+        return
     # The pair closes when the API process is gone: stop then too.
     link = Link(socket.socket(fileno=fd), on_close=done.set)
     link.start()

@@ -67,6 +67,12 @@ class OutOfRange(HooklineError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
+class Unavailable(HooklineError):
+    """A fault around the request (the database is away), not in it: try again."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 def shown(value: str, limit: int = 64) -> str:
     """A caller's value quoted for an error message, cut to `limit` characters
     (messages travel in gRPC trailers, which have a size limit)."""

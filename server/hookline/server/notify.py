@@ -115,7 +115,7 @@ class Listener:
             except psycopg2.Error as error:
                 log.warning("cannot LISTEN (%s); polling meanwhile, retrying in %.1f s", error, delay)
                 self._stopping.wait(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 2.0)
                 continue
             delay = 0.5
             try:

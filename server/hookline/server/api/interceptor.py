@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 
 from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated, shown
 from ..storage import spaces
-from ..storage.database import release_connection
+from ..storage.database import FaultLog, database_fault, release_connection
 from ..storage.records import Principal
 
 log = logging.getLogger("hookline.api")
@@ -84,6 +84,22 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
         detail.Pack(bad)
         status.details.append(detail)
     context.abort_with_status(rpc_status.to_status(status))
+
+
+_faults = FaultLog(log)
+
+
+def _abort_unexpected(context: grpc.ServicerContext, method: str, error: Exception) -> None:
+    """A database fault is the caller's to retry (UNAVAILABLE, RESOURCE_EXHAUSTED),
+    logged once in a while; anything else is a bug: logged with its traceback,
+    INTERNAL to the caller."""
+    fault = database_fault(error)
+    if fault is not None:
+        _faults.fault(f"{method} (and the calls like it)", error)
+        _abort(context, fault)
+        return
+    log.exception("unexpected error in %s", method)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 
 
 # JSON values are stored as escaped JSON text, so NUL is harmless inside them.
@@ -168,9 +184,8 @@ class ApiInterceptor(grpc.ServerInterceptor):
                     release_connection()
             except HooklineError as error:
                 _abort(context, error)
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+            except Exception as error:
+                _abort_unexpected(context, method, error)
 
         return handle
 
@@ -193,9 +208,8 @@ class ApiInterceptor(grpc.ServerInterceptor):
                     _principal.reset(token)
             except HooklineError as error:
                 _abort(context, error)
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+            except Exception as error:
+                _abort_unexpected(context, method, error)
             finally:
                 release_connection()
                 if counted:

@@ -28,7 +28,7 @@ from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
 from ..storage import sending as store
-from ..storage.database import clock_ms
+from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.records import Attempt, SendTask
 from ..storage.sending import AttemptOutcome
 from . import retry, targets
@@ -67,6 +67,7 @@ class DeliveryWorker:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
+        self._faults = FaultLog(log)
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._loop is not None
@@ -139,16 +140,29 @@ class DeliveryWorker:
     async def _flush(self) -> None:
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
-            for tries in range(5):
-                try:
-                    await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
-                    if self._metrics:
-                        self._metrics.attempts_recorded(batch)
-                    break
-                except Exception:
-                    log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
-                    await asyncio.sleep(0.2 * (tries + 1))
-            # Never recorded: the leases lapse and the deliveries are sent again.
+            await self._record(batch)
+
+    async def _record(self, batch: list[AttemptOutcome]) -> None:
+        """Write a batch of outcomes, trying again for as long as the database is
+        away (their sends hold their slots meanwhile); other errors, or a stop,
+        end the tries after a few, and then the leases lapse and the deliveries
+        are sent again."""
+        delay, tries = 0.05, 0
+        while True:
+            try:
+                await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
+            except Exception as error:
+                tries += 1
+                if (database_fault(error) is None or self._stopping.is_set()) and tries >= 5:
+                    self._faults.failure(f"recording {len(batch)} attempts (given up)", error)
+                    return
+                self._faults.failure(f"recording {len(batch)} attempts", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if self._metrics:
+                self._metrics.attempts_recorded(batch)
+            return
 
     async def _throttle(self, task: SendTask) -> None:
         """Space a webhook's requests to its rate limit (requests per second),
@@ -259,18 +273,21 @@ class DeliveryWorker:
         )
         last_reap = float("-inf")
         # Lapsed leases only matter after a crash; look for them at a slow pace.
-        reap_every = max(self._settings.poll_interval_s, self._settings.delivery_lease_s / 2)
+        lease_s = self._settings.delivery_lease_s
+        reap_every = max(self._settings.poll_interval_s, lease_s / 2)
         try:
             while not self._stopping.is_set():
                 wake.clear()
                 try:
-                    if time.monotonic() - last_reap > reap_every:
+                    # Not for one lease after the database was away: nobody could
+                    # record or renew meanwhile.
+                    if time.monotonic() - last_reap > reap_every and seconds_since_outage() > lease_s:
                         await self._db_call(store.release_expired, self._clock())
                         last_reap = time.monotonic()
                     timeout = await self._step()
-                except Exception:
-                    log.exception("delivery loop iteration failed; retrying")
-                    timeout = self._settings.poll_interval_s
+                except Exception as error:
+                    self._faults.failure("a round of the delivery loop", error)
+                    timeout = min(self._settings.poll_interval_s, 0.5)
                 if timeout > 0:
                     try:
                         await asyncio.wait_for(wake.wait(), timeout)

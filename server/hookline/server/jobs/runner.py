@@ -15,15 +15,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
-from peewee import OperationalError
-
 from .. import jsonvalue
 from ..errors import InvalidArgument
 from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
 from ..storage import jobs as job_store
-from ..storage.database import clock_ms
+from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.groupcommit import GroupCommit
 from ..storage.records import ClaimedJob, Job
 from . import flowdef
@@ -46,8 +44,10 @@ class JobRunner:
         self._deadlines: dict[str, tuple[float, float]] = {}  # job id -> (monotonic deadline, timeout s)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._abandoning = threading.Event()  # set when a stop's grace is over
         self._threads: list[threading.Thread] = []
-        self._ends = GroupCommit(_end_jobs)
+        self._ends = GroupCommit(job_store.finish_many)
+        self._quiet = FaultLog(log)
 
     @property
     def _lease_ms(self) -> int:
@@ -89,7 +89,11 @@ class JobRunner:
                 log.info("job %s ended ERROR/JOB_TIMEOUT while a step was still computing", job_id)
 
     def reap_once(self) -> None:
-        """End the jobs whose runner died (in any process): their lease expired."""
+        """End the jobs whose runner died (in any process): their lease expired.
+        Not for one lease after the database was away: nobody could renew a lease
+        meanwhile, and the live runners need that long to renew theirs."""
+        if seconds_since_outage() < self._settings.job_lease_s:
+            return
         for job in job_store.reap_expired(self._clock()):
             log.warning("job %s ended %s/%s: its runner stopped", job.id, job.state, job.code)
 
@@ -135,7 +139,21 @@ class JobRunner:
             hub.publish("jobs")  # a worker is free
 
     def _finish(self, job_id: str, outcome: tuple) -> Job | None:
-        return self._ends.submit((job_id, *outcome))
+        """End the job with its run's outcome, however long the database is away:
+        the job stays ours meanwhile (the heartbeat renews its lease whenever the
+        database answers), so the run's real result is what is recorded, not a
+        zombie's. Gives up only when a stop's grace period is over."""
+        delay = 0.05
+        while True:
+            try:
+                return self._ends.submit((job_id, *outcome))
+            except Exception as error:
+                if database_fault(error) is None or self._abandoning.is_set():
+                    raise
+                self._quiet.fault(f"recording the end of job {job_id}", error)
+            if self._abandoning.wait(delay):
+                raise RuntimeError("stopped before the database came back")
+            delay = min(delay * 2, 1.0)
 
     def _check_output(self, output: object) -> str:
         limits = self._settings.limits
@@ -163,8 +181,8 @@ class JobRunner:
             version = hub.version("jobs")
             try:
                 self.claim_once()
-            except Exception:
-                log.exception("claiming jobs failed; retrying")
+            except Exception as error:
+                self._quiet.failure("claiming jobs", error)
             hub.wait("jobs", version, self._settings.poll_interval_s)
 
     def _heartbeat_loop(self) -> None:
@@ -179,8 +197,8 @@ class JobRunner:
                 if time.monotonic() - last_reap >= reap_every:
                     self.reap_once()
                     last_reap = time.monotonic()
-            except Exception:
-                log.exception("job heartbeat failed; retrying")
+            except Exception as error:
+                self._quiet.failure("the job heartbeat", error)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Let running jobs finish for `grace_s`, then interrupt the rest and
@@ -198,18 +216,5 @@ class JobRunner:
         with self._lock:
             for cancel in self._running.values():
                 cancel.set()
+        self._abandoning.set()
         self._pool.shutdown(wait=True)
-
-
-def _end_jobs(outcomes: list[tuple]) -> list[Job | None]:
-    """End jobs in one transaction, trying again on a transient database error (a
-    lock timeout, a deadlock), so a finished run is not later reaped as a zombie."""
-    for tries in range(5):
-        try:
-            return job_store.finish_many(outcomes)
-        except OperationalError:
-            if tries == 4:
-                raise
-            log.warning("ending %d jobs failed (try %d); trying again", len(outcomes), tries + 1)
-            time.sleep(0.1 * (tries + 1))
-    raise AssertionError("unreachable")

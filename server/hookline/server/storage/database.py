@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from peewee import BigIntegerField, Database, PostgresqlDatabase, SqliteDatabase
+import psycopg2
+from peewee import BigIntegerField, Database, InterfaceError, OperationalError, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_url
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_migrations
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
+from ..errors import HooklineError, ResourceExhausted, Unavailable
 from . import models
+
+log = logging.getLogger("hookline.storage")
 
 _clock_offset_ms = 0
 _clock_checked = float("-inf")
@@ -32,14 +40,29 @@ def now_ms() -> int:
     global _clock_offset_ms, _clock_checked
     if is_postgres() and time.monotonic() - _clock_checked > CLOCK_CHECK_EVERY_S:
         _clock_checked = time.monotonic()
-        samples = []
-        for _ in range(3):
-            before = time.time() * 1000
-            cursor = models.db.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp()) * 1000")
-            after = time.time() * 1000
-            samples.append((after - before, float(cursor.fetchone()[0]) - (before + after) / 2))
-        _clock_offset_ms = round(min(samples)[1])
+        try:
+            _clock_offset_ms = _measure_clock_offset_ms()
+        except (OperationalError, InterfaceError, MaxConnectionsExceeded) as error:
+            # Keep the last offset (clocks drift slowly) and measure again soon;
+            # the caller's own query will meet the outage if it lasts.
+            _clock_checked -= CLOCK_CHECK_EVERY_S - CLOCK_RETRY_S
+            log.warning("cannot read the database's clock (%s); keeping the last offset", _first_line(error))
+        finally:
+            release_connection()
     return int(time.time() * 1000) + _clock_offset_ms
+
+
+CLOCK_RETRY_S = 1.0
+
+
+def _measure_clock_offset_ms() -> int:
+    samples = []
+    for _ in range(3):
+        before = time.time() * 1000
+        cursor = models.db.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp()) * 1000")
+        after = time.time() * 1000
+        samples.append((after - before, float(cursor.fetchone()[0]) - (before + after) / 2))
+    return round(min(samples)[1])
 
 
 def clock_ms() -> int:
@@ -49,6 +72,99 @@ def clock_ms() -> int:
 
 def is_postgres() -> bool:
     return isinstance(models.db.obj, PostgresqlDatabase)
+
+
+# --- faults of the database itself ------------------------------------------------
+
+_last_outage = float("-inf")  # time.monotonic() when a connection was last found dead
+
+
+def note_outage() -> None:
+    """Remember that the database was just found unreachable (see seconds_since_outage)."""
+    global _last_outage
+    _last_outage = time.monotonic()
+
+
+def seconds_since_outage() -> float:
+    """How long ago this process last found the database unreachable (inf: never).
+    While the database is away no process can renew a lease, so lapsed leases
+    just after it returns say nothing about whose runner died."""
+    return time.monotonic() - _last_outage
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_FULL = 13
+_SQLITE_AWAY = {5: "locked", 6: "locked", 8: "read-only", 10: "disk I/O error", 14: "cannot be opened"}
+# PostgreSQL SQLSTATE classes that say the server, not the statement, failed:
+# connection exceptions, operator intervention (shutdown, terminated backend),
+# insufficient resources, and transaction rollbacks (deadlock, serialization).
+_POSTGRES_AWAY = ("08", "57", "53", "40")
+_POSTGRES_DISK_FULL = "53100"
+
+
+def database_fault(error: BaseException) -> HooklineError | None:
+    """What a caller is told when the database failed rather than the request:
+    UNAVAILABLE while it is unreachable (a restart, a dropped connection, a
+    lock timeout), RESOURCE_EXHAUSTED when its disk is full. None for anything
+    else (a bug, to be reported as INTERNAL)."""
+    if isinstance(error, MaxConnectionsExceeded):
+        return Unavailable("every database connection of this server is in use; try again shortly")
+    original = error
+    # Peewee wraps the driver's error, sometimes twice (a failed connect inside BEGIN).
+    while getattr(original, "orig", None) is not None:
+        original = original.orig  # type: ignore[attr-defined]
+    if isinstance(original, sqlite3.Error):
+        code = (getattr(original, "sqlite_errorcode", 0) or 0) & 0xFF
+        if code == _SQLITE_FULL:
+            return _disk_full(original)
+        if code in _SQLITE_AWAY:
+            return Unavailable(f"the database is unavailable ({_first_line(original)}); try again shortly")
+        return None
+    if isinstance(original, psycopg2.Error):
+        sqlstate = original.pgcode or ""
+        if sqlstate == _POSTGRES_DISK_FULL:
+            return _disk_full(original)
+        # No SQLSTATE at all: the connection failed before the server could answer.
+        if isinstance(original, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
+            not sqlstate or sqlstate.startswith(_POSTGRES_AWAY)
+        ):
+            return Unavailable(f"the database is unavailable ({_first_line(original)}); try again shortly")
+    return None
+
+
+def _disk_full(error: BaseException) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"the disk holding the database is full ({_first_line(error)}); nothing was written: "
+        "free some space and try again"
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class FaultLog:
+    """How a background loop reports a round that failed: a database fault as one
+    line at most every `every_s` seconds per loop (an outage would otherwise log a
+    traceback at every try), anything else with its traceback."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 5.0):
+        self._log = logger
+        self._every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def failure(self, what: str, error: BaseException) -> None:
+        if database_fault(error) is None:
+            self._log.error("%s failed; retrying", what, exc_info=error)
+        else:
+            self.fault(what, error)
+
+    def fault(self, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last.get(what, float("-inf")) >= self._every_s:
+            self._last[what] = now
+            self._log.warning("%s failed: %s; retrying until the database is back", what, _first_line(error))
 
 
 def release_connection() -> None:
@@ -92,7 +208,10 @@ class TurnTakingSqliteDatabase(SqliteDatabase):
 
     def rollback(self) -> None:
         try:
-            super().rollback()
+            # SQLite has already rolled back a transaction that failed for want of
+            # disk space or memory; rolling back again would raise and hide why.
+            if self._state.conn is not None and self._state.conn.in_transaction:
+                super().rollback()
         finally:
             self._release()
 
@@ -111,26 +230,86 @@ class TurnTakingSqliteDatabase(SqliteDatabase):
                 self._turns_fd = None
 
 
+class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
+    """A connection pool whose threads notice a connection the server dropped (a
+    restart, a terminated backend) and take a new one. A thread that keeps its
+    connection between calls (the runner's and delivery worker's loops) would
+    otherwise retry on the dead one for ever. A transaction cut short fails;
+    the next one starts on a fresh connection."""
+
+    def is_closed(self) -> bool:
+        if not self._state.transactions and self._connection_dead():
+            self._discard_connection()
+        return bool(self._state.closed)
+
+    def begin(self, isolation_level: int | None = None) -> None:
+        try:
+            super().begin(isolation_level)
+        except (OperationalError, InterfaceError):
+            if not self._connection_dead():
+                raise
+            # Nothing was done on it yet: begin again on a new connection.
+            self._discard_connection()
+            self.connect()
+            super().begin(isolation_level)
+
+    def rollback(self) -> None:
+        # A dead connection's transaction died with it; rolling back would only
+        # raise again and hide why the transaction failed.
+        if self._connection_dead():
+            return
+        super().rollback()
+
+    def _connection_dead(self) -> bool:
+        conn = self._state.conn
+        return conn is not None and bool(conn.closed)
+
+    def _connect(self) -> Any:
+        try:
+            return super()._connect()
+        except psycopg2.Error:
+            note_outage()
+            raise
+
+    def _discard_connection(self) -> None:
+        note_outage()
+        self._close(self._state.conn, close_conn=True)
+        self._state.reset()
+
+
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 
 
-def _pooled(url: str) -> str:
-    """postgresql://... with a connection pool (Peewee's +pool schemes)."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}+pool{sep}{rest}" if scheme in POSTGRES_SCHEMES else url
+class CannotOpen(RuntimeError):
+    """The database cannot be opened; the message says why and what to do."""
 
 
 def open_database(data_dir: Path, database_url: str | None = None) -> Database:
     """Open (creating if needed) and migrate the database, and bind the models to it."""
+    try:
+        database = _connect(data_dir, database_url)
+        models.db.initialize(database)
+        migrate(database)
+    except (OperationalError, InterfaceError, OSError) as error:
+        if isinstance(error, OSError) or database_fault(error):
+            where = "the database" if database_url else f"the database in {data_dir.resolve()}"
+            raise CannotOpen(f"cannot open {where}: {_first_line(error)}") from None
+        raise
+    return database
+
+
+def _connect(data_dir: Path, database_url: str | None) -> Database:
     if database_url:
-        pooled = _pooled(database_url)
+        if database_url.partition("://")[0] not in POSTGRES_SCHEMES:
+            return connect_url(database_url)
         # A thread takes a connection for one call and gives it back (release_connection);
         # past the limit it waits for one instead of failing.
-        extra = {"max_connections": 32, "stale_timeout": 300, "timeout": 30} if pooled != database_url else {}
-        database = connect_url(pooled, **extra)
+        return ReconnectingPostgresqlDatabase(
+            **parse_url(database_url), max_connections=32, stale_timeout=300, timeout=30
+        )
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
-        database = TurnTakingSqliteDatabase(
+        return TurnTakingSqliteDatabase(
             str(data_dir / "hookline.db"),
             pragmas={
                 "journal_mode": "wal",
@@ -144,9 +323,6 @@ def open_database(data_dir: Path, database_url: str | None = None) -> Database:
             check_same_thread=False,
             turns_path=data_dir / "hookline.db.turns",
         )
-    models.db.initialize(database)
-    migrate(database)
-    return database
 
 
 def _add_meta_and_webhook_health(database: Database) -> None:
