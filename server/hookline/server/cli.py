@@ -10,7 +10,7 @@ from . import settings as settings_module
 from .app import StartupError, configure_logging, serve
 from .errors import HooklineError
 from .storage import spaces
-from .storage.database import CannotOpen, open_database
+from .storage.database import CannotOpen, database_fault, open_database
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -106,4 +106,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except CannotOpen as error:
         print(f"hookline: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        fault = database_fault(error)
+        if fault is None:
+            raise
+        print(f"hookline: {fault.message}", file=sys.stderr)
         return 1

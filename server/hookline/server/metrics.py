@@ -18,10 +18,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from .storage import stats
-from .storage.database import now_ms, release_connection
+from .storage.database import FaultLog, now_ms, release_connection
 from .storage.sending import AttemptOutcome
 
 log = logging.getLogger("hookline.metrics")
+_faults = FaultLog(log)
 
 
 class _DatabaseGauges(Collector):
@@ -29,8 +30,8 @@ class _DatabaseGauges(Collector):
         try:
             depth, oldest = stats.pending_deliveries()
             jobs = stats.jobs_by_state()
-        except Exception:
-            log.exception("reading metrics from the database failed")
+        except Exception as error:
+            _faults.failure("reading metrics from the database", error)
             return
         finally:
             # Each scrape is served by a new thread: give its connection back to the pool.

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from .settings import Settings
 from .storage import retention as store
-from .storage.database import now_ms
+from .storage.database import FaultLog, now_ms
 
 log = logging.getLogger("hookline.retention")
 
@@ -21,6 +21,7 @@ class Purger:
         self._settings = settings
         self._clock = clock
         self._stopping = threading.Event()
+        self._faults = FaultLog(log)
         self._thread: threading.Thread | None = None
 
     def purge_once(self) -> dict[str, int]:
@@ -57,8 +58,8 @@ class Purger:
         while not self._stopping.wait(interval):
             try:
                 self.purge_once()
-            except Exception:
-                log.exception("purging failed; trying again later")
+            except Exception as error:
+                self._faults.failure("purging", error)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from peewee import BigIntegerField, Database, InterfaceError, OperationalError, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 from playhouse.db_url import parse as parse_url
@@ -115,14 +116,14 @@ def database_fault(error: BaseException) -> HooklineError | None:
         original = original.orig  # type: ignore[attr-defined]
     if isinstance(original, sqlite3.Error):
         code = (getattr(original, "sqlite_errorcode", 0) or 0) & 0xFF
-        if code == _SQLITE_FULL:
+        if code == _SQLITE_FULL or "database or disk is full" in str(original):
             return _disk_full(original)
         if code in _SQLITE_AWAY:
             return Unavailable(f"the database is unavailable ({_first_line(original)}); try again shortly")
         return None
     if isinstance(original, psycopg2.Error):
         sqlstate = original.pgcode or ""
-        if sqlstate == _POSTGRES_DISK_FULL:
+        if sqlstate == _POSTGRES_DISK_FULL or isinstance(original, psycopg2.errors.DiskFull):
             return _disk_full(original)
         # No SQLSTATE at all: the connection failed before the server could answer.
         if isinstance(original, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
