@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from grpc_health.v1 import health, health_pb2
 
 from .storage import models
-from .storage.database import database_fault, note_outage, release_connection
+from .storage.database import database_fault, note_outage, outage_noticed, release_connection
 
 log = logging.getLogger("hookline.health")
 
@@ -34,13 +34,22 @@ def database_answers() -> bool:
 
 
 class DatabaseHealth:
-    """Asks the database every `every_s` seconds and sets the health of
-    `services` (and of the server as a whole, the empty name) accordingly."""
+    """Sets the health of `services` (and of the server as a whole, the empty
+    name) by asking the database: at once when any part of the process found it
+    unreachable, every `every_s` seconds while it does not answer, and every
+    `idle_every_s` otherwise (an idle server makes few queries)."""
 
-    def __init__(self, servicer: health.HealthServicer, services: Iterable[str], every_s: float = 1.0):
+    def __init__(
+        self,
+        servicer: health.HealthServicer,
+        services: Iterable[str],
+        every_s: float = 1.0,
+        idle_every_s: float = 5.0,
+    ):
         self._servicer = servicer
         self._names = ("", *services)
         self._every_s = every_s
+        self._idle_every_s = idle_every_s
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
         self.serving = True
@@ -50,6 +59,7 @@ class DatabaseHealth:
 
     def stop(self) -> None:
         self._stopping.set()
+        outage_noticed.set()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -70,5 +80,9 @@ class DatabaseHealth:
         return answers
 
     def _run(self) -> None:
-        while not self._stopping.wait(self._every_s):
+        while not self._stopping.is_set():
+            outage_noticed.wait(self._every_s if not self.serving else self._idle_every_s)
+            if self._stopping.is_set():
+                return
             self.check_once()
+            outage_noticed.clear()  # including its own notice, if it failed

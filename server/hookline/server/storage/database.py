@@ -80,10 +80,14 @@ def is_postgres() -> bool:
 _last_outage = float("-inf")  # time.monotonic() when a connection was last found dead
 
 
+outage_noticed = threading.Event()  # set at each note_outage, for whoever reports health
+
+
 def note_outage() -> None:
     """Remember that the database was just found unreachable (see seconds_since_outage)."""
     global _last_outage
     _last_outage = time.monotonic()
+    outage_noticed.set()
 
 
 def seconds_since_outage() -> float:
