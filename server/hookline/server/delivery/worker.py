@@ -141,9 +141,9 @@ class DeliveryWorker:
             batch, self._outcomes = self._outcomes, []
             for tries in range(5):
                 try:
-                    await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
+                    results = await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
                     if self._metrics:
-                        self._metrics.attempts_recorded(batch)
+                        self._metrics.attempts_recorded(batch, results)
                     break
                 except Exception:
                     log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
@@ -176,6 +176,7 @@ class DeliveryWorker:
         status, error, response_headers, body, truncated = 0, "", {}, b"", False
         retry_after: float | None = None
         refused: targets.TargetRefused | None = None
+        timed_out = False
         try:
             # Also here, not only in the transport: httpx rejects some spellings
             # (octal IPv4) before a transport sees them, and those deserve a refusal too.
@@ -188,11 +189,15 @@ class DeliveryWorker:
                     retry_after = retry.parse_retry_after(response.headers.get("retry-after"), now=time.time())
         except Exception as exc:
             refused = targets.refused_in(exc)
-            error = _describe(exc, refused, time.monotonic() - started)
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            error = _describe(exc, refused, time.monotonic() - started, status)
+            # One outcome per attempt: a response that did not arrive whole within
+            # the timeout is a failed attempt, whatever its status line said.
+            status = 0
             if refused is None and not isinstance(exc, (httpx.HTTPError, httpx.InvalidURL)):
                 log.warning("delivery %s: unexpected failure sending", d.id, exc_info=True)
         duration_ms = int((time.monotonic() - started) * 1000)
-        succeeded = 200 <= status < 300
+        succeeded = not error and 200 <= status < 300
         if not succeeded and not error:
             error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
         next_time = None
@@ -228,20 +233,20 @@ class DeliveryWorker:
             duration_ms,
         )
         return AttemptOutcome(
-            task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time, disable_reason=disable_reason
+            task=task,
+            attempt=attempt,
+            succeeded=succeeded,
+            next_attempt_time=next_time,
+            disable_reason=disable_reason,
+            timed_out=timed_out,
         )
 
     # --- the loop -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="delivery", daemon=True)
-        self._thread.start()
-
-    async def _main(self) -> None:
+    async def open(self) -> None:
+        """Make the HTTP client, on the event loop that will send with it (the
+        loop does this itself; a test calling `attempt` does it first)."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        loop, wake = self._loop, self._wake
-        unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
         transport = self._transport or GuardedTransport(
             # Read at each check, so a changed allow-list applies to the next send.
             allowed=lambda: self._settings.allowed_networks,
@@ -257,6 +262,21 @@ class DeliveryWorker:
             # none set by one receiver goes out with another webhook's message.
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="delivery", daemon=True)
+        self._thread.start()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        loop, wake = self._loop, self._wake
+        unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
+        await self.open()
         last_reap = float("-inf")
         # Lapsed leases only matter after a crash; look for them at a slow pace.
         reap_every = max(self._settings.poll_interval_s, self._settings.delivery_lease_s / 2)
@@ -279,7 +299,7 @@ class DeliveryWorker:
             await self._drain()
         finally:
             unsubscribe()
-            await self._client.aclose()
+            await self.close()
 
     async def _drain(self, grace_s: float = 5.0) -> None:
         """Graceful stop: let sends in flight finish, give the rest back."""
@@ -310,13 +330,16 @@ def _url(text: str) -> httpx.URL:
     return httpx.URL(text)
 
 
-def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float) -> str:
-    """An attempt's error text for a failed send."""
+def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float, status: int = 0) -> str:
+    """An attempt's error text for a failed send; `status` is that of a response
+    whose body could not be read whole."""
     if refused is not None:
         return f"refused: {refused}"
     if isinstance(error, httpx.TimeoutException):
-        return f"timed out ({type(error).__name__}) after {elapsed_s:.1f} s"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        text = f"timed out ({type(error).__name__}) after {elapsed_s:.1f} s"
+    else:
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"{text} reading the body of an HTTP {status} response" if status else text
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:

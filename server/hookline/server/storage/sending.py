@@ -189,16 +189,30 @@ class AttemptOutcome:
     succeeded: bool
     next_attempt_time: int | None  # None: no retry left (FAILED) unless succeeded
     disable_reason: str = ""  # set when the response disables the webhook (410)
+    timed_out: bool = False  # no complete response within the request timeout
+
+    @property
+    def result(self) -> str:
+        """What the worker decided of the delivery: "succeeded", "retry" or "failed"."""
+        if self.succeeded:
+            return "succeeded"
+        return "retry" if self.next_attempt_time is not None and not self.disable_reason else "failed"
+
+
+# A result as the change that records it.
+_RESULTS = {"SUCCEEDED": "succeeded", "RETRY_SCHEDULED": "retry", "FAILED": "failed"}
 
 
 def record_outcomes(
     outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None
-) -> list[Delivery]:
-    """Store attempts and move their deliveries on, all in one transaction.
+) -> list[str]:
+    """Store attempts and move their deliveries on, all in one transaction;
+    returns each outcome's result as recorded ("succeeded", "retry" or "failed"):
+    the worker's, unless the webhook was disabled meanwhile.
 
     Also tracks each webhook's health: a webhook whose deliveries have failed,
     with no success, for `auto_disable_after_ms` is disabled (reason "failing")."""
-    updated: list[Delivery] = []
+    results: list[str] = []
     leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
         statements.insert_rows(
@@ -229,6 +243,7 @@ def record_outcomes(
                 m.Delivery.update(
                     attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, update_time=now
                 ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
+                results.append(o.result)
                 continue
             if o.succeeded:
                 kind, d.state, d.next_attempt_time = "SUCCEEDED", "SUCCEEDED", None
@@ -246,11 +261,11 @@ def record_outcomes(
             d.update_time = now
             writes.append((d.state, d.next_attempt_time, a.number, a.status_code, d.last_error, None, now, d.id))
             log_change(changes, d, kind, now)
-            updated.append(d)
+            results.append(_RESULTS[kind])
         statements.update_rows(m.Delivery, OUTCOME_COLUMNS, ["id"], writes)
         _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
         flush_changes(changes)
-    return updated
+    return results
 
 
 # What recording an attempt's outcome writes to its delivery.
