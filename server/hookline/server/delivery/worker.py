@@ -38,6 +38,8 @@ log = logging.getLogger("hookline.delivery")
 
 USER_AGENT = f"hookline/{version('hookline')}"
 T = TypeVar("T")
+# How often the event loop says it is running (see DeliveryWorker.heartbeat).
+HEARTBEAT_EVERY_S = 1.0
 
 
 class DeliveryWorker:
@@ -67,6 +69,9 @@ class DeliveryWorker:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
+        # Called from the event loop every HEARTBEAT_EVERY_S while it runs, so a
+        # supervisor can tell a stopped or stuck worker from a quiet one.
+        self.heartbeat: Callable[[], None] | None = None
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._loop is not None
@@ -255,7 +260,10 @@ class DeliveryWorker:
         )
         self._client = httpx.AsyncClient(
             transport=transport,
-            timeout=httpx.Timeout(self._settings.request_timeout_s, connect=self._settings.connect_timeout_s),
+            # The transport's total deadline bounds each request, body included, and
+            # gives back time the process could not run; a read timeout of aiohttp's
+            # own would not, and would time out an answer that came in meanwhile.
+            timeout=httpx.Timeout(None, connect=self._settings.connect_timeout_s),
             follow_redirects=False,
             trust_env=False,  # never send webhooks through a proxy from the environment
             # One client serves every webhook of every space: keep no cookie, so
@@ -276,6 +284,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         loop, wake = self._loop, self._wake
         unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
+        beating = asyncio.create_task(self._beat())
         await self.open()
         last_reap = float("-inf")
         # Lapsed leases only matter after a crash; look for them at a slow pace.
@@ -285,7 +294,7 @@ class DeliveryWorker:
                 wake.clear()
                 try:
                     if time.monotonic() - last_reap > reap_every:
-                        await self._db_call(store.release_expired, self._clock())
+                        await self._db_call(store.release_expired, self._clock(), list(self._sending))
                         last_reap = time.monotonic()
                     timeout = await self._step()
                 except Exception:
@@ -299,7 +308,13 @@ class DeliveryWorker:
             await self._drain()
         finally:
             unsubscribe()
+            beating.cancel()
             await self.close()
+
+    async def _beat(self) -> None:
+        while self.heartbeat is not None:
+            self.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
 
     async def _drain(self, grace_s: float = 5.0) -> None:
         """Graceful stop: let sends in flight finish, give the rest back."""

@@ -296,14 +296,18 @@ def _track_health(
             hook.enabled = False
 
 
-def release_expired(now: int, *, all_leases: bool = False) -> int:
+def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = False) -> int:
     """SENDING deliveries whose lease ran out (their sender died) go back to
-    PENDING, due now: at-least-once, never lost. `all_leases` releases every
-    SENDING delivery (when no other process can hold one)."""
+    PENDING, due now: at-least-once, never lost. `held` are those the caller is
+    sending itself: not dead, only late (its process was stopped for a while),
+    so they are left to it. `all_leases` releases every SENDING delivery (when no
+    other process can hold one)."""
     with m.db.atomic():
         query = m.Delivery.select().where(m.Delivery.state == "SENDING")
         if not all_leases:
             query = query.where(m.Delivery.lease_expire_time < now)
+        if held:
+            query = query.where(m.Delivery.id.not_in(list(held)))
         rows = list(query)
         _requeue(rows, now, last_error="sender stopped before recording a result; sending again")
     return len(rows)
