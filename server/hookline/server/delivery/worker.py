@@ -11,7 +11,6 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -31,7 +30,8 @@ from ..storage import sending as store
 from ..storage.database import clock_ms
 from ..storage.records import Attempt, SendTask
 from ..storage.sending import AttemptOutcome
-from . import retry, targets
+from . import capacity, retry, targets
+from .capacity import Capacity
 from .transport import GuardedTransport
 
 log = logging.getLogger("hookline.delivery")
@@ -59,7 +59,7 @@ class DeliveryWorker:
         self._metrics = metrics
         self._auto_disable_ms = int(settings.auto_disable_after_s * 1000)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
-        self._in_flight: Counter[str] = Counter()  # per webhook
+        self._capacity = Capacity(settings.delivery_concurrency, settings.webhook_max_in_flight)
         self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when its next request may start
         self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
         self._outcomes: list[AttemptOutcome] = []
@@ -81,19 +81,18 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Claim what there is room for and start sending it; returns how many."""
-        cap = self._settings.webhook_max_in_flight
-        room = self._settings.delivery_concurrency - len(self._sending)
+        plan = self._capacity.plan()
         tasks = await self._db_call(
             store.claim_due,
             self._clock(),
-            room,
+            self._settings.delivery_concurrency - len(self._sending),
             int(self._settings.delivery_lease_s * 1000),
-            lambda webhook_id: cap - self._in_flight[webhook_id],
-            cap,
-            [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap],
+            plan.choose,
+            self._settings.webhook_max_in_flight,
+            plan.blocked,
         )
         for task in tasks:
-            self._in_flight[task.delivery.webhook_id] += 1
+            self._capacity.claimed(task.delivery.webhook_id)
             self._sending[task.delivery.id] = asyncio.create_task(self._send(task))
         return len(tasks)
 
@@ -110,9 +109,7 @@ class DeliveryWorker:
             # deliveries wake the loop, and retries falling due meanwhile are
             # looked for at a short, fixed pace rather than after every send.
             return min(poll, 0.25)
-        cap = self._settings.webhook_max_in_flight
-        full = [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap]
-        due = await self._db_call(store.next_due_time, full)
+        due = await self._db_call(store.next_due_time, self._capacity.plan().blocked)
         if due is None:
             return poll
         wait_s = (due - self._clock()) / 1000
@@ -120,19 +117,20 @@ class DeliveryWorker:
         return min(poll, wait_s) if wait_s > 0 else min(poll, 0.05)
 
     async def _send(self, task: SendTask) -> None:
+        webhook_id, delivery_id = task.delivery.webhook_id, task.delivery.id
         try:
             await self._throttle(task)
+            self._capacity.sent(webhook_id, delivery_id)
             outcome = await self.attempt(task)
+            slow = outcome.timed_out or outcome.attempt.duration_ms >= capacity.SLOW_S * 1000
+            self._capacity.answered(webhook_id, delivery_id, slow)
             self._outcomes.append(outcome)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush())
             await self._flusher_done()
         finally:
-            webhook_id = task.delivery.webhook_id
-            self._in_flight[webhook_id] -= 1
-            if self._in_flight[webhook_id] <= 0:
-                del self._in_flight[webhook_id]
-            self._sending.pop(task.delivery.id, None)
+            self._capacity.released(webhook_id, delivery_id)
+            self._sending.pop(delivery_id, None)
             if self._wake is not None:
                 self._wake.set()
 
@@ -295,6 +293,7 @@ class DeliveryWorker:
                 try:
                     if time.monotonic() - last_reap > reap_every:
                         await self._db_call(store.release_expired, self._clock(), list(self._sending))
+                        self._capacity.forget_idle()
                         last_reap = time.monotonic()
                     timeout = await self._step()
                 except Exception:

@@ -24,32 +24,27 @@ def claim_due(
     now: int,
     capacity: int,
     lease_ms: int,
-    room: Callable[[str], int],
+    choose: Callable[[Sequence[tuple[str, str]], int], list[str]],
     per_webhook_cap: int,
-    full: Sequence[str] = (),
+    blocked: Sequence[str] = (),
 ) -> list[SendTask]:
     """Claim up to `capacity` due PENDING deliveries (SENDING, under a lease),
-    at most `room(webhook_id)` for each webhook, with everything needed to send them.
+    with everything needed to send them; `choose(candidates, capacity)` picks
+    which of the candidates, (delivery id, webhook id) due earliest first.
 
-    Candidates are the earliest due deliveries of webhooks not `full` (a window
-    of capacity x per-webhook cap, so a claim costs the same whatever the
-    backlog), ranked within their webhook, so one webhook's backlog cannot fill
-    a whole claim, and a full webhook's backlog cannot hide the others'."""
+    Candidates are the earliest due deliveries of webhooks not `blocked` (a
+    window of capacity x per-webhook cap, so a claim costs the same whatever the
+    backlog), at most `per_webhook_cap` of each, so one webhook's backlog cannot
+    fill a whole claim, and a blocked webhook's backlog cannot hide the others'."""
     if capacity <= 0:
         return []
     postgres = is_postgres()
     with m.db.atomic():
         window = capacity * per_webhook_cap
-        params = ["PENDING", now, *full, window, per_webhook_cap, capacity * 2]
-        candidates = m.db.execute_sql(_candidates_sql(len(full), m.db.param), params)
-        chosen: list[str] = []
-        taken: dict[str, int] = {}
-        for delivery_id, webhook_id in candidates:
-            if len(chosen) >= capacity:
-                break
-            if taken.get(webhook_id, 0) < room(webhook_id):
-                taken[webhook_id] = taken.get(webhook_id, 0) + 1
-                chosen.append(delivery_id)
+        skipped = _padded(blocked)
+        params = ["PENDING", now, *skipped, window, per_webhook_cap, capacity * 2]
+        candidates = m.db.execute_sql(_candidates_sql(len(skipped), m.db.param), params).fetchall()
+        chosen = choose(candidates, capacity)[:capacity]
         if not chosen:
             return []
         params = ["SENDING", now + lease_ms, now, *chosen, *(["PENDING"] if postgres else []), "", "PENDING"]
@@ -92,12 +87,21 @@ def claim_due(
 # shape (how many webhooks are full, how many deliveries are taken), not each time.
 
 
+def _padded(webhook_ids: Sequence[str]) -> list[str]:
+    """The ids padded with "" (no webhook's id) to a power of two, so that few
+    shapes of the candidates' SQL are ever built."""
+    if not webhook_ids:
+        return []
+    size = 1 << (len(webhook_ids) - 1).bit_length()
+    return [*webhook_ids, *[""] * (size - len(webhook_ids))]
+
+
 @lru_cache(maxsize=64)
-def _candidates_sql(full: int, param: str) -> str:
-    """Parameters: "PENDING", now, the full webhooks' ids, window, per-webhook cap, limit."""
+def _candidates_sql(blocked: int, param: str) -> str:
+    """Parameters: "PENDING", now, the blocked webhooks' ids, window, per-webhook cap, limit."""
     due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= 0)
-    if full:
-        due_now &= m.Delivery.webhook_id.not_in([""] * full)
+    if blocked:
+        due_now &= m.Delivery.webhook_id.not_in([""] * blocked)
     earliest = (
         m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time)
         .where(due_now)
