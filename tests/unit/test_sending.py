@@ -48,3 +48,23 @@ def test_lapsed_leases_are_released_except_those_the_caller_still_holds(db: None
     assert _states() == {"dlv_mine": "SENDING", "dlv_dead": "PENDING", "dlv_live": "SENDING"}
     assert sending.release_expired(NOW) == 1  # by anyone else: dead, released
     assert _states()["dlv_mine"] == "PENDING"
+
+
+def test_a_recovered_webhook_s_waiting_retries_become_due_in_batches(db: None) -> None:
+    later = NOW + 300_000
+    for n in range(3):
+        _delivery(f"dlv_wait{n}", attempt_count=1, last_status_code=500, next_attempt_time=later + n)
+    _delivery("dlv_429", attempt_count=1, last_status_code=429, next_attempt_time=later)  # asked to wait
+    _delivery("dlv_other", webhook_id="wh_2", attempt_count=1, last_status_code=500, next_attempt_time=later)
+    _delivery("dlv_failed", state="FAILED", attempt_count=3, next_attempt_time=None)
+
+    assert sending.expedite_retries("wh_1", NOW, limit=2) == 2  # the two due earliest
+    assert sending.expedite_retries("wh_1", NOW + 1, limit=2) == 1
+    assert sending.expedite_retries("wh_1", NOW + 2, limit=2) == 0
+    due = {d.id: d.next_attempt_time for d in models.Delivery.select()}
+    assert due == {
+        "dlv_wait0": NOW, "dlv_wait1": NOW, "dlv_wait2": NOW + 1,
+        "dlv_429": later, "dlv_other": later, "dlv_failed": None,
+    }  # fmt: skip
+    changes = [(c.delivery_id, c.kind) for c in models.DeliveryChange.select().order_by(models.DeliveryChange.seq)]
+    assert changes == [(f"dlv_wait{n}", "RETRY_SCHEDULED") for n in range(3)]

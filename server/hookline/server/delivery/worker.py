@@ -40,6 +40,8 @@ USER_AGENT = f"hookline/{version('hookline')}"
 T = TypeVar("T")
 # How often the event loop says it is running (see DeliveryWorker.heartbeat).
 HEARTBEAT_EVERY_S = 1.0
+# Retries of a recovered webhook brought forward per transaction.
+EXPEDITE_BATCH = 500
 
 
 class DeliveryWorker:
@@ -63,6 +65,7 @@ class DeliveryWorker:
         self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when its next request may start
         self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
         self._outcomes: list[AttemptOutcome] = []
+        self._expediting: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -144,14 +147,29 @@ class DeliveryWorker:
             batch, self._outcomes = self._outcomes, []
             for tries in range(5):
                 try:
-                    results = await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
+                    recorded = await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
                     if self._metrics:
-                        self._metrics.attempts_recorded(batch, results)
+                        self._metrics.attempts_recorded(batch, recorded.results)
+                    for webhook_id in recorded.recovered:
+                        self._expediting.add(asyncio.create_task(self._expedite(webhook_id)))
                     break
                 except Exception:
                     log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
                     await asyncio.sleep(0.2 * (tries + 1))
             # Never recorded: the leases lapse and the deliveries are sent again.
+
+    async def _expedite(self, webhook_id: str) -> None:
+        """A failing webhook succeeded again: send what waits for a retry soon,
+        not at its scheduled time (a batch at a time, between other writes)."""
+        try:
+            while (
+                await self._db_call(store.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH) == EXPEDITE_BATCH
+            ):
+                pass
+        except Exception:
+            log.exception("bringing forward the retries of recovered webhook %s failed", webhook_id)
+        finally:
+            self._expediting.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _throttle(self, task: SendTask) -> None:
         """Space a webhook's requests to its rate limit (requests per second),

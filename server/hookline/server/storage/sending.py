@@ -207,15 +207,21 @@ class AttemptOutcome:
 _RESULTS = {"SUCCEEDED": "succeeded", "RETRY_SCHEDULED": "retry", "FAILED": "failed"}
 
 
-def record_outcomes(
-    outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None
-) -> list[str]:
-    """Store attempts and move their deliveries on, all in one transaction;
-    returns each outcome's result as recorded ("succeeded", "retry" or "failed"):
-    the worker's, unless the webhook was disabled meanwhile.
+@dataclass
+class Recorded:
+    """What recording a batch of outcomes did."""
+
+    results: list[str]  # each outcome's result as recorded: "succeeded", "retry" or "failed"
+    recovered: list[str]  # webhooks that were failing and succeeded again
+
+
+def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None) -> Recorded:
+    """Store attempts and move their deliveries on, all in one transaction.
+    Each outcome's result is the worker's, unless the webhook was disabled meanwhile.
 
     Also tracks each webhook's health: a webhook whose deliveries have failed,
-    with no success, for `auto_disable_after_ms` is disabled (reason "failing")."""
+    with no success, for `auto_disable_after_ms` is disabled (reason "failing");
+    one that was failing and succeeds again has recovered (see expedite_retries)."""
     results: list[str] = []
     leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
@@ -267,9 +273,47 @@ def record_outcomes(
             log_change(changes, d, kind, now)
             results.append(_RESULTS[kind])
         statements.update_rows(m.Delivery, OUTCOME_COLUMNS, ["id"], writes)
+        recovered = [w for w in succeeded if w in hooks and hooks[w].failing_since is not None]
         _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
         flush_changes(changes)
-    return results
+    return Recorded(results, recovered)
+
+
+def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
+    """A webhook that was failing succeeded again: its deliveries waiting for a
+    retry become due now rather than at their scheduled times, up to `limit` of
+    them, earliest first (call again while it returns `limit`). Those its
+    receiver asked to wait (429) keep their times. The worker's caps and the
+    webhook's rate limit still pace them."""
+    with m.db.atomic():
+        waiting = (
+            m.Delivery.select(m.Delivery.id)
+            .where(
+                (m.Delivery.webhook_id == webhook_id)
+                & (m.Delivery.state == "PENDING")
+                & (m.Delivery.next_attempt_time > now)
+                & (m.Delivery.attempt_count > 0)
+                & (m.Delivery.last_status_code != 429)
+            )
+            .order_by(m.Delivery.next_attempt_time)
+            .limit(limit)
+        )
+        ids = [row.id for row in waiting]
+        if not ids:
+            return 0
+        rows = (
+            m.Delivery.update(next_attempt_time=now, update_time=now)
+            .where(m.Delivery.id.in_(ids) & (m.Delivery.state == "PENDING"))
+            .returning(m.Delivery)
+            .execute()
+        )
+        changes: list[dict[str, Any]] = []
+        for row in rows:
+            log_change(changes, Delivery.from_row(row), "RETRY_SCHEDULED", now)
+        flush_changes(changes)
+        if changes:
+            notify.after_commit("deliveries")
+    return len(ids)
 
 
 # What recording an attempt's outcome writes to its delivery.
