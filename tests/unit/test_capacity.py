@@ -88,6 +88,9 @@ def test_fast_webhooks_find_slots_whatever_the_slow_and_unproven_ones_hold() -> 
 
 def test_slow_webhooks_leave_room_for_unproven_ones() -> None:
     capacity, clock = _capacity()
+    _send(capacity, "idle-slow", "d0")
+    capacity.answered("idle-slow", "d0", slow=True)
+    capacity.released("idle-slow", "d0")
     for n in range(30):
         _send(capacity, f"hang{n}", f"hang{n}-first")
         capacity.answered(f"hang{n}", f"hang{n}-first", slow=True)  # timed out, slot not yet free
@@ -95,8 +98,10 @@ def test_slow_webhooks_leave_room_for_unproven_ones() -> None:
     plan = capacity.plan()
     # 30 slow requests in flight, over their share of 24: no slow webhook takes more,
     # but a new webhook still gets a slot (the suspects' share is 32).
-    assert plan.choose([("again", "hang1")], 64) == []
+    assert plan.choose([("again", "hang1"), ("idle", "idle-slow")], 64) == []
     assert plan.choose([("n1", "brand-new")], 64) == ["n1"]
+    # The claim skips the backlogs of every slow webhook, busy or not.
+    assert set(plan.blocked) == {f"hang{n}" for n in range(30)} | {"idle-slow"}
 
 
 def test_a_slow_webhook_answered_quickly_gets_its_whole_cap_back() -> None:

@@ -51,7 +51,9 @@ class Capacity:
         self.suspect_limit = max(1, int(total * SUSPECT_SHARE))
         self.slow_limit = max(1, int(total * SLOW_SHARE))
         self._clock = clock
-        self._webhooks: dict[str, _Webhook] = {}
+        self._webhooks: dict[str, _Webhook] = {}  # every webhook seen lately
+        self._busy: dict[str, _Webhook] = {}  # those with requests in flight
+        self._slow: set[str] = set()  # those whose last answered request was slow
 
     # --- a send's life: claimed, sent, answered, released --------------------------
 
@@ -60,6 +62,7 @@ class Capacity:
         if hook is None:
             hook = self._webhooks[webhook_id] = _Webhook()
         hook.in_flight += 1
+        self._busy[webhook_id] = hook
 
     def sent(self, webhook_id: str, delivery_id: str) -> None:
         """Its request goes out now (after any wait for the webhook's rate limit)."""
@@ -70,6 +73,10 @@ class Capacity:
         hook = self._webhooks[webhook_id]
         hook.requests.pop(delivery_id, None)
         hook.slow = slow
+        if slow:
+            self._slow.add(webhook_id)
+        else:
+            self._slow.discard(webhook_id)
 
     def released(self, webhook_id: str, delivery_id: str) -> None:
         """Its slot is free (its result is recorded, or it was given back)."""
@@ -77,15 +84,14 @@ class Capacity:
         hook.requests.pop(delivery_id, None)
         hook.in_flight -= 1
         hook.last_used = self._clock()
+        if not hook.in_flight:
+            del self._busy[webhook_id]
 
     def forget_idle(self) -> None:
         cutoff = self._clock() - FORGET_S
         for webhook_id in [w for w, h in self._webhooks.items() if not h.in_flight and h.last_used < cutoff]:
             del self._webhooks[webhook_id]
-
-    def in_flight(self, webhook_id: str) -> int:
-        hook = self._webhooks.get(webhook_id)
-        return hook.in_flight if hook else 0
+            self._slow.discard(webhook_id)
 
     def kind(self, webhook_id: str) -> str:
         hook = self._webhooks.get(webhook_id)
@@ -97,50 +103,71 @@ class Capacity:
             return SLOW
         return UNPROVEN if hook.slow is None else FAST
 
+    def _idle_kind(self, webhook_id: str) -> str:
+        """The kind of a webhook with nothing in flight (read from the claim's thread)."""
+        hook = self._webhooks.get(webhook_id)
+        return UNPROVEN if hook is None or hook.slow is None else SLOW if hook.slow else FAST
+
     # --- claims ---------------------------------------------------------------------
 
     def plan(self) -> Plan:
-        """What the next claim may take, decided from now."""
+        """What the next claim may take, decided from now; it costs as many steps
+        as webhooks have requests in flight (and slow ones when their share is full)."""
         slow_before = self._clock() - SLOW_S
-        kinds = {w: (self._kind(h, slow_before), h.in_flight) for w, h in self._webhooks.items()}
-        slow_in_flight = sum(n for kind, n in kinds.values() if kind == SLOW)
-        suspect_in_flight = slow_in_flight + sum(n for kind, n in kinds.values() if kind == UNPROVEN)
-        slow_webhooks = sum(1 for kind, n in kinds.values() if kind == SLOW and n)
+        busy = {w: (self._kind(h, slow_before), h.in_flight) for w, h in self._busy.items()}
+        slow_in_flight = sum(n for kind, n in busy.values() if kind == SLOW)
+        suspect_in_flight = slow_in_flight + sum(n for kind, n in busy.values() if kind == UNPROVEN)
+        slow_webhooks = sum(1 for kind, _ in busy.values() if kind == SLOW)
         caps = {
             FAST: self.per_webhook,
             SLOW: min(self.per_webhook, -(-self.slow_limit // max(1, slow_webhooks))),
             UNPROVEN: 1,
         }
-        return Plan(
-            kinds, caps, slow_room=self.slow_limit - slow_in_flight, suspect_room=self.suspect_limit - suspect_in_flight
-        )
+        slow_room = self.slow_limit - slow_in_flight
+        suspect_room = self.suspect_limit - suspect_in_flight
+        blocked = [
+            w
+            for w, (kind, n) in busy.items()
+            if n >= caps[kind] or (kind != FAST and suspect_room <= 0) or (kind == SLOW and slow_room <= 0)
+        ]
+        if slow_room <= 0 or suspect_room <= 0:
+            blocked += [w for w in list(self._slow) if w not in busy]
+        return Plan(busy, self._idle_kind, caps, slow_room, suspect_room, blocked)
 
 
 class Plan:
     """A claim's choice of deliveries, from a snapshot of the worker's sends."""
 
-    def __init__(self, kinds: dict[str, tuple[str, int]], caps: dict[str, int], slow_room: int, suspect_room: int):
-        self._kinds = kinds  # known webhooks: (kind, requests in flight)
+    def __init__(
+        self,
+        busy: dict[str, tuple[str, int]],
+        idle_kind: Callable[[str], str],
+        caps: dict[str, int],
+        slow_room: int,
+        suspect_room: int,
+        blocked: list[str],
+    ):
+        self._busy = busy  # webhooks with requests in flight: (kind, how many)
+        self._idle_kind = idle_kind
         self._caps = caps
         self._slow_room = slow_room
         self._suspect_room = suspect_room
         # Webhooks that can take nothing now, for the claim to skip their backlogs.
-        self.blocked = [
-            w
-            for w, (kind, n) in kinds.items()
-            if n >= caps[kind] or (kind != FAST and suspect_room <= 0) or (kind == SLOW and slow_room <= 0)
-        ]
+        self.blocked = blocked
+
+    def _state(self, webhook_id: str) -> tuple[str, int]:
+        found = self._busy.get(webhook_id)
+        return found if found is not None else (self._idle_kind(webhook_id), 0)
 
     def choose(self, candidates: Sequence[tuple[str, str]], capacity: int) -> list[str]:
         """Of (delivery id, webhook id) due earliest first, the ids to take: at most
         `capacity`, level by level, within each webhook's cap and the shares of
         slow and unproven webhooks."""
+        states = {webhook_id: self._state(webhook_id) for _, webhook_id in candidates}
         levels: dict[str, int] = {}
         ordered = []
         for position, (delivery_id, webhook_id) in enumerate(candidates):
-            level = levels.get(webhook_id)
-            if level is None:
-                level = self._kinds.get(webhook_id, (UNPROVEN, 0))[1]
+            level = levels.get(webhook_id, states[webhook_id][1])
             levels[webhook_id] = level + 1
             ordered.append((level, position, delivery_id, webhook_id))
         ordered.sort()
@@ -150,7 +177,7 @@ class Plan:
         for _, _, delivery_id, webhook_id in ordered:
             if len(chosen) >= capacity:
                 break
-            kind, in_flight = self._kinds.get(webhook_id, (UNPROVEN, 0))
+            kind, in_flight = states[webhook_id]
             count = taken.get(webhook_id, 0)
             if in_flight + count >= self._caps[kind]:
                 continue
