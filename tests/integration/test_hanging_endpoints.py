@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
+from conftest import BACKEND
 
 from hookline.client import DeliveryState, ListDeliveriesRequest
 from hookline.server.settings import Settings
@@ -141,7 +142,9 @@ def test_twenty_hanging_endpoints_do_not_delay_a_healthy_one(client, receiver, h
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(f"healthy webhook, job end to arrival: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms")
-    assert p99 <= 250, f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    # Waiting behind the hanging ones would take their 1.5 s timeout. PostgreSQL
+    # costs a round trip per statement, on a server other work shares.
+    assert p99 <= (250 if BACKEND == "sqlite" else 750), f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
 
     # Nothing dropped: every hanging delivery was attempted twice (timed out, retried
     # after the schedule's second, timed out again) and is FAILED.

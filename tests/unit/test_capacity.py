@@ -38,8 +38,13 @@ def test_an_unknown_webhook_has_one_request_in_flight_until_one_is_answered_quic
     capacity, _ = _capacity()
     assert capacity.kind("wh") == UNPROVEN
     assert capacity.plan().choose(_candidates("wh", 5), 64) == ["wh-d0"]
-    _answered_quickly(capacity, "wh")
+    _send(capacity, "wh", "wh-d0")
+    assert capacity.answered("wh", "wh-d0", slow=False) is True  # room again before the slot is free
     assert capacity.kind("wh") == FAST
+    capacity.released("wh", "wh-d0")
+    _send(capacity, "wh", "wh-d1")
+    assert capacity.answered("wh", "wh-d1", slow=False) is False  # it was fast already
+    capacity.released("wh", "wh-d1")
     assert len(capacity.plan().choose(_candidates("wh", 20), 64)) == 8  # its whole cap
 
 

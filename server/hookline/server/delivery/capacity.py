@@ -68,15 +68,19 @@ class Capacity:
         """Its request goes out now (after any wait for the webhook's rate limit)."""
         self._webhooks[webhook_id].requests[delivery_id] = self._clock()
 
-    def answered(self, webhook_id: str, delivery_id: str, slow: bool) -> None:
-        """Its request ended (answer or error); `slow`: it took SLOW_S or more, or timed out."""
+    def answered(self, webhook_id: str, delivery_id: str, slow: bool) -> bool:
+        """Its request ended (answer or error); `slow`: it took SLOW_S or more, or
+        timed out. True when that makes its webhook fast: the share of slow and
+        unproven webhooks has room again before the slot itself is free."""
         hook = self._webhooks[webhook_id]
+        suspect = self._kind(hook, self._clock() - SLOW_S) != FAST
         hook.requests.pop(delivery_id, None)
         hook.slow = slow
         if slow:
             self._slow.add(webhook_id)
         else:
             self._slow.discard(webhook_id)
+        return suspect and self._kind(hook, self._clock() - SLOW_S) == FAST
 
     def released(self, webhook_id: str, delivery_id: str) -> None:
         """Its slot is free (its result is recorded, or it was given back)."""

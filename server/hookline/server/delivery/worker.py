@@ -126,7 +126,8 @@ class DeliveryWorker:
             self._capacity.sent(webhook_id, delivery_id)
             outcome = await self.attempt(task)
             slow = outcome.timed_out or outcome.attempt.duration_ms >= capacity.SLOW_S * 1000
-            self._capacity.answered(webhook_id, delivery_id, slow)
+            if self._capacity.answered(webhook_id, delivery_id, slow) and self._wake is not None:
+                self._wake.set()  # room for another webhook not yet answered, or a slow one
             self._outcomes.append(outcome)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush())
