@@ -152,7 +152,9 @@ class DeliveryWorker:
                     if self._metrics:
                         self._metrics.attempts_recorded(batch, recorded.results)
                     for webhook_id in recorded.recovered:
-                        self._expediting.add(asyncio.create_task(self._expedite(webhook_id)))
+                        task = asyncio.create_task(self._expedite(webhook_id))
+                        self._expediting.add(task)  # held until done, or it could be collected
+                        task.add_done_callback(self._expediting.discard)
                     break
                 except Exception:
                     log.exception("recording %d attempts failed (try %d)", len(batch), tries + 1)
@@ -163,14 +165,12 @@ class DeliveryWorker:
         """A failing webhook succeeded again: send what waits for a retry soon,
         not at its scheduled time (a batch at a time, between other writes)."""
         try:
-            while (
-                await self._db_call(store.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH) == EXPEDITE_BATCH
-            ):
-                pass
+            while True:
+                moved = await self._db_call(store.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH)
+                if moved < EXPEDITE_BATCH:
+                    return
         except Exception:
             log.exception("bringing forward the retries of recovered webhook %s failed", webhook_id)
-        finally:
-            self._expediting.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _throttle(self, task: SendTask) -> None:
         """Space a webhook's requests to its rate limit (requests per second),
