@@ -181,13 +181,16 @@ class Received:
 
 @dataclass
 class Reply:
-    """A scripted answer: status, extra headers, body (a JSON note by default)
-    and a delay before answering."""
+    """A scripted answer: status, extra headers, body (a JSON note by default),
+    a delay before answering, a pause before each byte of the body (a body that
+    trickles) and something to do when the request arrives, before answering."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     delay_s: float = 0.0
+    trickle_s: float = 0.0
+    on_arrival: Callable[[], None] | None = None
 
 
 @dataclass
@@ -246,6 +249,8 @@ def receiver() -> Iterator[Receiver]:
                     Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, arrived)
                 )
                 state._cond.notify_all()
+            if reply.on_arrival is not None:
+                reply.on_arrival()
             if reply.delay_s:
                 time.sleep(reply.delay_s)
             content = reply.body
@@ -258,7 +263,13 @@ def receiver() -> Iterator[Receiver]:
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(content)
+                if reply.trickle_s:
+                    for n in range(len(content)):
+                        self.wfile.flush()
+                        time.sleep(reply.trickle_s)
+                        self.wfile.write(content[n : n + 1])
+                else:
+                    self.wfile.write(content)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the sender gave up (its timeout) before the scripted delay ended
 

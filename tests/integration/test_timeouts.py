@@ -7,10 +7,20 @@ from collections.abc import Callable
 import pytest
 from conftest import Reply
 
-from hookline.client import ListAttemptsRequest, SendTestEventRequest
+from hookline.client import (
+    DeliveryEventKind,
+    DeliveryState,
+    GetDeliveryRequest,
+    ListAttemptsRequest,
+    ListDeliveriesRequest,
+    SendTestEventRequest,
+    WatchDeliveriesRequest,
+)
 from hookline.server.settings import Settings
 
 from .helpers import make_webhook, wait_until
+
+KIND = DeliveryEventKind
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +64,46 @@ def test_a_short_response_is_kept_whole(client, receiver):
     assert attempt.response_body == b'{"error":"no"}'
     assert attempt.response_truncated is False
     assert attempt.response_headers["content-type"] == "application/json"
+
+
+def test_a_body_trickling_past_the_timeout_is_one_outcome_everywhere(client, receiver, hookline_app):
+    # The status line and headers come at once, the body a byte every 50 ms: the
+    # response is not whole within the 0.5 s timeout, so the attempt timed out.
+    unfinished = [DeliveryState.DELIVERY_STATE_PENDING, DeliveryState.DELIVERY_STATE_SENDING]
+    wait_until(  # the other tests' retries are over, so the counters move for this one only
+        lambda: [client.webhooks.ListDeliveries(ListDeliveriesRequest(state=s)).deliveries for s in unfinished],
+        lambda found: not any(found),
+        what="no delivery unfinished",
+    )
+    retried = hookline_app.metrics.registry.get_sample_value
+    labels = [{"outcome": o} for o in ("succeeded", "retry", "failed")]
+    counted = [retried("hookline_delivery_attempts_total", label) or 0 for label in labels]
+    receiver.respond("/trickles", [Reply(200, body=b"x" * 100, trickle_s=0.05), 200])
+    webhook = make_webhook(client, receiver.url("/trickles")).webhook
+    stream = client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook.id), timeout=20)
+    next(stream)  # SYNC: the stream is open
+    sent = client.webhooks.SendTestEvent(SendTestEventRequest(id=webhook.id))
+    seen = []
+    for message in stream:
+        seen.append(message)
+        if message.kind in (KIND.DELIVERY_EVENT_KIND_SUCCEEDED, KIND.DELIVERY_EVENT_KIND_FAILED):
+            break
+    stream.cancel()
+
+    first, second = client.webhooks.ListAttempts(ListAttemptsRequest(delivery_id=sent.delivery.id)).attempts
+    assert (first.status_code, second.status_code) == (0, 200)
+    assert first.error.startswith("timed out") and first.error.endswith("reading the body of an HTTP 200 response")
+    results = [m.attempt for m in seen if m.kind == KIND.DELIVERY_EVENT_KIND_ATTEMPT_RESULT]
+    assert [(a.status_code, a.error) for a in results] == [(0, first.error), (200, "")]
+    kinds = [KIND.Name(m.kind).removeprefix("DELIVERY_EVENT_KIND_") for m in seen if m.delivery.id == sent.delivery.id]
+    attempt = ["ATTEMPT_STARTED", "ATTEMPT_RESULT"]
+    assert kinds == ["QUEUED", *attempt, "RETRY_SCHEDULED", *attempt, "SUCCEEDED"]
+    delivery = client.webhooks.GetDelivery(GetDeliveryRequest(id=sent.delivery.id))
+    assert (delivery.state, delivery.attempt_count) == (DeliveryState.DELIVERY_STATE_SUCCEEDED, 2)
+    # One retry and one success counted, as recorded.
+    now = wait_until(
+        lambda: [retried("hookline_delivery_attempts_total", label) or 0 for label in labels],
+        lambda n: n[0] >= counted[0] + 1,
+        what="the success counted",
+    )
+    assert [b - a for a, b in zip(counted, now, strict=True)] == [1, 1, 0]

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from hookline.client import (
     CreateWebhookRequest,
     DeliveryEventKind,
     Flow,
+    ListAttemptsRequest,
+    ListDeliveriesRequest,
     StartJobRequest,
     WatchDeliveriesRequest,
     Webhook,
@@ -230,10 +233,15 @@ def test_delivery_processes_share_a_webhook_s_in_flight_cap(serve, storage, tmp_
     server.flow(receiver, "dp-cap")
     for _ in range(12):
         server.client.jobs.StartJob(StartJobRequest(flow="dp-cap"))
-    first = receiver.wait_for("/dp-cap", 4, timeout=10)[0].time
-    time.sleep(0.6)  # the first ones are still being answered
-    assert len([r for r in receiver.at("/dp-cap") if r.time < first + 0.6]) == 4  # 2 + 2, not 4 + 4
-    receiver.wait_for("/dp-cap", 12, timeout=30)
+    arrived = receiver.wait_for("/dp-cap", 12, timeout=30)
+    # Each request is answered 1 s after it arrives, and the next one in its slot
+    # comes only after that: the most requests at once, as the receiver saw them.
+    edges = sorted([(r.time, 1) for r in arrived] + [(r.time + 1.0, -1) for r in arrived])
+    in_flight = peak = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        in_flight += step
+        peak = max(peak, in_flight)
+    assert peak == 4  # 2 + 2, not 4 + 4
 
 
 def test_delivery_processes_share_a_webhook_s_rate_limit(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
@@ -276,3 +284,67 @@ def test_when_one_delivery_process_dies_all_start_again_and_nothing_is_lost(  # 
     assert len({r.headers["webhook-id"] for r in arrived}) == 21
     assert f"delivery process {first[0]} was killed by signal 9" in server.log.read_text()
     assert not _alive(first[1])  # stopped with it, not left running beside the new pair
+
+
+def _attempts(server: Serve, webhook_id: str) -> list:  # type: ignore[type-arg]
+    deliveries = server.client.webhooks.ListDeliveries(ListDeliveriesRequest(webhook_id=webhook_id)).deliveries
+    return [
+        a
+        for d in deliveries
+        for a in server.client.webhooks.ListAttempts(ListAttemptsRequest(delivery_id=d.id)).attempts
+    ]
+
+
+def test_an_answer_that_came_while_the_delivery_process_was_stopped_is_recorded(  # type: ignore[no-untyped-def]
+    serve, storage, tmp_path, receiver
+) -> None:
+    # Stopped for three times the request timeout while the receiver answered at
+    # once: when it runs again it reads the answer; nothing is sent twice.
+    server = Serve(storage, tmp_path / "serve.log", "--request-timeout", "1", "--delivery-stall-timeout", "30s")
+    serve.append(server)
+    child = server.delivery_process()
+    resumed = threading.Event()
+
+    def stop_for_a_while() -> None:
+        os.kill(child, signal.SIGSTOP)
+        threading.Timer(3.0, lambda: (os.kill(child, signal.SIGCONT), resumed.set())).start()
+
+    receiver.respond("/dp-pause", [Reply(200, on_arrival=stop_for_a_while), 200])
+    webhook_id = server.flow(receiver, "dp-pause")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-pause"))
+    assert resumed.wait(30)
+    eventually(lambda: len(_attempts(server, webhook_id)) == 1, 10, "the attempt was not recorded")
+    [attempt] = _attempts(server, webhook_id)
+    assert (attempt.status_code, attempt.error) == (200, ""), attempt.error
+    assert attempt.duration_ms >= 2500  # it did span the stop
+    assert len(receiver.at("/dp-pause")) == 1
+    assert server.children() == [child]  # the supervisor let a short stop be
+
+
+def test_a_stopped_delivery_process_is_replaced_and_loses_nothing(  # type: ignore[no-untyped-def]
+    serve, storage, tmp_path, receiver
+) -> None:
+    server = Serve(
+        storage, tmp_path / "serve.log",
+        "--delivery-stall-timeout", "2s", "--request-timeout", "2", "--delivery-lease", "4s",
+    )  # fmt: skip
+    serve.append(server)
+    first = server.delivery_process()
+    # Stopped for good while sending the first message (the receiver answers it).
+    receiver.respond("/dp-stop", [Reply(200, on_arrival=lambda: os.kill(first, signal.SIGSTOP)), 200])
+    server.flow(receiver, "dp-stop")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-stop"))
+    receiver.wait_for("/dp-stop", 1, timeout=10)
+    stopped_at = time.monotonic()
+    for _ in range(20):  # while the delivery process is stopped
+        server.client.jobs.StartJob(StartJobRequest(flow="dp-stop"))
+    eventually(lambda: server.children() not in ([], [first]), 20, "no new delivery process started")
+    assert time.monotonic() - stopped_at < 15  # 2 s without a heartbeat, then the usual restart
+    assert not _alive(first)
+    # All 21 events; the first one twice (its answer was never recorded).
+    eventually(
+        lambda: len({r.headers["webhook-id"] for r in receiver.at("/dp-stop")}) == 21, 30, "not every event arrived"
+    )
+    log = server.log.read_text()
+    assert f"delivery process {first} made no progress for" in log
+    assert "the delivery process was killed by signal 9" in log

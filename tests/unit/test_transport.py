@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -289,6 +292,48 @@ def test_the_total_timeout_covers_a_body_that_keeps_trickling() -> None:
                 assert asyncio.get_running_loop().time() - started < 1.5
 
     run(main())
+
+
+def test_an_answer_that_arrived_while_the_sender_could_not_run_is_read_not_timed_out() -> None:
+    # The sending process is stopped (here: its event loop blocked) for longer than
+    # the total timeout while the answer comes in; when it runs again, it reads the
+    # answer rather than judging the request late by the wall clock.
+    loop_blocked = threading.Event()
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.rfile.read(int(self.headers["content-length"]))
+            loop.call_soon_threadsafe(lambda: (loop_blocked.set(), time.sleep(1.0)))
+            loop_blocked.wait(5)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        async with guarded_client(allowed=LOOPBACK, total_timeout_s=0.3, read_timeout_s=0.3) as (client, _):
+            async with client.stream("POST", f"http://127.0.0.1:{server.server_address[1]}/hook", content=b"{}") as r:
+                assert r.status_code == 200
+                assert await r.aread() == b"ok"
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert loop_blocked.is_set()
 
 
 def test_redirects_are_returned_not_followed() -> None:

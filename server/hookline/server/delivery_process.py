@@ -5,7 +5,9 @@ says more), so that sending and recording deliveries gets cores of its own
 instead of sharing one interpreter lock with the gRPC server and the job runner.
 The API process starts them and stops them on shutdown; when one dies it stops
 the others, re-queues what was being sent (as after any crash) and starts a new
-set. The children die with their parent.
+set. One whose event loop gives no heartbeat for --delivery-stall-timeout
+(stopped, or stuck) is killed, and replaced the same way. The children die with
+their parent.
 
 Each child is joined to the API process by a socket pair (Link): each side tells
 the other of its commits (notify's topics), and the child sends its metrics to
@@ -28,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -46,7 +49,11 @@ METRICS_EVERY_S = 1.0
 PR_SET_PDEATHSIG = 1
 # Deliveries in flight get their request timeout to finish on shutdown.
 STOP_MARGIN_S = 10.0
-TOPICS, METRICS = b"t", b"m"
+TOPICS, METRICS, HEARTBEAT = b"t", b"m", b"h"
+# How often the supervisor looks for a delivery process that stopped beating,
+# and how long a new one may take to send its first heartbeat.
+STALL_CHECK_EVERY_S = 0.5
+FIRST_HEARTBEAT_WITHIN_S = 60.0
 
 
 class Link:
@@ -62,6 +69,7 @@ class Link:
         self._on_metrics = on_metrics
         self._on_close = on_close
         self._thread = threading.Thread(target=self._receive, name="process-link", daemon=True)
+        self.last_heartbeat: float | None = None  # time.monotonic() of the other side's last one
 
     def start(self) -> None:
         notify.relays.append(self.send_topics)
@@ -72,6 +80,9 @@ class Link:
 
     def send_metrics(self, snapshot: list[tuple[str, dict[str, str], float]]) -> None:
         self._send(METRICS + json.dumps(snapshot).encode())
+
+    def send_heartbeat(self) -> None:
+        self._send(HEARTBEAT)
 
     def _send(self, message: bytes) -> None:
         try:
@@ -107,6 +118,8 @@ class Link:
                 notify.hub.publish(*body.decode().split(","))
             elif kind == METRICS:
                 self._on_metrics(json.loads(body))
+            elif kind == HEARTBEAT:
+                self.last_heartbeat = time.monotonic()
         self._on_close()
 
 
@@ -149,7 +162,9 @@ class DeliveryProcesses:
                     return
                 started = [self._start(number, ended) for number in range(self._count)]
                 self._processes = [process for process, _ in started]
-            ended.wait()
+            since = time.monotonic()
+            while not ended.wait(STALL_CHECK_EVERY_S):
+                self._kill_stalled(started, since)
             dead = next((p for p in self._processes if p.poll() is not None), None)
             if not self._stopping.is_set():
                 self._stop_all(self._processes)
@@ -174,6 +189,21 @@ class DeliveryProcesses:
             except Exception:
                 log.exception("re-queuing what the dead delivery process was sending failed; its leases will lapse")
             self._stopping.wait(RESTART_DELAY_S)
+
+    def _kill_stalled(self, started: list[tuple[subprocess.Popen[bytes], Link]], since: float) -> None:
+        """Kill a delivery process that stopped beating; its end is then handled as any other."""
+        stall_s = self._settings.delivery_stall_timeout_s
+        for process, link in started:
+            if link.last_heartbeat is None:
+                silent, allowed = time.monotonic() - since, max(stall_s, FIRST_HEARTBEAT_WITHIN_S)
+            else:
+                silent, allowed = time.monotonic() - link.last_heartbeat, stall_s
+            if silent > allowed and process.poll() is None and not self._stopping.is_set():
+                log.error(
+                    "delivery process %d made no progress for %.0f s (stopped or stuck); killing it",
+                    process.pid, silent,
+                )  # fmt: skip
+                process.kill()
 
     def _start(self, number: int, ended: threading.Event) -> tuple[subprocess.Popen[bytes], Link]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -257,6 +287,8 @@ def main() -> None:
     # The pair closes when the API process is gone: stop then too.
     link = Link(socket.socket(fileno=fd), on_close=done.set)
     link.start()
+    assert app.worker is not None
+    app.worker.heartbeat = link.send_heartbeat
     app.start_background()
     log.info("delivery process %d running", os.getpid())
     while not done.wait(METRICS_EVERY_S):

@@ -101,12 +101,10 @@ class Metrics:
         self.registry.register(_DatabaseGauges())
         self._server: Any = None
 
-    def attempts_recorded(self, outcomes: Sequence[AttemptOutcome]) -> None:
-        for o in outcomes:
-            outcome = (
-                "succeeded" if o.succeeded else ("retry" if o.next_attempt_time and not o.disable_reason else "failed")
-            )
-            self.deliveries.labels(outcome).inc()
+    def attempts_recorded(self, outcomes: Sequence[AttemptOutcome], results: Sequence[str]) -> None:
+        """Count attempts by their results as recorded (storage.sending.record_outcomes)."""
+        for o, result in zip(outcomes, results, strict=True):
+            self.deliveries.labels(result).inc()
             self.attempt_seconds.observe(o.attempt.duration_ms / 1000)
 
     def job_ended(self, state: str, code: str) -> None:

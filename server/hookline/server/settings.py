@@ -48,6 +48,9 @@ class Settings:
     response_capture_bytes: int = 16 * 1024
     job_lease_s: float = 10.0
     delivery_lease_s: float = 60.0
+    # A delivery process whose event loop gives no sign of life for this long
+    # (stopped, or stuck) is killed and replaced.
+    delivery_stall_timeout_s: float = 10.0
     # The fallback when no wake-up arrives (they come in-process, or by LISTEN/NOTIFY).
     poll_interval_s: float = 5.0
     stream_heartbeat_s: float = 15.0
@@ -76,6 +79,8 @@ class Settings:
             raise ValueError("--single-process runs no delivery process; drop it or --delivery-processes")
         if self.delivery_lease_s <= self.request_timeout_s:
             raise ValueError("delivery lease must be longer than the request timeout")
+        if self.delivery_stall_timeout_s <= 0:
+            raise ValueError("--delivery-stall-timeout must be positive")
 
 
 _FLAGS: dict[str, dict] = {
@@ -114,6 +119,11 @@ _FLAGS: dict[str, dict] = {
     "delivery_lease_s": {
         "flag": "--delivery-lease",
         "help": "lease of a delivery being sent; longer than --request-timeout (default 60s)",
+        "type": parse_duration,
+    },
+    "delivery_stall_timeout_s": {
+        "flag": "--delivery-stall-timeout",
+        "help": "replace a delivery process that shows no progress for this long (default 10s)",
         "type": parse_duration,
     },
     "auto_disable_after_s": {

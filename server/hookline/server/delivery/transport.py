@@ -5,13 +5,18 @@ worker's httpx client sends through the httpx-aiohttp transport. The guard sits
 where aiohttp resolves names (a resolver given to its connector), so the addresses
 checked are exactly the ones connected to, while the Host header and the TLS server
 name stay the URL's host. aiohttp skips its resolver for literal addresses; those
-are checked here before each request."""
+are checked here before each request.
+
+A request's total timeout counts the time its process could run: a process
+stopped (or starved of CPU) while an answer came in reads that answer when it
+runs again, rather than judging the request late by the wall clock."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import aiohttp
 import httpx
@@ -23,6 +28,10 @@ from . import targets
 from .targets import IPNetwork
 
 AllowedNetworks = Callable[[], Sequence[IPNetwork]]
+
+# A deadline's timer that fires this much late means the event loop could not
+# run meanwhile (the process was stopped, or starved of CPU).
+STALL_S = 0.25
 
 # aiohttp errors as the httpx errors they amount to, most specific first.
 _ERRORS: list[tuple[type[BaseException], type[httpx.TransportError]]] = [
@@ -92,10 +101,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             # aiohttp refuses legacy spellings (2130706433, 127.1): connect to the
             # address they mean; the Host header keeps the URL's spelling.
             request.url = request.url.copy_with(host=str(address))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._total_timeout_s
+        deadline = _Deadline(self._total_timeout_s)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with deadline.scope():
                 response = await self._inner.handle_async_request(request)
         except Exception as error:
             translated = _translate(error, request, self._total_timeout_s)
@@ -126,10 +134,61 @@ def _translate(error: Exception, request: httpx.Request, total_timeout_s: float)
     return error
 
 
+class _Deadline:
+    """The end of a request's total timeout, counted in time its event loop could
+    run: when the timer fires late because the loop could not run, the request
+    is given that time back (at most its timeout once more in all), so an answer
+    that arrived meanwhile is read rather than timed out."""
+
+    def __init__(self, timeout_s: float):
+        self.loop = asyncio.get_running_loop()
+        self.end = self.loop.time() + timeout_s
+        self._spare = timeout_s
+
+    def scope(self) -> _DeadlineScope:
+        """`async with deadline.scope():` raises TimeoutError at the deadline."""
+        return _DeadlineScope(self)
+
+    def extend(self) -> bool:
+        """At the end: move it on by the time the loop could not run, if it lost any."""
+        late = self.loop.time() - self.end
+        if late < STALL_S or self._spare <= 0:
+            return False
+        given = min(late, self._spare)
+        self._spare -= given
+        self.end = self.loop.time() + given
+        return True
+
+
+class _DeadlineScope:
+    __slots__ = ("_deadline", "_timeout", "_timer")
+
+    def __init__(self, deadline: _Deadline):
+        self._deadline = deadline
+        self._timeout = asyncio.timeout(None)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+        self._timer = self._deadline.loop.call_at(self._deadline.end, self._at_end)
+
+    async def __aexit__(self, kind: Any, error: Any, traceback: Any) -> bool | None:
+        self._timer.cancel()
+        return await self._timeout.__aexit__(kind, error, traceback)
+
+    def _at_end(self) -> None:
+        deadline = self._deadline
+        if deadline.extend():
+            self._timer = deadline.loop.call_at(deadline.end, self._at_end)
+        else:
+            self._timeout.reschedule(deadline.loop.time())  # time is up: cancel now
+
+
 class _DeadlineStream(httpx.AsyncByteStream):
     """A response body read under the request's total deadline, errors translated."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, deadline: float, total_timeout_s: float, request: httpx.Request):
+    def __init__(
+        self, inner: httpx.AsyncByteStream, deadline: _Deadline, total_timeout_s: float, request: httpx.Request
+    ):
         self._inner = inner
         self._deadline = deadline
         self._total_timeout_s = total_timeout_s
@@ -139,7 +198,7 @@ class _DeadlineStream(httpx.AsyncByteStream):
         chunks = self._inner.__aiter__()
         while True:
             try:
-                async with asyncio.timeout_at(self._deadline):
+                async with self._deadline.scope():
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 return

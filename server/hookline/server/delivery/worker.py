@@ -11,7 +11,6 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -31,13 +30,18 @@ from ..storage import sending as store
 from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.records import Attempt, SendTask
 from ..storage.sending import AttemptOutcome
-from . import retry, targets
+from . import capacity, retry, targets
+from .capacity import Capacity
 from .transport import GuardedTransport
 
 log = logging.getLogger("hookline.delivery")
 
 USER_AGENT = f"hookline/{version('hookline')}"
 T = TypeVar("T")
+# How often the event loop says it is running (see DeliveryWorker.heartbeat).
+HEARTBEAT_EVERY_S = 1.0
+# Retries of a recovered webhook brought forward per transaction.
+EXPEDITE_BATCH = 500
 
 
 class DeliveryWorker:
@@ -57,10 +61,11 @@ class DeliveryWorker:
         self._metrics = metrics
         self._auto_disable_ms = int(settings.auto_disable_after_s * 1000)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
-        self._in_flight: Counter[str] = Counter()  # per webhook
+        self._capacity = Capacity(settings.delivery_concurrency, settings.webhook_max_in_flight)
         self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when its next request may start
         self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
         self._outcomes: list[AttemptOutcome] = []
+        self._expediting: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -68,6 +73,9 @@ class DeliveryWorker:
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
         self._faults = FaultLog(log)
+        # Called from the event loop every HEARTBEAT_EVERY_S while it runs, so a
+        # supervisor can tell a stopped or stuck worker from a quiet one.
+        self.heartbeat: Callable[[], None] | None = None
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._loop is not None
@@ -77,19 +85,18 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Claim what there is room for and start sending it; returns how many."""
-        cap = self._settings.webhook_max_in_flight
-        room = self._settings.delivery_concurrency - len(self._sending)
+        plan = self._capacity.plan()
         tasks = await self._db_call(
             store.claim_due,
             self._clock(),
-            room,
+            self._settings.delivery_concurrency - len(self._sending),
             int(self._settings.delivery_lease_s * 1000),
-            lambda webhook_id: cap - self._in_flight[webhook_id],
-            cap,
-            [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap],
+            plan.choose,
+            self._settings.webhook_max_in_flight,
+            plan.blocked,
         )
         for task in tasks:
-            self._in_flight[task.delivery.webhook_id] += 1
+            self._capacity.claimed(task.delivery.webhook_id)
             self._sending[task.delivery.id] = asyncio.create_task(self._send(task))
         return len(tasks)
 
@@ -106,9 +113,7 @@ class DeliveryWorker:
             # deliveries wake the loop, and retries falling due meanwhile are
             # looked for at a short, fixed pace rather than after every send.
             return min(poll, 0.25)
-        cap = self._settings.webhook_max_in_flight
-        full = [webhook_id for webhook_id, n in self._in_flight.items() if n >= cap]
-        due = await self._db_call(store.next_due_time, full)
+        due = await self._db_call(store.next_due_time, self._capacity.plan().blocked)
         if due is None:
             return poll
         wait_s = (due - self._clock()) / 1000
@@ -116,19 +121,21 @@ class DeliveryWorker:
         return min(poll, wait_s) if wait_s > 0 else min(poll, 0.05)
 
     async def _send(self, task: SendTask) -> None:
+        webhook_id, delivery_id = task.delivery.webhook_id, task.delivery.id
         try:
             await self._throttle(task)
+            self._capacity.sent(webhook_id, delivery_id)
             outcome = await self.attempt(task)
+            slow = outcome.timed_out or outcome.attempt.duration_ms >= capacity.SLOW_S * 1000
+            if self._capacity.answered(webhook_id, delivery_id, slow) and self._wake is not None:
+                self._wake.set()  # room for another webhook not yet answered, or a slow one
             self._outcomes.append(outcome)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush())
             await self._flusher_done()
         finally:
-            webhook_id = task.delivery.webhook_id
-            self._in_flight[webhook_id] -= 1
-            if self._in_flight[webhook_id] <= 0:
-                del self._in_flight[webhook_id]
-            self._sending.pop(task.delivery.id, None)
+            self._capacity.released(webhook_id, delivery_id)
+            self._sending.pop(delivery_id, None)
             if self._wake is not None:
                 self._wake.set()
 
@@ -150,7 +157,7 @@ class DeliveryWorker:
         delay, tries = 0.05, 0
         while True:
             try:
-                await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
+                recorded = await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
             except Exception as error:
                 tries += 1
                 if (database_fault(error) is None or self._stopping.is_set()) and tries >= 5:
@@ -161,8 +168,23 @@ class DeliveryWorker:
                 delay = min(delay * 2, 1.0)
                 continue
             if self._metrics:
-                self._metrics.attempts_recorded(batch)
+                self._metrics.attempts_recorded(batch, recorded.results)
+            for webhook_id in recorded.recovered:
+                task = asyncio.create_task(self._expedite(webhook_id))
+                self._expediting.add(task)  # held until done, or it could be collected
+                task.add_done_callback(self._expediting.discard)
             return
+
+    async def _expedite(self, webhook_id: str) -> None:
+        """A failing webhook succeeded again: send what waits for a retry soon,
+        not at its scheduled time (a batch at a time, between other writes)."""
+        try:
+            while True:
+                moved = await self._db_call(store.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH)
+                if moved < EXPEDITE_BATCH:
+                    return
+        except Exception as error:
+            self._faults.failure(f"bringing forward the retries of recovered webhook {webhook_id}", error)
 
     async def _throttle(self, task: SendTask) -> None:
         """Space a webhook's requests to its rate limit (requests per second),
@@ -190,6 +212,7 @@ class DeliveryWorker:
         status, error, response_headers, body, truncated = 0, "", {}, b"", False
         retry_after: float | None = None
         refused: targets.TargetRefused | None = None
+        timed_out = False
         try:
             # Also here, not only in the transport: httpx rejects some spellings
             # (octal IPv4) before a transport sees them, and those deserve a refusal too.
@@ -202,11 +225,15 @@ class DeliveryWorker:
                     retry_after = retry.parse_retry_after(response.headers.get("retry-after"), now=time.time())
         except Exception as exc:
             refused = targets.refused_in(exc)
-            error = _describe(exc, refused, time.monotonic() - started)
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            error = _describe(exc, refused, time.monotonic() - started, status)
+            # One outcome per attempt: a response that did not arrive whole within
+            # the timeout is a failed attempt, whatever its status line said.
+            status = 0
             if refused is None and not isinstance(exc, (httpx.HTTPError, httpx.InvalidURL)):
                 log.warning("delivery %s: unexpected failure sending", d.id, exc_info=True)
         duration_ms = int((time.monotonic() - started) * 1000)
-        succeeded = 200 <= status < 300
+        succeeded = not error and 200 <= status < 300
         if not succeeded and not error:
             error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
         next_time = None
@@ -242,10 +269,42 @@ class DeliveryWorker:
             duration_ms,
         )
         return AttemptOutcome(
-            task=task, attempt=attempt, succeeded=succeeded, next_attempt_time=next_time, disable_reason=disable_reason
+            task=task,
+            attempt=attempt,
+            succeeded=succeeded,
+            next_attempt_time=next_time,
+            disable_reason=disable_reason,
+            timed_out=timed_out,
         )
 
     # --- the loop -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Make the HTTP client, on the event loop that will send with it (the
+        loop does this itself; a test calling `attempt` does it first)."""
+        self._loop = asyncio.get_running_loop()
+        transport = self._transport or GuardedTransport(
+            # Read at each check, so a changed allow-list applies to the next send.
+            allowed=lambda: self._settings.allowed_networks,
+            total_timeout_s=self._settings.request_timeout_s,
+            max_connections=self._settings.delivery_concurrency,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            # The transport's total deadline bounds each request, body included, and
+            # gives back time the process could not run; a read timeout of aiohttp's
+            # own would not, and would time out an answer that came in meanwhile.
+            timeout=httpx.Timeout(None, connect=self._settings.connect_timeout_s),
+            follow_redirects=False,
+            trust_env=False,  # never send webhooks through a proxy from the environment
+            # One client serves every webhook of every space: keep no cookie, so
+            # none set by one receiver goes out with another webhook's message.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="delivery", daemon=True)
@@ -256,21 +315,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         loop, wake = self._loop, self._wake
         unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
-        transport = self._transport or GuardedTransport(
-            # Read at each check, so a changed allow-list applies to the next send.
-            allowed=lambda: self._settings.allowed_networks,
-            total_timeout_s=self._settings.request_timeout_s,
-            max_connections=self._settings.delivery_concurrency,
-        )
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(self._settings.request_timeout_s, connect=self._settings.connect_timeout_s),
-            follow_redirects=False,
-            trust_env=False,  # never send webhooks through a proxy from the environment
-            # One client serves every webhook of every space: keep no cookie, so
-            # none set by one receiver goes out with another webhook's message.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
+        beating = asyncio.create_task(self._beat())
+        await self.open()
         last_reap = float("-inf")
         # Lapsed leases only matter after a crash; look for them at a slow pace.
         lease_s = self._settings.delivery_lease_s
@@ -282,7 +328,8 @@ class DeliveryWorker:
                     # Not for one lease after the database was away: nobody could
                     # record or renew meanwhile.
                     if time.monotonic() - last_reap > reap_every and seconds_since_outage() > lease_s:
-                        await self._db_call(store.release_expired, self._clock())
+                        await self._db_call(store.release_expired, self._clock(), list(self._sending))
+                        self._capacity.forget_idle()
                         last_reap = time.monotonic()
                     timeout = await self._step()
                 except Exception as error:
@@ -296,7 +343,13 @@ class DeliveryWorker:
             await self._drain()
         finally:
             unsubscribe()
-            await self._client.aclose()
+            beating.cancel()
+            await self.close()
+
+    async def _beat(self) -> None:
+        while self.heartbeat is not None:
+            self.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
 
     async def _drain(self, grace_s: float = 5.0) -> None:
         """Graceful stop: let sends in flight finish, give the rest back."""
@@ -327,13 +380,16 @@ def _url(text: str) -> httpx.URL:
     return httpx.URL(text)
 
 
-def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float) -> str:
-    """An attempt's error text for a failed send."""
+def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float, status: int = 0) -> str:
+    """An attempt's error text for a failed send; `status` is that of a response
+    whose body could not be read whole."""
     if refused is not None:
         return f"refused: {refused}"
     if isinstance(error, httpx.TimeoutException):
-        return f"timed out ({type(error).__name__}) after {elapsed_s:.1f} s"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        text = f"timed out ({type(error).__name__}) after {elapsed_s:.1f} s"
+    else:
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"{text} reading the body of an HTTP {status} response" if status else text
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:

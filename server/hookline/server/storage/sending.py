@@ -24,32 +24,27 @@ def claim_due(
     now: int,
     capacity: int,
     lease_ms: int,
-    room: Callable[[str], int],
+    choose: Callable[[Sequence[tuple[str, str]], int], list[str]],
     per_webhook_cap: int,
-    full: Sequence[str] = (),
+    blocked: Sequence[str] = (),
 ) -> list[SendTask]:
     """Claim up to `capacity` due PENDING deliveries (SENDING, under a lease),
-    at most `room(webhook_id)` for each webhook, with everything needed to send them.
+    with everything needed to send them; `choose(candidates, capacity)` picks
+    which of the candidates, (delivery id, webhook id) due earliest first.
 
-    Candidates are the earliest due deliveries of webhooks not `full` (a window
-    of capacity x per-webhook cap, so a claim costs the same whatever the
-    backlog), ranked within their webhook, so one webhook's backlog cannot fill
-    a whole claim, and a full webhook's backlog cannot hide the others'."""
+    Candidates are the earliest due deliveries of webhooks not `blocked` (a
+    window of capacity x per-webhook cap, so a claim costs the same whatever the
+    backlog), at most `per_webhook_cap` of each, so one webhook's backlog cannot
+    fill a whole claim, and a blocked webhook's backlog cannot hide the others'."""
     if capacity <= 0:
         return []
     postgres = is_postgres()
     with m.db.atomic():
         window = capacity * per_webhook_cap
-        params = ["PENDING", now, *full, window, per_webhook_cap, capacity * 2]
-        candidates = m.db.execute_sql(_candidates_sql(len(full), m.db.param), params)
-        chosen: list[str] = []
-        taken: dict[str, int] = {}
-        for delivery_id, webhook_id in candidates:
-            if len(chosen) >= capacity:
-                break
-            if taken.get(webhook_id, 0) < room(webhook_id):
-                taken[webhook_id] = taken.get(webhook_id, 0) + 1
-                chosen.append(delivery_id)
+        skipped = _padded(blocked)
+        params = ["PENDING", now, *skipped, window, per_webhook_cap, capacity * 2]
+        candidates = m.db.execute_sql(_candidates_sql(len(skipped), m.db.param), params).fetchall()
+        chosen = choose(candidates, capacity)[:capacity]
         if not chosen:
             return []
         params = ["SENDING", now + lease_ms, now, *chosen, *(["PENDING"] if postgres else []), "", "PENDING"]
@@ -92,12 +87,21 @@ def claim_due(
 # shape (how many webhooks are full, how many deliveries are taken), not each time.
 
 
+def _padded(webhook_ids: Sequence[str]) -> list[str]:
+    """The ids padded with "" (no webhook's id) to a power of two, so that few
+    shapes of the candidates' SQL are ever built."""
+    if not webhook_ids:
+        return []
+    size = 1 << (len(webhook_ids) - 1).bit_length()
+    return [*webhook_ids, *[""] * (size - len(webhook_ids))]
+
+
 @lru_cache(maxsize=64)
-def _candidates_sql(full: int, param: str) -> str:
-    """Parameters: "PENDING", now, the full webhooks' ids, window, per-webhook cap, limit."""
+def _candidates_sql(blocked: int, param: str) -> str:
+    """Parameters: "PENDING", now, the blocked webhooks' ids, window, per-webhook cap, limit."""
     due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= 0)
-    if full:
-        due_now &= m.Delivery.webhook_id.not_in([""] * full)
+    if blocked:
+        due_now &= m.Delivery.webhook_id.not_in([""] * blocked)
     earliest = (
         m.Delivery.select(m.Delivery.id, m.Delivery.webhook_id, m.Delivery.next_attempt_time)
         .where(due_now)
@@ -189,16 +193,36 @@ class AttemptOutcome:
     succeeded: bool
     next_attempt_time: int | None  # None: no retry left (FAILED) unless succeeded
     disable_reason: str = ""  # set when the response disables the webhook (410)
+    timed_out: bool = False  # no complete response within the request timeout
+
+    @property
+    def result(self) -> str:
+        """What the worker decided of the delivery: "succeeded", "retry" or "failed"."""
+        if self.succeeded:
+            return "succeeded"
+        return "retry" if self.next_attempt_time is not None and not self.disable_reason else "failed"
 
 
-def record_outcomes(
-    outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None
-) -> list[Delivery]:
+# A result as the change that records it.
+_RESULTS = {"SUCCEEDED": "succeeded", "RETRY_SCHEDULED": "retry", "FAILED": "failed"}
+
+
+@dataclass
+class Recorded:
+    """What recording a batch of outcomes did."""
+
+    results: list[str]  # each outcome's result as recorded: "succeeded", "retry" or "failed"
+    recovered: list[str]  # webhooks that were failing and succeeded again
+
+
+def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None) -> Recorded:
     """Store attempts and move their deliveries on, all in one transaction.
+    Each outcome's result is the worker's, unless the webhook was disabled meanwhile.
 
     Also tracks each webhook's health: a webhook whose deliveries have failed,
-    with no success, for `auto_disable_after_ms` is disabled (reason "failing")."""
-    updated: list[Delivery] = []
+    with no success, for `auto_disable_after_ms` is disabled (reason "failing");
+    one that was failing and succeeds again has recovered (see expedite_retries)."""
+    results: list[str] = []
     leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
         statements.insert_rows(
@@ -229,6 +253,7 @@ def record_outcomes(
                 m.Delivery.update(
                     attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, update_time=now
                 ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
+                results.append(o.result)
                 continue
             if o.succeeded:
                 kind, d.state, d.next_attempt_time = "SUCCEEDED", "SUCCEEDED", None
@@ -246,11 +271,49 @@ def record_outcomes(
             d.update_time = now
             writes.append((d.state, d.next_attempt_time, a.number, a.status_code, d.last_error, None, now, d.id))
             log_change(changes, d, kind, now)
-            updated.append(d)
+            results.append(_RESULTS[kind])
         statements.update_rows(m.Delivery, OUTCOME_COLUMNS, ["id"], writes)
+        recovered = [w for w in succeeded if w in hooks and hooks[w].failing_since is not None]
         _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
         flush_changes(changes)
-    return updated
+    return Recorded(results, recovered)
+
+
+def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
+    """A webhook that was failing succeeded again: its deliveries waiting for a
+    retry become due now rather than at their scheduled times, up to `limit` of
+    them, earliest first (call again while it returns `limit`). Those its
+    receiver asked to wait (429) keep their times. The worker's caps and the
+    webhook's rate limit still pace them."""
+    with m.db.atomic():
+        waiting = (
+            m.Delivery.select(m.Delivery.id)
+            .where(
+                (m.Delivery.webhook_id == webhook_id)
+                & (m.Delivery.state == "PENDING")
+                & (m.Delivery.next_attempt_time > now)
+                & (m.Delivery.attempt_count > 0)
+                & (m.Delivery.last_status_code != 429)
+            )
+            .order_by(m.Delivery.next_attempt_time)
+            .limit(limit)
+        )
+        ids = [row.id for row in waiting]
+        if not ids:
+            return 0
+        rows = (
+            m.Delivery.update(next_attempt_time=now, update_time=now)
+            .where(m.Delivery.id.in_(ids) & (m.Delivery.state == "PENDING"))
+            .returning(m.Delivery)
+            .execute()
+        )
+        changes: list[dict[str, Any]] = []
+        for row in rows:
+            log_change(changes, Delivery.from_row(row), "RETRY_SCHEDULED", now)
+        flush_changes(changes)
+        if changes:
+            notify.after_commit("deliveries")
+    return len(ids)
 
 
 # What recording an attempt's outcome writes to its delivery.
@@ -281,14 +344,18 @@ def _track_health(
             hook.enabled = False
 
 
-def release_expired(now: int, *, all_leases: bool = False) -> int:
+def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = False) -> int:
     """SENDING deliveries whose lease ran out (their sender died) go back to
-    PENDING, due now: at-least-once, never lost. `all_leases` releases every
-    SENDING delivery (when no other process can hold one)."""
+    PENDING, due now: at-least-once, never lost. `held` are those the caller is
+    sending itself: not dead, only late (its process was stopped for a while),
+    so they are left to it. `all_leases` releases every SENDING delivery (when no
+    other process can hold one)."""
     with m.db.atomic():
         query = m.Delivery.select().where(m.Delivery.state == "SENDING")
         if not all_leases:
             query = query.where(m.Delivery.lease_expire_time < now)
+        if held:
+            query = query.where(m.Delivery.id.not_in(list(held)))
         rows = list(query)
         _requeue(rows, now, last_error="sender stopped before recording a result; sending again")
     return len(rows)
