@@ -114,6 +114,10 @@ def _nul_field(message: Any, prefix: str = "") -> str | None:
 
 
 class ApiInterceptor(grpc.ServerInterceptor):
+    """A stream holds a thread of the server's pool while it is open, so every
+    such stream counts against the cap, reflection's too (it needs no key): the
+    pool has room for the cap and for ordinary calls beside it."""
+
     def __init__(self, max_streams: int):
         self._max_streams = max_streams
         self._streams = 0
@@ -122,8 +126,10 @@ class ApiInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_SERVICES):
+        if handler is None:
             return handler
+        if method.startswith(OPEN_SERVICES):
+            return self._open(handler)
         metadata = dict(handler_call_details.invocation_metadata or ())
         if handler.unary_unary:
             behavior = self._unary(handler.unary_unary, method, metadata)
@@ -136,6 +142,40 @@ class ApiInterceptor(grpc.ServerInterceptor):
                 behavior, _safe(handler.request_deserializer), handler.response_serializer
             )
         return handler
+
+    def _open(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A call of an open service: no key; its streams that hold a thread
+        (reflection's) count against the cap, while health's Watch holds none."""
+        if handler.stream_stream and not getattr(handler.stream_stream, "experimental_non_blocking", False):
+            return grpc.stream_stream_rpc_method_handler(
+                self._counted(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+    def _counted(self, behavior: Callable) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                self._take_slot()
+            except ResourceExhausted as error:
+                _abort(context, error)
+            try:
+                yield from behavior(request, context)
+            finally:
+                self._free_slot()
+
+        return handle
+
+    def _take_slot(self) -> None:
+        with self._lock:
+            if self._streams >= self._max_streams:
+                raise ResourceExhausted(
+                    f"too many open streams (the limit is {self._max_streams}, --max-streams); try again later"
+                )
+            self._streams += 1
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._streams -= 1
 
     def _enter(self, method: str, metadata: dict[str, str], request: Any) -> Principal:
         if isinstance(request, _Undecodable):
@@ -179,13 +219,8 @@ class ApiInterceptor(grpc.ServerInterceptor):
             counted = False
             try:
                 caller = self._enter(method, metadata, request)
-                with self._lock:
-                    if self._streams >= self._max_streams:
-                        raise ResourceExhausted(
-                            f"too many open streams (the limit is {self._max_streams}, --max-streams); try again later"
-                        )
-                    self._streams += 1
-                    counted = True
+                self._take_slot()
+                counted = True
                 token = _principal.set(caller)
                 try:
                     yield from behavior(request, context)
@@ -199,7 +234,6 @@ class ApiInterceptor(grpc.ServerInterceptor):
             finally:
                 release_connection()
                 if counted:
-                    with self._lock:
-                        self._streams -= 1
+                    self._free_slot()
 
         return handle

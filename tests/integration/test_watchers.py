@@ -1,0 +1,136 @@
+"""Open watchers do not take what ordinary calls need: with every stream slot
+taken (the default cap of 100, on the server `hookline serve` builds), unary
+calls are still served."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from conftest import Watching
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from hookline.client import (
+    Client,
+    DeliveryEventKind,
+    ListWebhooksRequest,
+    SendTestEventRequest,
+    WatchDeliveriesRequest,
+)
+from hookline.server.app import Hookline, create_server
+from hookline.server.settings import Settings
+
+from .helpers import make_flow, make_webhook, start_job, unique, wait_job
+
+SUCCEEDED = DeliveryEventKind.DELIVERY_EVENT_KIND_SUCCEEDED
+CAP = Settings().max_streams
+
+
+@pytest.fixture(scope="module")
+def hookline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(listen="127.0.0.1:0", poll_interval_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def address(hookline_app: Hookline) -> Iterator[str]:
+    """The server `hookline serve` runs (its thread pool and stream cap), on a free port."""
+    server, port = create_server(hookline_app)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(grace=None).wait()
+
+
+@pytest.fixture(scope="module")
+def client(address: str, hookline_app: Hookline) -> Iterator[Client]:
+    with Client(address, hookline_app.admin_key) as client:
+        yield client
+
+
+def first_message(stream: Any, timeout: float) -> Any:
+    """The stream's first message, its error, or None if neither came within `timeout`."""
+    got: list[Any] = []
+
+    def read() -> None:
+        try:
+            got.append(next(stream))
+        except grpc.RpcError as error:
+            got.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return got[0] if got else None
+
+
+def watch(client: Client, count: int) -> list[Watching]:
+    """`count` space-wide WatchDeliveries streams, each past its first SYNC (a slot
+    a stream of an earlier test still holds is waited for)."""
+    opened: list[Watching] = []
+    deadline = time.monotonic() + 10
+    while len(opened) < count:
+        watching = Watching(client.webhooks.WatchDeliveries(WatchDeliveriesRequest(), timeout=120))
+        try:
+            watching.wait_for(bool, what="the first SYNC")
+        except AssertionError:
+            refused = watching.error is not None and watching.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            if not refused or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
+        opened.append(watching)
+    return opened
+
+
+class HeldReflection:
+    """A reflection stream kept open: it asks once and never hangs up."""
+
+    def __init__(self, address: str):
+        self._channel = grpc.insecure_channel(address)
+        self._hang_up = threading.Event()
+
+        def requests() -> Iterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+            self._hang_up.wait()
+
+        stub = reflection_pb2_grpc.ServerReflectionStub(self._channel)
+        self.call = stub.ServerReflectionInfo(requests(), timeout=120)
+
+    def close(self) -> None:
+        self._hang_up.set()
+        self.call.cancel()
+        self._channel.close()
+
+
+def delivered(delivery_id: str) -> Callable[[list[Any]], bool]:
+    return lambda ms: any(m.delivery.id == delivery_id and m.kind == SUCCEEDED for m in ms)
+
+
+def test_unary_calls_are_served_while_every_stream_slot_is_taken(client, address, hookline_app, receiver):
+    hook = make_webhook(client, receiver.url("/" + unique("w"))).webhook
+    watchers: list[Watching] = []
+    held: list[HeldReflection] = []
+    try:
+        watchers = watch(client, CAP)
+        # A stream of a service that needs no key holds a thread as well.
+        held = [HeldReflection(address) for _ in range(40)]
+        answers = [first_message(h.call, 2) for h in held]
+        refused = [a for a in answers if isinstance(a, grpc.RpcError)]
+        assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused), refused
+
+        # Ordinary calls, on a connection of their own, while changes flow to every stream.
+        with Client(address, hookline_app.admin_key) as other:
+            other.webhooks.ListWebhooks(ListWebhooksRequest(), timeout=10)
+            sent = other.webhooks.SendTestEvent(SendTestEventRequest(id=hook.id), timeout=10)
+            flow = make_flow(other, [])
+            wait_job(other, start_job(other, flow.id, {}).id)
+        for watching in watchers:
+            watching.wait_for(delivered(sent.delivery.id), what="the test event's delivery")
+    finally:
+        for h in held:
+            h.close()
+        for watching in watchers:
+            watching.stop()
