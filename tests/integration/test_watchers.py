@@ -1,9 +1,11 @@
 """Open watchers do not take what ordinary calls need: with every stream slot
 taken (the default cap of 100, on the server `hookline serve` builds), unary
-calls are still served."""
+calls are still served, and the change log is read about as often with 100
+watchers as with one, because one feed reads it for all of them."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ from hookline.client import (
 )
 from hookline.server.app import Hookline, create_server
 from hookline.server.settings import Settings
+from hookline.server.storage import models
 
 from .helpers import make_flow, make_webhook, start_job, unique, wait_job
 
@@ -134,3 +137,49 @@ def test_unary_calls_are_served_while_every_stream_slot_is_taken(client, address
             h.close()
         for watching in watchers:
             watching.stop()
+
+
+# A read of the change log from a position: what each stream did for itself on each wake-up.
+CHANGE_LOG_READ = re.compile(f'FROM "{models.DeliveryChange._meta.table_name}".*"seq" >', re.S)
+
+
+@pytest.fixture
+def change_log_reads(hookline_app: Hookline, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Counts the statements that read the change log from a position, in every thread."""
+    database = models.db.obj
+    execute_sql = database.execute_sql
+    count = 0
+    lock = threading.Lock()
+
+    def counting(sql: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        if CHANGE_LOG_READ.search(sql):
+            with lock:
+                count += 1
+        return execute_sql(sql, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", counting)
+    return lambda: count
+
+
+def test_the_change_log_is_read_as_often_for_100_watchers_as_for_one(client, receiver, change_log_reads):
+    hook = make_webhook(client, receiver.url("/" + unique("w"))).webhook
+
+    def reads_for(watchers: list[Watching], events: int = 5) -> int:
+        before = change_log_reads()
+        for _ in range(events):
+            sent = client.webhooks.SendTestEvent(SendTestEventRequest(id=hook.id))
+            for watching in watchers:
+                watching.wait_for(delivered(sent.delivery.id), what="the test event's delivery")
+        return change_log_reads() - before
+
+    watchers = watch(client, 1)
+    try:
+        alone = reads_for(watchers)
+        watchers += watch(client, CAP - 1)
+        together = reads_for(watchers)
+    finally:
+        for watching in watchers:
+            watching.stop()
+    assert alone > 0
+    assert together <= 2 * alone + 5, f"{together} change-log reads for {CAP} watchers, {alone} for one"

@@ -26,6 +26,7 @@ from .api.jobs import JobServicer
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
+from .feeds import Feeds
 from .jobs.runner import JobRunner
 from .metrics import Metrics
 from .notify import Listener
@@ -89,6 +90,8 @@ class Hookline:
         self.purger = Purger(settings) if Part.JOBS in self.parts else None
         self.listener = Listener(settings.database) if is_postgres() and settings.database else None
         self.health = health.HealthServicer()
+        # What the live streams of this process follow: one reader each for all of them.
+        self.feeds = Feeds.create(settings.poll_interval_s)
 
     def _read_master_key(self, create: bool) -> tuple[str, str]:
         """The master key's text and where it came from: HOOKLINE_MASTER_KEY, or on
@@ -192,10 +195,10 @@ class Hookline:
         services = SERVICE_NAMES if Part.API in self.parts else ()
         if Part.API in self.parts:
             webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
-                WebhookServicer(self.settings, self.stopping), server
+                WebhookServicer(self.settings, self.feeds.changes), server
             )
             flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
-            jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.stopping), server)
+            jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.feeds.jobs), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -241,8 +244,13 @@ class Hookline:
         if self.purger:
             self.purger.start()
 
-    def stop(self) -> None:
+    def end_streams(self) -> None:
+        """End every open stream now, rather than at the end of the gRPC server's grace period."""
         self.stopping.set()
+        self.feeds.stop()
+
+    def stop(self) -> None:
+        self.end_streams()
         self.health.enter_graceful_shutdown()
         if self.runner:
             self.runner.stop()
@@ -264,7 +272,8 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
     """A gRPC server for `app`, bound to settings.listen; returns it and its port."""
     settings = app.settings
     server = grpc.server(
-        # Each open stream holds a thread: leave room for ordinary calls beside them.
+        # Each open stream holds a thread, and every such stream counts against
+        # max_streams (ApiInterceptor): the 32 beyond are always left to ordinary calls.
         futures.ThreadPoolExecutor(max_workers=settings.max_streams + 32, thread_name_prefix="grpc"),
         interceptors=app.interceptors(),
         options=[("grpc.so_reuseport", 0)],
@@ -322,7 +331,7 @@ def serve(settings: Settings) -> None:
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     log.info("shutting down")
-    app.stopping.set()
+    app.end_streams()
     server.stop(grace=5).wait()
     if deliveries:
         deliveries.stop()
