@@ -23,9 +23,10 @@ from hookline.client import (
     SendTestEventRequest,
     WatchDeliveriesRequest,
 )
+from hookline.server.api.senders import BASE
 from hookline.server.app import Hookline, create_server
 from hookline.server.settings import Settings
-from hookline.server.storage import models
+from hookline.server.storage import deliveries, models, spaces
 
 from .helpers import make_flow, make_webhook, start_job, unique, wait_job
 
@@ -183,3 +184,42 @@ def test_the_change_log_is_read_as_often_for_100_watchers_as_for_one(client, rec
             watching.stop()
     assert alone > 0
     assert together <= 2 * alone + 5, f"{together} change-log reads for {CAP} watchers, {alone} for one"
+
+
+def test_clients_that_stop_reading_do_not_hold_up_the_other_streams(client, address, hookline_app, receiver):
+    # Streams run on a few sender threads; sending blocks once a client's window
+    # is full (kept small here), so each stuck client holds a sender up and
+    # another one must take over the rest.
+    hook = make_webhook(client, receiver.url("/" + unique("w"))).webhook
+    sent = client.webhooks.SendTestEvent(SendTestEventRequest(id=hook.id))
+    delivery = deliveries.get_delivery(spaces.space_id_by_name(spaces.DEFAULT_SPACE), sent.delivery.id)
+    small_window = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16 * 1024)]
+    stuck_channels = [grpc.insecure_channel(address, options=small_window) for _ in range(BASE + 1)]
+    stuck = []
+    reader = Watching(client.webhooks.WatchDeliveries(WatchDeliveriesRequest(), timeout=120))
+    try:
+        for channel in stuck_channels:
+            stream = Client(channel=channel, api_key=hookline_app.admin_key).webhooks.WatchDeliveries(
+                WatchDeliveriesRequest(), timeout=120
+            )
+            assert next(stream).kind == DeliveryEventKind.DELIVERY_EVENT_KIND_SYNC  # and never read again
+            stuck.append(stream)
+        reader.wait_for(bool, what="the first SYNC")
+        count = 3000
+        with models.db.atomic():
+            changes: list[dict[str, Any]] = []
+            for _ in range(count):
+                deliveries.log_change(changes, delivery, "RETRY_SCHEDULED", delivery.update_time)
+            deliveries.flush_changes(changes)
+        reader.wait_for(
+            lambda ms: sum(m.kind == DeliveryEventKind.DELIVERY_EVENT_KIND_RETRY_SCHEDULED for m in ms) >= count,
+            timeout=60,
+            what=f"{count} changes on the stream that reads",
+        )
+        assert hookline_app.senders.threads() > BASE  # the stuck clients held senders up
+    finally:
+        reader.stop()
+        for stream in stuck:
+            stream.cancel()
+        for channel in stuck_channels:
+            channel.close()

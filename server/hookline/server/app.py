@@ -23,6 +23,7 @@ from . import secretbox
 from .api.flows import FlowServicer
 from .api.interceptor import ApiInterceptor
 from .api.jobs import JobServicer
+from .api.senders import Senders
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
@@ -92,6 +93,8 @@ class Hookline:
         self.health = health.HealthServicer()
         # What the live streams of this process follow: one reader each for all of them.
         self.feeds = Feeds.create(settings.poll_interval_s)
+        # The threads that run every open stream (a stream holds none of the server's pool).
+        self.senders = Senders(settings.max_streams)
 
     def _read_master_key(self, create: bool) -> tuple[str, str]:
         """The master key's text and where it came from: HOOKLINE_MASTER_KEY, or on
@@ -188,7 +191,7 @@ class Hookline:
         return None
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
-        return [ApiInterceptor(self.settings.max_streams)]
+        return [ApiInterceptor(self.settings.max_streams, self.senders)]
 
     def add_to_server(self, server: grpc.Server) -> None:
         """The three services (unless this is a worker-only process), health and reflection."""
@@ -251,6 +254,7 @@ class Hookline:
 
     def stop(self) -> None:
         self.end_streams()
+        self.senders.stop()
         self.health.enter_graceful_shutdown()
         if self.runner:
             self.runner.stop()
@@ -272,8 +276,9 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
     """A gRPC server for `app`, bound to settings.listen; returns it and its port."""
     settings = app.settings
     server = grpc.server(
-        # Each open stream holds a thread, and every such stream counts against
-        # max_streams (ApiInterceptor): the 32 beyond are always left to ordinary calls.
+        # hookline's streams run on app.senders; a reflection stream holds a thread of
+        # this pool while open, and counts against max_streams (ApiInterceptor): the
+        # 32 beyond are always left to ordinary calls.
         futures.ThreadPoolExecutor(max_workers=settings.max_streams + 32, thread_name_prefix="grpc"),
         interceptors=app.interceptors(),
         options=[("grpc.so_reuseport", 0)],

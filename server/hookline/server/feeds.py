@@ -4,9 +4,9 @@ about one query however many streams watch, and a waiting stream costs nothing.
 ChangeFeed reads each new stretch of the delivery change log once and hands
 every WatchDeliveries stream the entries its filter matches (found through an
 index by space and filter, not by asking each stream); JobFeed reads every job
-a WatchJob stream watches in one query when jobs change. A stream's own thread
-only waits on its Subscription: no query and no poll of its own, its heartbeat
-a timeout. A feed wakes on the hub's topic (commits in this process, NOTIFY
+a WatchJob stream watches in one query when jobs change. A stream waits on its
+Subscription (parked, see api/senders.py): no query and no poll of its own, its
+heartbeat a deadline. A feed wakes on the hub's topic (commits in this process, NOTIFY
 from others on PostgreSQL, the delivery process's relay on the embedded
 database) and polls, once for all its streams, as the fallback.
 
@@ -52,6 +52,11 @@ class StreamClosed(Exception):
     """The stream's client went away, or the server is stopping."""
 
 
+class Dropped(Exception):
+    """The feed hands the stream nothing more (it fell too far behind, or a read
+    failed): it goes on from the change log on its own."""
+
+
 @dataclass
 class Batch:
     """What a feed handed a stream: items, and the position they bring it to."""
@@ -60,83 +65,108 @@ class Batch:
     reached: int
 
 
+@dataclass
+class Wait:
+    """What a stream's generator yields when it has nothing to send: wake it
+    when `subscription` has something, or at `deadline` (time.monotonic())."""
+
+    subscription: Subscription
+    deadline: float | None
+
+
 class Subscription:
-    """One stream's place in a feed: the batches handed to it, waited for by the
-    stream's thread. `start` is the position the feed took it up from."""
+    """One stream's place in a feed: the batches handed to it, taken by the
+    stream when it runs. `start` is the position the feed took it up from."""
 
     def __init__(self, key_id: str, start: int = 0):
         self.key_id = key_id
         self.start = start
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._batches: deque[Batch] = deque()
         self._buffered = 0
         self._reached = start
         self._error: HooklineError | None = None
         self._closed = False
         self._dropped = False
+        self._waker: Callable[[], None] | None = None
 
     # -- the feed's side
 
     def hand(self, items: list[Any], reached: int) -> bool:
         """Queue `items`, everything up to position `reached`; False (and the
         stream is told) if it already has too many waiting: the feed drops it."""
-        with self._cond:
+        with self._lock:
             if self._dropped:
                 return False
-            if items:
-                if self._buffered + len(items) > MAX_BUFFERED:
-                    self._dropped = True
-                    self._cond.notify_all()
-                    return False
-                self._batches.append(Batch(items, reached))
-                self._buffered += len(items)
-                self._cond.notify_all()
-            self._reached = max(self._reached, reached)
-            return True
+            if items and self._buffered + len(items) > MAX_BUFFERED:
+                self._dropped = True
+                handed = False
+            else:
+                handed = True
+                if items:
+                    self._batches.append(Batch(items, reached))
+                    self._buffered += len(items)
+                self._reached = max(self._reached, reached)
+            waker = self._take_waker() if not handed or items else None
+        if waker:
+            waker()
+        return handed
 
     def drop(self) -> None:
         """The feed hands this stream nothing more: it goes on from the log on its own."""
-        with self._cond:
+        with self._lock:
             self._dropped = True
-            self._cond.notify_all()
+            waker = self._take_waker()
+        if waker:
+            waker()
 
     def end(self, error: HooklineError) -> None:
         """End the stream with `error`; nothing queued is sent any more."""
-        with self._cond:
+        with self._lock:
             self._error = error
             self._batches.clear()
-            self._cond.notify_all()
+            waker = self._take_waker()
+        if waker:
+            waker()
 
     def close(self) -> None:
         """The client went away or the server is stopping."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            waker = self._take_waker()
+        if waker:
+            waker()
+
+    def _take_waker(self) -> Callable[[], None] | None:
+        waker, self._waker = self._waker, None
+        return waker
 
     # -- the stream's side
 
-    def take(self, timeout: float | None) -> Batch | None:
-        """The next batch; after `timeout` seconds with none, an empty batch at the
-        position reached; None once the feed dropped the stream and it has taken
-        everything queued (it goes on from the last position on its own).
-        Raises the error the feed ended it with, or StreamClosed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._error is not None:
-                    raise self._error
-                if self._closed:
-                    raise StreamClosed
-                if self._batches:
-                    batch = self._batches.popleft()
-                    self._buffered -= len(batch.items)
-                    return batch
-                if self._dropped:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return Batch([], self._reached)
-                self._cond.wait(remaining)
+    def poll(self, heartbeat: bool = False) -> Batch | None:
+        """The next batch; if none waits, None, or with `heartbeat` an empty batch
+        at the position reached. Raises the error the feed ended the stream with,
+        StreamClosed, or Dropped once everything queued was taken."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                raise StreamClosed
+            if self._batches:
+                batch = self._batches.popleft()
+                self._buffered -= len(batch.items)
+                return batch
+            if self._dropped:
+                raise Dropped
+            return Batch([], self._reached) if heartbeat else None
+
+    def park(self, waker: Callable[[], None]) -> bool:
+        """Have `waker()` called once there is something to poll; False if there already is."""
+        with self._lock:
+            if self._batches or self._error is not None or self._closed or self._dropped:
+                return False
+            self._waker = waker
+            return True
 
 
 class Feed:

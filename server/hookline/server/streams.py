@@ -1,7 +1,8 @@
 """The two live streams: WatchDeliveries (the delivery change log, resumable by
 cursor) and WatchJob. Each follows what its process's feed (feeds.py) reads
 once for every stream, so they see writes made by other processes too, and a
-revoked key's streams end UNAUTHENTICATED."""
+revoked key's streams end UNAUTHENTICATED. They are generators that never
+block waiting: they yield a Wait instead (api/senders.py runs them)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from .errors import InvalidArgument, OutOfRange
-from .feeds import FILTERS, ChangeFeed, JobFeed, StreamClosed, Subscription
+from .feeds import FILTERS, ChangeFeed, Dropped, JobFeed, StreamClosed, Subscription, Wait
 from .storage import deliveries, jobs, retention, spaces
 from .storage.database import release_connection
 from .storage.records import Change, Job, Principal
@@ -50,11 +51,12 @@ def watch_deliveries(
     cursor: str,
     on_end: Callable[[Callable[[], None]], object],
     heartbeat_s: float,
-) -> Iterator[StreamItem]:
+) -> Iterator[StreamItem | Wait]:
     """SYNC with the cursor, then every matching change after it: those already
     in the log read here, then those the process's change feed hands over, with
-    a SYNC after each `heartbeat_s` of silence. `on_end(callback)` has the
-    callback called when the call ends (the client went away)."""
+    a SYNC after each `heartbeat_s` of silence, and a Wait (feeds.py) whenever
+    there is nothing to send yet. `on_end(callback)` has the callback called
+    when the call ends (the client went away)."""
     if cursor:
         seq = decode_cursor(cursor)
         if seq > deliveries.last_change_seq():
@@ -85,7 +87,9 @@ def watch_deliveries(
         return
 
 
-def _replay(caller: Principal, seq: int, through: int, filters: dict[str, str]) -> Generator[StreamItem, None, int]:
+def _replay(
+    caller: Principal, seq: int, through: int, filters: dict[str, str]
+) -> Generator[StreamItem | Wait, None, int]:
     """The changes after `seq` up to `through`, read from the log here; returns `through`."""
     while seq < through:
         changes, seq = deliveries.changes_after(caller.space_id, seq, through=through, **filters)
@@ -95,14 +99,18 @@ def _replay(caller: Principal, seq: int, through: int, filters: dict[str, str]) 
     return seq
 
 
-def _follow(subscription: Subscription, seq: int, heartbeat_s: float) -> Generator[StreamItem, None, int]:
-    """What the feed hands `subscription`, and heartbeats; returns the position
-    reached once the feed dropped it (it fell too far behind)."""
+def _follow(subscription: Subscription, seq: int, heartbeat_s: float) -> Generator[StreamItem | Wait, None, int]:
+    """What the feed hands `subscription`, and heartbeats, with a Wait whenever
+    there is nothing yet; returns the position reached once the feed dropped it."""
     last_sent = time.monotonic()
     while True:
-        batch = subscription.take(max(0.0, heartbeat_s - (time.monotonic() - last_sent)))
-        if batch is None:
+        try:
+            batch = subscription.poll(heartbeat=time.monotonic() - last_sent >= heartbeat_s)
+        except Dropped:
             return seq
+        if batch is None:
+            yield Wait(subscription, last_sent + heartbeat_s)
+            continue
         for change in batch.items:
             yield StreamItem(encode_cursor(change.seq), change)
         seq = batch.reached
@@ -117,8 +125,9 @@ def watch_job(
     job_id: str,
     *,
     on_end: Callable[[Callable[[], None]], object],
-) -> Iterator[Job]:
-    """The job's current state, then each new one, ending at a terminal state."""
+) -> Iterator[Job | Wait]:
+    """The job's current state, then each new one, ending at a terminal state;
+    a Wait whenever there is nothing new yet."""
     job = jobs.get_job(caller.space_id, job_id)
     yield job
     if job.finished:
@@ -129,8 +138,10 @@ def watch_job(
         subscription.close()
     try:
         while not job.finished:
-            batch = subscription.take(None)
-            assert batch is not None  # a job feed never drops a stream
+            batch = subscription.poll()
+            if batch is None:
+                yield Wait(subscription, None)
+                continue
             for job in batch.items:
                 yield job
     except StreamClosed:

@@ -20,6 +20,7 @@ from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceE
 from ..storage import spaces
 from ..storage.database import release_connection
 from ..storage.records import Principal
+from .senders import Senders
 
 log = logging.getLogger("hookline.api")
 
@@ -69,6 +70,10 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
+    context.abort_with_status(_status(error))
+
+
+def _status(error: HooklineError) -> grpc.Status:
     message = _cut(error.message, _MAX_MESSAGE)
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
@@ -83,7 +88,10 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
         detail = any_pb2.Any()
         detail.Pack(bad)
         status.details.append(detail)
-    context.abort_with_status(rpc_status.to_status(status))
+    return rpc_status.to_status(status)
+
+
+_INTERNAL = "internal error; the server log has the details"
 
 
 # JSON values are stored as escaped JSON text, so NUL is harmless inside them.
@@ -118,8 +126,9 @@ class ApiInterceptor(grpc.ServerInterceptor):
     such stream counts against the cap, reflection's too (it needs no key): the
     pool has room for the cap and for ordinary calls beside it."""
 
-    def __init__(self, max_streams: int):
+    def __init__(self, max_streams: int, senders: Senders):
         self._max_streams = max_streams
+        self._senders = senders
         self._streams = 0
         self._lock = threading.Lock()
 
@@ -210,30 +219,40 @@ class ApiInterceptor(grpc.ServerInterceptor):
                 _abort(context, error)
             except Exception:
                 log.exception("unexpected error in %s", method)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+                context.abort(grpc.StatusCode.INTERNAL, _INTERNAL)
 
         return handle
 
     def _stream(self, behavior: Callable, method: str, metadata: dict[str, str]) -> Callable:
-        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            counted = False
+        """A streaming call: authenticated here, then run by the senders (it holds no thread)."""
+
+        def handle(request: Any, context: grpc.ServicerContext, send: Callable[[Any], None]) -> None:
             try:
                 caller = self._enter(method, metadata, request)
                 self._take_slot()
-                counted = True
-                token = _principal.set(caller)
-                try:
-                    yield from behavior(request, context)
-                finally:
-                    _principal.reset(token)
             except HooklineError as error:
                 _abort(context, error)
             except Exception:
                 log.exception("unexpected error in %s", method)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+                context.abort(grpc.StatusCode.INTERNAL, _INTERNAL)
             finally:
                 release_connection()
-                if counted:
-                    self._free_slot()
+            try:
+                run_in = contextvars.copy_context()
+                run_in.run(_principal.set, caller)
+                items = run_in.run(behavior, request, context)
+                self._senders.start(items, run_in, context, send, self._free_slot, lambda e: _stream_status(method, e))
+            except BaseException:
+                self._free_slot()
+                raise
 
+        handle.experimental_non_blocking = True  # type: ignore[attr-defined]
         return handle
+
+
+def _stream_status(method: str, error: BaseException) -> grpc.Status:
+    """The status a stream that raised `error` ends with."""
+    if isinstance(error, HooklineError):
+        return _status(error)
+    log.error("unexpected error in %s", method, exc_info=error)
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=_INTERNAL))

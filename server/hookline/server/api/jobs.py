@@ -5,7 +5,7 @@ from __future__ import annotations
 from hookline.v1 import jobs_pb2, jobs_pb2_grpc
 
 from .. import jsonvalue, streams, validation
-from ..feeds import JobFeed
+from ..feeds import JobFeed, Wait
 from ..settings import Settings
 from ..storage import jobs
 from ..storage.groupcommit import GroupCommit
@@ -76,4 +76,4 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def WatchJob(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)
         for job in streams.watch_job(self._feed, principal(), request.id, on_end=context.add_callback):
-            yield convert.job(job)
+            yield job if isinstance(job, Wait) else convert.job(job)  # a Wait: nothing yet (see senders.py)

@@ -12,7 +12,7 @@ from hookline.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 from .. import events, jsonvalue, streams, validation
 from ..errors import InvalidArgument
-from ..feeds import ChangeFeed
+from ..feeds import ChangeFeed, Wait
 from ..settings import Settings
 from ..storage import deliveries, lookup, webhooks
 from ..storage.database import now_ms
@@ -186,7 +186,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         require("id", request.id)
         return convert.event(deliveries.get_event(principal().space_id, request.id))
 
-    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent]:  # type: ignore[no-untyped-def]
+    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent | Wait]:  # type: ignore[no-untyped-def]
         space_id = principal().space_id
         set_filters = [f for f in ("webhook_id", "flow_id", "job_id") if getattr(request, f)]
         if len(set_filters) > 1:
@@ -206,7 +206,9 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             heartbeat_s=self._settings.stream_heartbeat_s,
         )
         for item in items:
-            if item.change is None:
+            if isinstance(item, Wait):  # nothing to send yet (see senders.py)
+                yield item
+            elif item.change is None:
                 yield webhooks_pb2.DeliveryEvent(
                     cursor=item.cursor, kind=webhooks_pb2.DELIVERY_EVENT_KIND_SYNC, time=convert.timestamp(now_ms())
                 )
