@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import grpc
 import pytest
@@ -55,6 +56,62 @@ def wait_serving(address: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"hookline did not start serving on {address}")
             time.sleep(0.1)
+
+
+# --- streams ---------------------------------------------------------------------------
+
+
+class Watching:
+    """Reads a server stream on a thread of its own: the messages so far, and the
+    error it ended with."""
+
+    def __init__(self, stream: Any) -> None:  # a server-streaming call
+        self.stream = stream
+        self.messages: list[Any] = []
+        self.error: grpc.RpcError | None = None
+        self._ended = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for message in self.stream:
+                with self._cond:
+                    self.messages.append(message)
+                    self._cond.notify_all()
+        except grpc.RpcError as error:
+            with self._cond:
+                self.error = error
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def wait_for(self, done: Callable[[list[Any]], bool], timeout: float = 10.0, what: str = "") -> list[Any]:
+        """The messages once `done(messages)` holds; fails if the stream ends or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not done(self.messages):
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    how = f"ended ({self.error.code().name if self.error else 'OK'})" if self._ended else "timed out"
+                    raise AssertionError(f"{what or 'messages'} not seen: the stream {how} after {self.messages}")
+                self._cond.wait(remaining)
+            return list(self.messages)
+
+    def ended(self, timeout: float = 10.0) -> grpc.RpcError | None:
+        """Wait for the stream to end; the error it ended with (None if it ended
+        cleanly). Fails if it is still open after `timeout`."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.stop()
+            raise AssertionError(f"the stream was still open after {timeout} s")
+        return self.error
+
+    def stop(self) -> None:
+        self.stream.cancel()
+        self._thread.join()
 
 
 # --- hookline over pytest-grpc ---------------------------------------------------

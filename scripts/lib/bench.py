@@ -192,7 +192,14 @@ class Server:
     """One hookline process (`python -m hookline.cli serve`)."""
 
     def __init__(
-        self, data_dir: Path, database: str | None, master_key: str, name: str, profile: Path | None, gil: bool
+        self,
+        data_dir: Path,
+        database: str | None,
+        master_key: str,
+        name: str,
+        profile: Path | None,
+        gil: bool,
+        extra_args: list[str] | None = None,
     ):
         self.log_path = data_dir / f"{name}.log"
         args = [
@@ -201,6 +208,7 @@ class Server:
         ]  # fmt: skip
         if database:
             args += ["--database", database]
+        args += extra_args or []
         env = dict(os.environ, HOOKLINE_MASTER_KEY=master_key)
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)

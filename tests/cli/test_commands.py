@@ -17,12 +17,27 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
-from conftest import free_port
+from conftest import Watching, free_port
+from google.protobuf import struct_pb2
 
 from hookline import signing
-from hookline.client import Client
+from hookline.client import (
+    CancelJobRequest,
+    Client,
+    CreateFlowRequest,
+    CreateWebhookRequest,
+    Flow,
+    SendTestEventRequest,
+    StartJobRequest,
+    WatchDeliveriesRequest,
+    WatchJobRequest,
+    Webhook,
+)
 from hookline.server.app import Hookline
+from hookline.server.settings import Settings
+from hookline.server.storage import spaces
 
 from .helpers import HOOKLINE, SECRET, Process, Result, cli_env, run_cli, run_on_terminal
 
@@ -313,6 +328,45 @@ def test_deliveries_watch_prints_each_change_as_it_happens(
     finally:
         codes = [human.stop(signal.SIGINT), as_json.stop(signal.SIGINT)]
     assert codes == [0, 0] and "Traceback" not in human.err + as_json.err
+
+
+def test_keys_revoke_ends_the_open_streams_of_the_key(
+    client: Client, connect: Callable[[str], Client], hookline_settings: Settings, receiver_process: Process
+) -> None:
+    """`hookline keys revoke` is another process: on the embedded database the
+    server hears of it by the revocation counter, on PostgreSQL by NOTIFY."""
+    hook = client.webhooks.CreateWebhook(
+        CreateWebhookRequest(
+            webhook=Webhook(alias="revoked-watch", url=receiver_process.url + "/revoked", event_types=["WEBHOOK.TEST"])
+        )
+    ).webhook
+    definition = struct_pb2.Struct()
+    definition.update({"steps": [{"sleep_ms": 30_000}]})
+    flow = client.flows.CreateFlow(CreateFlowRequest(flow=Flow(alias="revoked-watch", definition=definition)))
+    job = client.jobs.StartJob(StartJobRequest(flow=flow.id))
+    key = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "management")
+    holder = connect(key.token)
+    changes = Watching(holder.webhooks.WatchDeliveries(WatchDeliveriesRequest(), timeout=60))
+    job_states = Watching(holder.jobs.WatchJob(WatchJobRequest(id=job.id), timeout=60))
+    for watching in (changes, job_states):
+        watching.wait_for(bool, what="the first message")
+
+    storage = ["--data-dir", str(hookline_settings.data_dir)]
+    storage += ["--database", hookline_settings.database] if hookline_settings.database else []
+    revoke = subprocess.run(
+        [*HOOKLINE, "keys", "revoke", key.key_id, *storage], env=cli_env(), capture_output=True, text=True, timeout=60
+    )
+    assert revoke.returncode == 0, revoke.stderr
+    # Committed after the revocation: neither may reach the key's streams.
+    sent = client.webhooks.SendTestEvent(SendTestEventRequest(id=hook.id))
+    client.jobs.CancelJob(CancelJobRequest(id=job.id))
+
+    for watching in (changes, job_states):
+        error = watching.ended(timeout=10)
+        assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+        assert "revoked" in error.details()
+    assert sent.delivery.id not in {m.delivery.id for m in changes.messages}
+    assert len(job_states.messages) == 1  # its state when watched, nothing since
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from hookline.client import (
     WatchDeliveriesRequest,
     Webhook,
 )
+from hookline.server import feeds, streams
+from hookline.server.storage import deliveries, spaces
 
 from .helpers import (
     body_json,
@@ -464,6 +466,76 @@ def test_watch_deliveries_sends_a_heartbeat_sync(client, receiver):
     got = read_stream(stream, lambda ms: len(ms) >= 2, timeout=5)  # the test server beats every second
     assert [m.kind for m in got] == [DeliveryEventKind.DELIVERY_EVENT_KIND_SYNC] * 2
     assert got[1].cursor
+
+
+def advance(items):  # type: ignore[no-untyped-def]
+    """The next message of a stream's generator, waiting out its Waits as the senders would."""
+    while True:
+        item = next(items)
+        if not isinstance(item, feeds.Wait):
+            return item
+        woken = threading.Event()
+        if item.subscription.park(woken.set):
+            woken.wait(None if item.deadline is None else max(0.0, item.deadline - time.monotonic()))
+
+
+def test_a_stream_too_far_behind_catches_up_from_the_log_without_gap_or_repeat(
+    client, receiver, hookline_app, monkeypatch
+):
+    # The feed drops a stream with more than MAX_BUFFERED changes waiting (its
+    # client reads slowly); the stream then reads the change log on its own.
+    monkeypatch.setattr(feeds, "MAX_BUFFERED", 3)
+    hook, _ = hook_at(client, receiver)
+    feed = hookline_app.feeds.changes
+    items = streams.watch_deliveries(
+        feed,
+        spaces.authenticate(hookline_app.admin_key),
+        webhook_id=hook.id,
+        flow_id="",
+        job_id="",
+        cursor="",
+        on_end=lambda callback: None,
+        heartbeat_s=0.1,
+    )
+    try:
+        assert advance(items).change is None  # the first SYNC
+        assert advance(items).change is None  # a heartbeat: the stream now follows the feed
+        sent = [send_test(client, hook.id).delivery.id for _ in range(3)]
+        for delivery_id in sent:
+            wait_delivery(client, delivery_id)
+        wait_until(feed.subscriptions, lambda n: n == 0, what="the slow stream dropped by the feed")
+        changes = []
+        while sum(c.kind == "SUCCEEDED" for c in changes) < len(sent):
+            item = advance(items)
+            if item.change is not None:
+                changes.append(item.change)
+    finally:
+        items.close()
+    seqs = [c.seq for c in changes]
+    assert seqs == sorted(set(seqs))
+    for delivery_id in sent:
+        kinds = [c.kind for c in changes if c.delivery.id == delivery_id]
+        assert kinds == ["QUEUED", "ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED"]
+
+
+def test_a_stream_reads_what_the_feed_failed_to_hand_it_on_its_own(client, receiver, hookline_app, monkeypatch):
+    hook, _ = hook_at(client, receiver)
+    as_changes = deliveries.as_changes
+    failures = []
+
+    def fails_once(entries):  # type: ignore[no-untyped-def]
+        if not failures:
+            failures.append(len(entries))
+            raise RuntimeError("the database went away")
+        return as_changes(entries)
+
+    monkeypatch.setattr(deliveries, "as_changes", fails_once)
+    stream = client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=hook.id), timeout=20)
+    next(stream)
+    sent = send_test(client, hook.id)
+    got = read_stream(stream, lambda ms: "SUCCEEDED" in kinds_of(ms, sent.delivery.id))
+    assert failures, "the feed never failed"
+    assert kinds_of(got, sent.delivery.id) == ["QUEUED", "ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED"]
 
 
 def test_a_delivery_carries_the_webhook_headers_and_hooklines_own(client, receiver):

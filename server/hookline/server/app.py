@@ -23,9 +23,11 @@ from . import secretbox
 from .api.flows import FlowServicer
 from .api.interceptor import ApiInterceptor
 from .api.jobs import JobServicer
+from .api.senders import Senders
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
+from .feeds import Feeds
 from .health import DatabaseHealth
 from .jobs.runner import JobRunner
 from .metrics import Metrics
@@ -103,6 +105,10 @@ class Hookline:
         self.health = health.HealthServicer()
         services = SERVICE_NAMES if Part.API in self.parts else ()
         self.database_health = DatabaseHealth(self.health, services)
+        # What the live streams of this process follow: one reader each for all of them.
+        self.feeds = Feeds.create(settings.poll_interval_s)
+        # The threads that run every open stream (a stream holds none of the server's pool).
+        self.senders = Senders(settings.max_streams)
 
     def _read_master_key(self, create: bool) -> tuple[str, str]:
         """The master key's text and where it came from: HOOKLINE_MASTER_KEY, or on
@@ -213,17 +219,17 @@ class Hookline:
         return None
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
-        return [ApiInterceptor(self.settings.max_streams)]
+        return [ApiInterceptor(self.settings.max_streams, self.senders)]
 
     def add_to_server(self, server: grpc.Server) -> None:
         """The three services (unless this is a worker-only process), health and reflection."""
         services = SERVICE_NAMES if Part.API in self.parts else ()
         if Part.API in self.parts:
             webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
-                WebhookServicer(self.settings, self.stopping), server
+                WebhookServicer(self.settings, self.feeds.changes), server
             )
             flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
-            jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.stopping), server)
+            jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.feeds.jobs), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -270,8 +276,14 @@ class Hookline:
         if self.purger:
             self.purger.start()
 
-    def stop(self) -> None:
+    def end_streams(self) -> None:
+        """End every open stream now, rather than at the end of the gRPC server's grace period."""
         self.stopping.set()
+        self.feeds.stop()
+
+    def stop(self) -> None:
+        self.end_streams()
+        self.senders.stop()
         self.database_health.stop()
         self.health.enter_graceful_shutdown()
         if self.runner:
@@ -294,7 +306,9 @@ def create_server(app: Hookline) -> tuple[grpc.Server, int]:
     """A gRPC server for `app`, bound to settings.listen; returns it and its port."""
     settings = app.settings
     server = grpc.server(
-        # Each open stream holds a thread: leave room for ordinary calls beside them.
+        # hookline's streams run on app.senders; a reflection stream holds a thread of
+        # this pool while open, and counts against max_streams (ApiInterceptor): the
+        # 32 beyond are always left to ordinary calls.
         futures.ThreadPoolExecutor(max_workers=settings.max_streams + 32, thread_name_prefix="grpc"),
         interceptors=app.interceptors(),
         options=[("grpc.so_reuseport", 0)],
@@ -352,7 +366,7 @@ def serve(settings: Settings) -> None:
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     log.info("shutting down")
-    app.stopping.set()
+    app.end_streams()
     server.stop(grace=5).wait()
     if deliveries:
         deliveries.stop()

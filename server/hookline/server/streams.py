@@ -1,20 +1,21 @@
 """The two live streams: WatchDeliveries (the delivery change log, resumable by
-cursor) and WatchJob. Both wake on in-process notifications and poll as a
-fallback, so they also see writes made by other processes."""
+cursor) and WatchJob. Each follows what its process's feed (feeds.py) reads
+once for every stream, so they see writes made by other processes too, and a
+revoked key's streams end UNAUTHENTICATED. They are generators that never
+block waiting: they yield a Wait instead (api/senders.py runs them)."""
 
 from __future__ import annotations
 
 import base64
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from .errors import InvalidArgument, OutOfRange
-from .notify import hub
-from .storage import deliveries, jobs, retention
+from .feeds import FILTERS, ChangeFeed, Dropped, JobFeed, StreamClosed, Subscription, Wait
+from .storage import deliveries, jobs, retention, spaces
 from .storage.database import release_connection
-from .storage.records import Change, Job
+from .storage.records import Change, Job, Principal
 
 
 def encode_cursor(seq: int) -> str:
@@ -41,17 +42,21 @@ class StreamItem:
 
 
 def watch_deliveries(
-    space_id: str,
+    feed: ChangeFeed,
+    caller: Principal,
     *,
     webhook_id: str,
     flow_id: str,
     job_id: str,
     cursor: str,
-    alive: Callable[[], bool],
-    stopping: threading.Event,
-    poll_s: float,
+    on_end: Callable[[Callable[[], None]], object],
     heartbeat_s: float,
-) -> Iterator[StreamItem]:
+) -> Iterator[StreamItem | Wait]:
+    """SYNC with the cursor, then every matching change after it: those already
+    in the log read here, then those the process's change feed hands over, with
+    a SYNC after each `heartbeat_s` of silence, and a Wait (feeds.py) whenever
+    there is nothing to send yet. `on_end(callback)` has the callback called
+    when the call ends (the client went away)."""
     if cursor:
         seq = decode_cursor(cursor)
         if seq > deliveries.last_change_seq():
@@ -61,44 +66,85 @@ def watch_deliveries(
     else:
         seq = deliveries.last_change_seq()
     yield StreamItem(encode_cursor(seq), None)
-    last_sent = time.monotonic()
-    while alive() and not stopping.is_set():
-        version = hub.version("changes")
-        changes, reached = deliveries.changes_after(
-            space_id, seq, webhook_id=webhook_id, flow_id=flow_id, job_id=job_id
-        )
+    field, value = next(((f, v) for f, v in zip(FILTERS, (webhook_id, flow_id, job_id), strict=True) if v), ("", ""))
+    filters = dict(webhook_id=webhook_id, flow_id=flow_id, job_id=job_id)
+    behind = bool(cursor)  # else seq is where the log ends
+    try:
+        while True:
+            if behind:  # read what is in the log on our own: the feed hands over only what is new
+                seq = yield from _replay(caller, seq, deliveries.last_change_seq(), filters)
+            subscription = feed.subscribe(caller.key_id, caller.space_id, seq, field=field, value=value)
+            if on_end(subscription.close) is False:
+                subscription.close()  # it has ended already
+            try:
+                seq = yield from _replay(caller, seq, subscription.start, filters)  # read by the feed before
+                release_connection()  # not held while waiting
+                seq = yield from _follow(subscription, seq, heartbeat_s)
+            finally:
+                feed.remove(subscription)
+            behind = True  # the feed dropped the stream: it fell too far behind
+    except StreamClosed:
+        return
+
+
+def _replay(
+    caller: Principal, seq: int, through: int, filters: dict[str, str]
+) -> Generator[StreamItem | Wait, None, int]:
+    """The changes after `seq` up to `through`, read from the log here; returns `through`."""
+    while seq < through:
+        changes, seq = deliveries.changes_after(caller.space_id, seq, through=through, **filters)
+        spaces.require_active(caller.key_id)  # read after them: none committed after a revocation
         for change in changes:
             yield StreamItem(encode_cursor(change.seq), change)
-            last_sent = time.monotonic()
-        moved = reached != seq
-        seq = reached
-        if moved:
-            continue  # there may be more right behind
-        silent = time.monotonic() - last_sent
-        if silent >= heartbeat_s:
-            yield StreamItem(encode_cursor(seq), None)
-            last_sent = time.monotonic()
+    return seq
+
+
+def _follow(subscription: Subscription, seq: int, heartbeat_s: float) -> Generator[StreamItem | Wait, None, int]:
+    """What the feed hands `subscription`, and heartbeats, with a Wait whenever
+    there is nothing yet; returns the position reached once the feed dropped it."""
+    last_sent = time.monotonic()
+    while True:
+        try:
+            batch = subscription.poll(heartbeat=time.monotonic() - last_sent >= heartbeat_s)
+        except Dropped:
+            return seq
+        if batch is None:
+            yield Wait(subscription, last_sent + heartbeat_s)
             continue
-        release_connection()  # not held while waiting
-        hub.wait("changes", version, min(poll_s, heartbeat_s - silent))
+        for change in batch.items:
+            yield StreamItem(encode_cursor(change.seq), change)
+        seq = batch.reached
+        if not batch.items:  # silent for heartbeat_s
+            yield StreamItem(encode_cursor(seq), None)
+        last_sent = time.monotonic()
 
 
 def watch_job(
-    space_id: str,
+    feed: JobFeed,
+    caller: Principal,
     job_id: str,
     *,
-    alive: Callable[[], bool],
-    stopping: threading.Event,
-    poll_s: float,
-) -> Iterator[Job]:
-    job = jobs.get_job(space_id, job_id)
+    on_end: Callable[[Callable[[], None]], object],
+) -> Iterator[Job | Wait]:
+    """The job's current state, then each new one, ending at a terminal state;
+    a Wait whenever there is nothing new yet."""
+    job = jobs.get_job(caller.space_id, job_id)
     yield job
-    while not job.finished and alive() and not stopping.is_set():
-        version = hub.version("jobs")
-        current = jobs.get_job(space_id, job_id)
-        if (current.state, current.code) != (job.state, job.code):
-            job = current
-            yield job
-            continue
-        release_connection()
-        hub.wait("jobs", version, poll_s)
+    if job.finished:
+        return
+    release_connection()
+    subscription = feed.subscribe(caller.key_id, job)
+    if on_end(subscription.close) is False:
+        subscription.close()
+    try:
+        while not job.finished:
+            batch = subscription.poll()
+            if batch is None:
+                yield Wait(subscription, None)
+                continue
+            for job in batch.items:
+                yield job
+    except StreamClosed:
+        return
+    finally:
+        feed.remove(subscription)

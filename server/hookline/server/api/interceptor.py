@@ -20,6 +20,7 @@ from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceE
 from ..storage import spaces
 from ..storage.database import FaultLog, database_fault, release_connection
 from ..storage.records import Principal
+from .senders import Senders
 
 log = logging.getLogger("hookline.api")
 
@@ -69,6 +70,10 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
+    context.abort_with_status(_status(error))
+
+
+def _status(error: HooklineError) -> grpc.Status:
     message = _cut(error.message, _MAX_MESSAGE)
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
@@ -83,7 +88,10 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
         detail = any_pb2.Any()
         detail.Pack(bad)
         status.details.append(detail)
-    context.abort_with_status(rpc_status.to_status(status))
+    return rpc_status.to_status(status)
+
+
+_INTERNAL = "internal error; the server log has the details"
 
 
 _faults = FaultLog(log)
@@ -99,7 +107,7 @@ def _abort_unexpected(context: grpc.ServicerContext, method: str, error: Excepti
         _abort(context, fault)
         return
     log.exception("unexpected error in %s", method)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+    context.abort(grpc.StatusCode.INTERNAL, _INTERNAL)
 
 
 # JSON values are stored as escaped JSON text, so NUL is harmless inside them.
@@ -130,16 +138,23 @@ def _nul_field(message: Any, prefix: str = "") -> str | None:
 
 
 class ApiInterceptor(grpc.ServerInterceptor):
-    def __init__(self, max_streams: int):
+    """A stream holds a thread of the server's pool while it is open, so every
+    such stream counts against the cap, reflection's too (it needs no key): the
+    pool has room for the cap and for ordinary calls beside it."""
+
+    def __init__(self, max_streams: int, senders: Senders):
         self._max_streams = max_streams
+        self._senders = senders
         self._streams = 0
         self._lock = threading.Lock()
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_SERVICES):
+        if handler is None:
             return handler
+        if method.startswith(OPEN_SERVICES):
+            return self._open(handler)
         metadata = dict(handler_call_details.invocation_metadata or ())
         if handler.unary_unary:
             behavior = self._unary(handler.unary_unary, method, metadata)
@@ -152,6 +167,40 @@ class ApiInterceptor(grpc.ServerInterceptor):
                 behavior, _safe(handler.request_deserializer), handler.response_serializer
             )
         return handler
+
+    def _open(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A call of an open service: no key; its streams that hold a thread
+        (reflection's) count against the cap, while health's Watch holds none."""
+        if handler.stream_stream and not getattr(handler.stream_stream, "experimental_non_blocking", False):
+            return grpc.stream_stream_rpc_method_handler(
+                self._counted(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+    def _counted(self, behavior: Callable) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                self._take_slot()
+            except ResourceExhausted as error:
+                _abort(context, error)
+            try:
+                yield from behavior(request, context)
+            finally:
+                self._free_slot()
+
+        return handle
+
+    def _take_slot(self) -> None:
+        with self._lock:
+            if self._streams >= self._max_streams:
+                raise ResourceExhausted(
+                    f"too many open streams (the limit is {self._max_streams}, --max-streams); try again later"
+                )
+            self._streams += 1
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._streams -= 1
 
     def _enter(self, method: str, metadata: dict[str, str], request: Any) -> Principal:
         if isinstance(request, _Undecodable):
@@ -190,30 +239,38 @@ class ApiInterceptor(grpc.ServerInterceptor):
         return handle
 
     def _stream(self, behavior: Callable, method: str, metadata: dict[str, str]) -> Callable:
-        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            counted = False
+        """A streaming call: authenticated here, then run by the senders (it holds no thread)."""
+
+        def handle(request: Any, context: grpc.ServicerContext, send: Callable[[Any], None]) -> None:
             try:
                 caller = self._enter(method, metadata, request)
-                with self._lock:
-                    if self._streams >= self._max_streams:
-                        raise ResourceExhausted(
-                            f"too many open streams (the limit is {self._max_streams}, --max-streams); try again later"
-                        )
-                    self._streams += 1
-                    counted = True
-                token = _principal.set(caller)
-                try:
-                    yield from behavior(request, context)
-                finally:
-                    _principal.reset(token)
+                self._take_slot()
             except HooklineError as error:
                 _abort(context, error)
             except Exception as error:
                 _abort_unexpected(context, method, error)
             finally:
                 release_connection()
-                if counted:
-                    with self._lock:
-                        self._streams -= 1
+            try:
+                run_in = contextvars.copy_context()
+                run_in.run(_principal.set, caller)
+                items = run_in.run(behavior, request, context)
+                self._senders.start(items, run_in, context, send, self._free_slot, lambda e: _stream_status(method, e))
+            except BaseException:
+                self._free_slot()
+                raise
 
+        handle.experimental_non_blocking = True  # type: ignore[attr-defined]
         return handle
+
+
+def _stream_status(method: str, error: BaseException) -> grpc.Status:
+    """The status a stream that raised `error` ends with."""
+    if isinstance(error, HooklineError):
+        return _status(error)
+    fault = database_fault(error) if isinstance(error, Exception) else None
+    if fault is not None:
+        _faults.fault(f"{method} (and the streams like it)", error)
+        return _status(fault)
+    log.error("unexpected error in %s", method, exc_info=error)
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=_INTERNAL))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 from hookline.v1 import jobs_pb2, jobs_pb2_grpc
 
 from .. import jsonvalue, streams, validation
+from ..feeds import JobFeed, Wait
 from ..settings import Settings
 from ..storage import jobs
 from ..storage.groupcommit import GroupCommit
@@ -16,9 +15,9 @@ from .interceptor import principal
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, settings: Settings, stopping: threading.Event):
+    def __init__(self, settings: Settings, feed: JobFeed):
         self._settings = settings
-        self._stopping = stopping
+        self._feed = feed
         # Concurrent StartJob calls write their jobs together.
         self._starts = GroupCommit(jobs.start_jobs)
 
@@ -76,11 +75,5 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def WatchJob(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)
-        for job in streams.watch_job(
-            principal().space_id,
-            request.id,
-            alive=context.is_active,
-            stopping=self._stopping,
-            poll_s=self._settings.poll_interval_s,
-        ):
-            yield convert.job(job)
+        for job in streams.watch_job(self._feed, principal(), request.id, on_end=context.add_callback):
+            yield job if isinstance(job, Wait) else convert.job(job)  # a Wait: nothing yet (see senders.py)

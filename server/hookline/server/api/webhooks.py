@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from hookline.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 from .. import events, jsonvalue, streams, validation
 from ..errors import InvalidArgument
+from ..feeds import ChangeFeed, Wait
 from ..settings import Settings
 from ..storage import deliveries, lookup, webhooks
 from ..storage.database import now_ms
@@ -58,9 +58,9 @@ def _time_filter(message: Any, name: str) -> int | None:
 
 
 class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
-    def __init__(self, settings: Settings, stopping: threading.Event):
+    def __init__(self, settings: Settings, changes: ChangeFeed):
         self._settings = settings
-        self._stopping = stopping
+        self._changes = changes
 
     def CreateWebhook(self, request, context):  # type: ignore[no-untyped-def]
         fields = _webhook_fields(request.webhook, WRITABLE, self._settings)
@@ -186,7 +186,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         require("id", request.id)
         return convert.event(deliveries.get_event(principal().space_id, request.id))
 
-    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent]:  # type: ignore[no-untyped-def]
+    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent | Wait]:  # type: ignore[no-untyped-def]
         space_id = principal().space_id
         set_filters = [f for f in ("webhook_id", "flow_id", "job_id") if getattr(request, f)]
         if len(set_filters) > 1:
@@ -196,18 +196,19 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         if flow_id:
             flow_id = lookup.flow_row(space_id, flow_id).id
         items = streams.watch_deliveries(
-            space_id,
+            self._changes,
+            principal(),
             webhook_id=webhook_id,
             flow_id=flow_id,
             job_id=request.job_id,
             cursor=request.cursor,
-            alive=context.is_active,
-            stopping=self._stopping,
-            poll_s=self._settings.poll_interval_s,
+            on_end=context.add_callback,
             heartbeat_s=self._settings.stream_heartbeat_s,
         )
         for item in items:
-            if item.change is None:
+            if isinstance(item, Wait):  # nothing to send yet (see senders.py)
+                yield item
+            elif item.change is None:
                 yield webhooks_pb2.DeliveryEvent(
                     cursor=item.cursor, kind=webhooks_pb2.DELIVERY_EVENT_KIND_SYNC, time=convert.timestamp(now_ms())
                 )

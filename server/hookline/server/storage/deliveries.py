@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from peewee import fn
@@ -306,38 +307,70 @@ def last_change_seq() -> int:
     return m.DeliveryChange.select(fn.MAX(m.DeliveryChange.seq)).scalar() or 0
 
 
-def changes_after(
-    space_id: str, seq: int, *, webhook_id: str = "", flow_id: str = "", job_id: str = "", limit: int = 500
-) -> tuple[list[Change], int]:
-    """Changes of a space after `seq` that match the filter, and the position
-    reached (which moves on even when nothing matched)."""
-    q = m.DeliveryChange.select().where(m.DeliveryChange.seq > seq).order_by(m.DeliveryChange.seq).limit(limit)
-    rows = list(q)
-    if not rows:
-        return [], seq
-    reached = rows[-1].seq
-    matching = [
-        r
-        for r in rows
-        if r.space_id == space_id
-        and (not webhook_id or r.webhook_id == webhook_id)
-        and (not flow_id or r.flow_id == flow_id)
-        and (not job_id or r.job_id == job_id)
-    ]
-    attempt_ids = [r.attempt_id for r in matching if r.attempt_id]
-    attempts = (
-        {a.id: Attempt.from_row(a) for a in m.Attempt.select().where(m.Attempt.id.in_(attempt_ids))}
-        if attempt_ids
-        else {}
-    )
-    changes = [
+def read_change_log(after: int, limit: int = 500) -> list[m.DeliveryChange]:
+    """The next `limit` entries of the change log after position `after`, of
+    every space, in order (what a process's one change feed reads). Positions
+    are handed out in commit order (CHANGE_LOG_LOCK), so none can appear later
+    below the last one read."""
+    sql = _change_log_sql(m.db.param)
+    return list(m.DeliveryChange.raw(sql, after, limit))
+
+
+@lru_cache(maxsize=4)
+def _change_log_sql(param: str) -> str:
+    table = m.DeliveryChange._meta.table_name
+    return f'SELECT * FROM "{table}" WHERE "seq" > {param} ORDER BY "seq" LIMIT {param}'
+
+
+def as_changes(entries: Sequence[m.DeliveryChange]) -> list[Change]:
+    """Change-log entries as Changes, their attempts read in one query."""
+    attempt_ids = [e.attempt_id for e in entries if e.attempt_id]
+    attempts = {a.id: Attempt.from_row(a) for a in statements.select_in(m.Attempt, "id", attempt_ids)}
+    return [
         Change(
-            seq=r.seq,
-            kind=r.kind,
-            delivery=Delivery.from_snapshot(r.delivery),
-            attempt=attempts.get(r.attempt_id) if r.attempt_id else None,
-            time=r.time,
+            seq=e.seq,
+            kind=e.kind,
+            delivery=Delivery.from_snapshot(e.delivery),
+            attempt=attempts.get(e.attempt_id) if e.attempt_id else None,
+            time=e.time,
         )
-        for r in matching
+        for e in entries
     ]
-    return changes, reached
+
+
+def matches(entry: m.DeliveryChange, space_id: str, webhook_id: str, flow_id: str, job_id: str) -> bool:
+    """Whether a change-log entry is one a stream of `space_id` with this filter shows."""
+    return (
+        entry.space_id == space_id
+        and (not webhook_id or entry.webhook_id == webhook_id)
+        and (not flow_id or entry.flow_id == flow_id)
+        and (not job_id or entry.job_id == job_id)
+    )
+
+
+def changes_after(
+    space_id: str,
+    seq: int,
+    *,
+    webhook_id: str = "",
+    flow_id: str = "",
+    job_id: str = "",
+    through: int | None = None,
+    limit: int = 500,
+) -> tuple[list[Change], int]:
+    """Changes of a space after `seq` (and at most `through`) that match the
+    filter, and the position reached (which moves on even when nothing matched).
+    `through` must be a position already read (see read_change_log): once the
+    entries up to it are all read, the position reached is `through` itself."""
+    q = m.DeliveryChange.select().where(m.DeliveryChange.seq > seq)
+    if through is not None:
+        q = q.where(m.DeliveryChange.seq <= through)
+    rows = list(q.order_by(m.DeliveryChange.seq).limit(limit))
+    if len(rows) < limit and through is not None:
+        reached = through
+    elif not rows:
+        return [], seq
+    else:
+        reached = rows[-1].seq
+    matching = [r for r in rows if matches(r, space_id, webhook_id, flow_id, job_id)]
+    return as_changes(matching), reached

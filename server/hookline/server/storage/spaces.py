@@ -7,6 +7,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from peewee import IntegrityError
@@ -101,6 +102,26 @@ def revoke_key(key_id: str) -> None:
     counter = revocations.counter()
     if counter is not None:
         m.db.after_commit(counter.bump)
+
+
+def inactive_keys(key_ids: Iterable[str]) -> set[str]:
+    """Those of `key_ids` that are revoked (or no longer exist), read now: one query."""
+    wanted = set(key_ids)
+    if not wanted:
+        return set()
+    rows = statements.select_in(m.ApiKey, "id", sorted(wanted))
+    return wanted - {row.id for row in rows if row.revoke_time is None}
+
+
+def revoked(key_id: str) -> Unauthenticated:
+    """The error that ends a stream of a key revoked while it was open."""
+    return Unauthenticated(f"API key {key_id} was revoked; this stream is closed")
+
+
+def require_active(key_id: str) -> None:
+    """UNAUTHENTICATED unless the key is still active, as of now (not remembered)."""
+    if inactive_keys([key_id]):
+        raise revoked(key_id)
 
 
 # How long a server trusts a key it authenticated without reading it again; a
