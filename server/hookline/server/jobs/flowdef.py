@@ -33,6 +33,8 @@ from jsonschema.exceptions import ValidationError
 
 from hookline.server.errors import FieldViolation, InvalidArgument, shown
 
+from . import schemarefs
+
 DEFAULT_TIMEOUT_SECONDS = 3600.0
 MAX_TIMEOUT_SECONDS = 86_400.0
 MAX_STEPS = 100
@@ -163,6 +165,10 @@ def _parse_schema(value: Any, field: str, bad: _Report) -> dict[str, Any] | None
     errors = sorted(meta.iter_errors(value), key=lambda e: list(map(str, e.path)))
     for error in errors:
         bad(field + _path_suffix(error.path), f"not a valid JSON Schema: {error.message}")
+    # References are followed only in a well-formed schema.
+    references = [] if errors else schemarefs.problems(value, field)
+    for path, description in references:
+        bad(path, description)
     unsupported = False
     for path, pattern in _schema_patterns(value, field):
         try:
@@ -177,7 +183,7 @@ def _parse_schema(value: Any, field: str, bad: _Report) -> dict[str, Any] | None
                 f"pattern {shown(pattern, 100)} is not supported ({reason}); patterns run on RE2, "
                 "which has no look-around or back-references",
             )
-    return None if errors or unsupported else value
+    return None if errors or references or unsupported else value
 
 
 def _parse_timeout(value: Any, field: str, bad: _Report) -> float:
@@ -411,12 +417,17 @@ def _schema_patterns(schema: Any, field: str) -> Iterator[tuple[str, str]]:
 
 
 def _check_input(schema: dict[str, Any], document: Any) -> None:
-    validator = _linear_time(jsonschema.validators.validator_for(schema))(schema)
+    # OFFLINE: references are followed inside the schema only, never fetched.
+    validator = _linear_time(jsonschema.validators.validator_for(schema))(schema, registry=schemarefs.OFFLINE)
     try:
         errors = list(validator.iter_errors(document))
     except referencing.exceptions.Unresolvable as e:
-        # A $ref that cannot be resolved offline only shows up when it is followed.
-        raise JobFailure("JOB_VALIDATION_ERROR", f"input_schema cannot be applied: {e}") from None
+        # Only a definition stored before references were checked on save gets here.
+        raise JobFailure(
+            "JOB_VALIDATION_ERROR", f"input_schema cannot be applied: {e}; only references inside it are followed"
+        ) from None
+    except RecursionError:
+        raise JobFailure("JOB_VALIDATION_ERROR", "input_schema refers to itself without end") from None
     if not errors:
         return
     best = jsonschema.exceptions.best_match(errors)

@@ -36,6 +36,16 @@ def _parsed(definition_json: str) -> flowdef.FlowDefinition:
     return flowdef.parse_definition(json.loads(definition_json))
 
 
+def _definition(definition_json: str) -> flowdef.FlowDefinition:
+    """A claimed job's flow definition, parsed; JobFailure when it is no longer
+    valid (stored before a check that now refuses it, e.g. a $ref outside its
+    input_schema)."""
+    try:
+        return _parsed(definition_json)
+    except InvalidArgument as error:
+        raise flowdef.JobFailure("JOB_VALIDATION_ERROR", f"the flow definition is not valid: {error.message}") from None
+
+
 class JobRunner:
     def __init__(self, settings: Settings, clock: Callable[[], int] = clock_ms, metrics: Metrics | None = None):
         self._settings = settings
@@ -98,12 +108,12 @@ class JobRunner:
     def _execute(self, item: ClaimedJob, cancel: threading.Event) -> None:
         job = item.job
         try:
-            definition = _parsed(json.dumps(item.definition, sort_keys=True))
-            deadline = time.monotonic() + definition.timeout_seconds
-            with self._lock:
-                # The heartbeat enforces it too, a little later, if a step overruns it.
-                self._deadlines[job.id] = (deadline + 0.5, definition.timeout_seconds)
             try:
+                definition = _definition(json.dumps(item.definition, sort_keys=True))
+                deadline = time.monotonic() + definition.timeout_seconds
+                with self._lock:
+                    # The heartbeat enforces it too, a little later, if a step overruns it.
+                    self._deadlines[job.id] = (deadline + 0.5, definition.timeout_seconds)
                 output = flowdef.run(definition, job.input, cancel=cancel, deadline=deadline)
                 try:
                     output_json = self._check_output(output)
