@@ -389,16 +389,48 @@ def _re2_pattern_properties(validator: Any, properties: Any, instance: Any, sche
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: dict[Any, int] = {}
+    for index, item in enumerate(instance):
+        first = seen.setdefault(_comparable(item), index)
+        if first != index:
+            yield ValidationError(f"has non-unique elements: items {first} and {index} are equal")
+            return
+
+
+_TRUE, _FALSE = object(), object()
+
+
+def _comparable(value: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal for values JSON Schema calls
+    equal: 1 and 1.0 are, true and 1 are not, and object keys have no order."""
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    if isinstance(value, dict):
+        return frozenset((key, _comparable(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return tuple(_comparable(item) for item in value)
+    return value
+
+
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # the violation says it; no stray lines on stderr
 
 
 @cache
 def _linear_time(cls: Any) -> Any:
-    """The dialect's validator with patterns run by RE2: its matching time is
-    linear in the input, so no schema can make a job backtrack for hours while
-    holding the interpreter (Python's `re` would)."""
-    return jsonschema.validators.extend(cls, {"pattern": _re2_pattern, "patternProperties": _re2_pattern_properties})
+    """The dialect's validator with patterns run by RE2, whose matching time is
+    linear in the input, so no schema can make a job backtrack for hours (Python's
+    `re` would), and uniqueItems compared by hashing, in linear time rather than
+    jsonschema's quadratic pairwise comparison (3,000 objects took 13 s)."""
+    return jsonschema.validators.extend(
+        cls,
+        {"pattern": _re2_pattern, "patternProperties": _re2_pattern_properties, "uniqueItems": _unique_items},
+    )
 
 
 def _schema_patterns(schema: Any, field: str) -> Iterator[tuple[str, str]]:
