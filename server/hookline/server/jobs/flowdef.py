@@ -31,6 +31,7 @@ from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
 from jsonschema.exceptions import ValidationError
 
+from hookline.server import jsonvalue
 from hookline.server.errors import FieldViolation, InvalidArgument, shown
 
 from . import schemarefs
@@ -373,6 +374,26 @@ def run(
         else:  # pragma: no cover - parse_definition builds only the kinds above
             raise TypeError(f"unknown step type {type(step).__name__}")
     return document
+
+
+def output_json(output: Any, *, max_bytes: int, max_depth: int) -> str:
+    """The output as JSON text, or JobFailure when it is too large, too deep or not JSON.
+
+    The size is bounded first, at a cost that grows with the limit rather than the
+    output: steps can build a value that shares its parts (`[@, @]` repeated)
+    whose text would take gigabytes."""
+    try:
+        jsonvalue.check_size(output, field="output", max_bytes=max_bytes)
+        jsonvalue.check_depth(output, field="output", max_depth=max_depth)
+        try:
+            data = jsonvalue.dumps(output)
+        except ValueError as error:  # e.g. a sum that overflowed to infinity
+            raise InvalidArgument.field("output", f"is not valid JSON: {error}") from None
+        if len(data) > max_bytes:
+            raise InvalidArgument.field("output", f"is {len(data)} bytes as JSON; the limit is {max_bytes} bytes")
+    except InvalidArgument as error:
+        raise JobFailure("JOB_EXECUTION_ERROR", error.message) from None
+    return data.decode()
 
 
 def _re2_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:

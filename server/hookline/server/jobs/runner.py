@@ -17,7 +17,6 @@ from functools import lru_cache
 
 from peewee import OperationalError
 
-from .. import jsonvalue
 from ..errors import InvalidArgument
 from ..metrics import Metrics
 from ..notify import hub
@@ -115,10 +114,10 @@ class JobRunner:
                     # The heartbeat enforces it too, a little later, if a step overruns it.
                     self._deadlines[job.id] = (deadline + 0.5, definition.timeout_seconds)
                 output = flowdef.run(definition, job.input, cancel=cancel, deadline=deadline)
-                try:
-                    output_json = self._check_output(output)
-                except InvalidArgument as error:
-                    raise flowdef.JobFailure("JOB_EXECUTION_ERROR", error.message) from None
+                limits = self._settings.limits
+                output_json = flowdef.output_json(
+                    output, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth
+                )
                 outcome = ("COMPLETED", "JOB_SUCCESS", "", output_json)
             except flowdef.JobFailure as failure:
                 outcome = ("ERROR", failure.code, failure.message, None)
@@ -146,19 +145,6 @@ class JobRunner:
 
     def _finish(self, job_id: str, outcome: tuple) -> Job | None:
         return self._ends.submit((job_id, *outcome))
-
-    def _check_output(self, output: object) -> str:
-        limits = self._settings.limits
-        jsonvalue.check_depth(output, field="output", max_depth=limits.max_json_depth)
-        try:
-            data = jsonvalue.dumps(output)
-        except ValueError as error:  # e.g. a sum that overflowed to infinity
-            raise InvalidArgument.field("output", f"is not valid JSON: {error}") from None
-        if len(data) > limits.max_json_bytes:
-            raise InvalidArgument.field(
-                "output", f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes"
-            )
-        return data.decode()
 
     # --- the loops ----------------------------------------------------------------
 
