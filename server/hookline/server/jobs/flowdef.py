@@ -17,7 +17,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -42,6 +42,8 @@ MAX_STEPS = 100
 MAX_SLEEP_MS = 86_400_000
 MAX_EXPRESSION_LENGTH = 4096
 DEFAULT_FAIL_MESSAGE = "fail_if condition matched"
+# A job's message is stored and sent with its event; an error can quote a whole value.
+MAX_MESSAGE_LENGTH = 2000
 
 _TOP_LEVEL_KEYS = ("input_schema", "timeout_seconds", "steps")
 _STEP_KINDS = ("transform", "sleep_ms", "fail_if")
@@ -90,6 +92,8 @@ class JobFailure(Exception):
     "JOB_TIMEOUT"; .message for the job's message."""
 
     def __init__(self, code: JobErrorCode, message: str):
+        if len(message) > MAX_MESSAGE_LENGTH:
+            message = message[:MAX_MESSAGE_LENGTH] + "..."
         super().__init__(f"{code}: {message}")
         self.code: JobErrorCode = code
         self.message = message
@@ -335,6 +339,12 @@ def _function_problems(node: Any) -> Iterator[str]:
 # --------------------------------------------------------------------------- running
 
 
+def needs_worker(definition: FlowDefinition) -> bool:
+    """Whether a run computes anything (validates the input, or has a transform or
+    fail_if step): such runs go to a worker process, where they can be stopped."""
+    return definition.input_schema is not None or any(not isinstance(step, Sleep) for step in definition.steps)
+
+
 def run(
     definition: FlowDefinition,
     document: Any,
@@ -343,36 +353,100 @@ def run(
     deadline: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> Any:
-    """Apply the steps to `document` (the job input) and return the output.
+    """Apply the steps to `document` (the job input) and return the output, in this thread.
 
     `deadline` is on `clock`'s scale. Raises Canceled when `cancel` is set, JobFailure when the
     run ends in ERROR.
     """
-    if definition.input_schema is not None:
-        _check_input(definition.input_schema, document)
+    evaluation = evaluate(definition, document, cancel=cancel, deadline=deadline, clock=clock)
+    try:
+        while True:
+            wait_out(next(evaluation), definition, cancel=cancel, deadline=deadline, clock=clock)
+    except StopIteration as finished:
+        return finished.value
 
+
+def evaluate(
+    definition: FlowDefinition,
+    document: Any,
+    *,
+    deadline: float,
+    cancel: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Generator[Sleep, None, Any]:
+    """Validate the input and apply the steps, yielding each Sleep step for the
+    caller to wait out (see wait_out); returns the output.
+
+    Raises Canceled, JobFailure, or OutOfMemory naming the part that ran out.
+    """
+    if definition.input_schema is not None:
+        _check_input_within_memory(definition.input_schema, document)
     for i, step in enumerate(definition.steps):
-        if cancel.is_set():
+        if cancel is not None and cancel.is_set():
             raise Canceled()
         if clock() >= deadline:
             raise _timeout(definition)
-
         if isinstance(step, Sleep):
-            wanted = step.ms / 1000
-            remaining = deadline - clock()
-            if cancel.wait(max(0.0, min(wanted, remaining))):
-                raise Canceled()
-            # Judge by what was asked rather than re-reading the clock, so a sleep that ends
-            # exactly at the deadline is a timeout and one that ends before it is not.
-            if wanted >= remaining:
-                raise _timeout(definition)
-        elif isinstance(step, Transform):
-            document = _search(step.expression, document, i)
-        elif isinstance(step, FailIf):
-            if _truthy(_search(step.expression, document, i)):
-                raise JobFailure("JOB_EXECUTION_ERROR", step.message)
+            yield step
+        elif isinstance(step, (Transform, FailIf)):
+            document = _apply_within_memory(step, document, i)
         else:  # pragma: no cover - parse_definition builds only the kinds above
             raise TypeError(f"unknown step type {type(step).__name__}")
+    return document
+
+
+def wait_out(
+    step: Sleep,
+    definition: FlowDefinition,
+    *,
+    cancel: threading.Event,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Sleep for the step, until the deadline at most; cancellation interrupts it at once."""
+    wanted = step.ms / 1000
+    remaining = deadline - clock()
+    if cancel.wait(max(0.0, min(wanted, remaining))):
+        raise Canceled()
+    # Judge by what was asked rather than re-reading the clock, so a sleep that ends
+    # exactly at the deadline is a timeout and one that ends before it is not.
+    if wanted >= remaining:
+        raise _timeout(definition)
+
+
+class OutOfMemory(Exception):
+    """Validating the input or a step ran out of memory; .part names which
+    ("input validation", "step 3")."""
+
+    def __init__(self, part: str):
+        super().__init__(f"{part} ran out of memory")
+        self.part = part
+
+
+def _check_input_within_memory(schema: dict[str, Any], document: Any) -> None:
+    # OutOfMemory is raised outside the handler, so that the MemoryError's
+    # traceback, and whatever its frames held, is gone by then.
+    try:
+        _check_input(schema, document)
+        return
+    except MemoryError:
+        pass
+    raise OutOfMemory("input validation")
+
+
+def _apply_within_memory(step: Transform | FailIf, document: Any, index: int) -> Any:
+    try:
+        return _apply(step, document, index)
+    except MemoryError:
+        pass
+    raise OutOfMemory(f"step {index}")
+
+
+def _apply(step: Transform | FailIf, document: Any, index: int) -> Any:
+    if isinstance(step, Transform):
+        return _search(step.expression, document, index)
+    if _truthy(_search(step.expression, document, index)):
+        raise JobFailure("JOB_EXECUTION_ERROR", step.message)
     return document
 
 
