@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -267,11 +268,29 @@ def _serve(connection: Connection, limits: WorkerLimits) -> None:
 def _become_worker(memory_bytes: int) -> None:
     # Ctrl-C reaches the whole process group; the runner decides when a worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_fork_server()
+    _limit_address_space(memory_bytes)
+
+
+def _die_with_fork_server() -> None:
+    """Be killed when the fork server ends, and let it end when the API process does.
+
+    The fork server ends once every holder of its "alive" pipe is gone, and each
+    process it forks inherits one: a worker still computing when the API process
+    died would keep the fork server, and so itself, alive. Closing it leaves the
+    API process the only holder."""
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the fork server ended before the line above
             os._exit(1)
+
+
+def _limit_address_space(memory_bytes: int) -> None:
     # Counted from what the worker takes already, so that the limit is what a job may use.
     limit = _address_space() + memory_bytes
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
