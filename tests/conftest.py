@@ -342,3 +342,40 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+# --- a loopback listener that never answers -------------------------------------------
+
+
+class Listener:
+    """A TCP listener on loopback that records each connection and never answers
+    (a fetch that reaches it would hang)."""
+
+    def __init__(self) -> None:
+        self.connections: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        self._server.close()
+        self._thread.join()
+        for connection in self.connections:
+            connection.close()  # lets a fetch that reached it end
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    listening = Listener()
+    yield listening
+    listening.close()

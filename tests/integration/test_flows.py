@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import grpc
+import pytest
 from google.protobuf import field_mask_pb2
 
 from hookline.client import (
     AddFlowWebhookRequest,
+    CreateFlowRequest,
     DeleteFlowRequest,
     Flow,
     GetFlowRequest,
     JobState,
+    JobStatusCode,
     ListEventsRequest,
     ListFlowsRequest,
     ListFlowWebhooksRequest,
@@ -20,10 +24,12 @@ from hookline.client import (
     SetFlowWebhooksRequest,
     UpdateFlowRequest,
 )
+from hookline.server.storage import models
 
 from .helpers import (
     body_json,
     flow_ids,
+    invalid_argument,
     list_all,
     make_flow,
     make_webhook,
@@ -279,3 +285,75 @@ def test_link_calls_on_unknown_flow_or_webhook_are_not_found(client, receiver):
         grpc.StatusCode.NOT_FOUND, client.flows.ListFlowWebhooks, ListFlowWebhooksRequest(flow_id=unique("ghost"))
     )
     assert list(client.flows.GetFlow(GetFlowRequest(id=flow.id)).webhook_ids) == []
+
+
+# --- references in input_schema: inside the schema only -------------------------------
+
+D = "flow.definition"
+
+
+def _outside_refs(port: int) -> list[tuple[dict, str]]:
+    """(definition, field of its violation) with a $ref that points outside the schema."""
+    url = f"http://127.0.0.1:{port}/schema.json"
+    return [
+        ({"input_schema": {"$ref": url}}, f"{D}.input_schema.$ref"),
+        ({"input_schema": {"properties": {"a": {"$ref": url + "#/$defs/a"}}}}, f"{D}.input_schema.properties.a.$ref"),
+        ({"input_schema": {"items": {"$ref": "file:///etc/hostname"}}}, f"{D}.input_schema.items.$ref"),
+        ({"input_schema": {"$id": url, "$ref": "other.json"}}, f"{D}.input_schema.$ref"),
+    ]
+
+
+def test_a_ref_outside_input_schema_is_refused_on_create_and_update(client, listener):
+    existing = make_flow(client, definition=ONE)
+    for definition, field in _outside_refs(listener.port):
+        create = CreateFlowRequest(flow=Flow(alias=unique("ref"), definition=struct(definition)))
+        _, description = invalid_argument(client.flows.CreateFlow, create, field)
+        assert "refers outside input_schema" in description and "$defs" in description
+        update = UpdateFlowRequest(flow=Flow(id=existing.id, definition=struct(definition)))
+        invalid_argument(client.flows.UpdateFlow, update, field)
+    assert client.flows.GetFlow(GetFlowRequest(id=existing.id)).version == 1
+    assert listener.connections == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ({"$ref": "#"}, "$ref"),
+        ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "$defs.a.$ref"),
+    ],
+)
+def test_a_ref_loop_that_never_descends_into_the_input_is_refused(client, schema, field):
+    create = CreateFlowRequest(flow=Flow(alias=unique("loop"), definition=struct({"input_schema": schema})))
+    _, description = invalid_argument(client.flows.CreateFlow, create, f"{D}.input_schema.{field}")
+    assert "validating would never end" in description
+
+
+def test_a_recursive_schema_for_a_tree_is_accepted_and_applied(client):
+    tree = {"type": "object", "required": ["name"], "properties": {"children": {"items": {"$ref": "#"}}}}
+    flow = make_flow(client, definition={"input_schema": tree, "steps": [{"transform": "children[].name"}]})
+    good = {"name": "root", "children": [{"name": "a"}, {"name": "b", "children": [{"name": "c"}]}]}
+    assert plain(wait_job(client, start_job(client, flow.id, good).id).output) == ["a", "b"]
+    bad = wait_job(client, start_job(client, flow.id, {"name": "root", "children": [{"children": []}]}).id)
+    assert bad.code == JobStatusCode.JOB_VALIDATION_ERROR
+    assert "input.children[0]" in bad.message and "'name' is a required property" in bad.message
+
+
+def test_a_stored_definition_with_an_outside_ref_fetches_nothing_when_it_runs(client, listener):
+    # As if stored before references were checked: written straight into the database.
+    flow = make_flow(client, definition=ONE)
+    url = f"http://127.0.0.1:{listener.port}/schema.json"
+    stored = {"input_schema": {"properties": {"a": {"$ref": url}}}, "steps": []}
+    models.FlowVersion.update(definition=json.dumps(stored)).where(
+        (models.FlowVersion.flow_id == flow.id) & (models.FlowVersion.version == 1)
+    ).execute()
+
+    started = time.monotonic()
+    done = wait_job(client, start_job(client, flow.id, {"a": 1}).id, timeout=5)
+    assert time.monotonic() - started < 5
+    assert done.state == JobState.JOB_STATE_ERROR
+    assert done.code == JobStatusCode.JOB_VALIDATION_ERROR
+    assert url in done.message and "refers outside input_schema" in done.message
+    assert listener.connections == []
+    # The other jobs still run.
+    other = make_flow(client, definition=ONE)
+    assert wait_job(client, start_job(client, other.id, {"name": "x"}).id).state == JobState.JOB_STATE_COMPLETED

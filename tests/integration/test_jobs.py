@@ -21,6 +21,7 @@ from hookline.client import (
 )
 
 from .helpers import (
+    TERMINAL_JOB_STATES,
     body_json,
     concurrently,
     job_ids,
@@ -357,3 +358,126 @@ def test_job_end_sends_its_event_to_linked_webhooks(client, receiver):
     assert b'"sum":6}' in request.body  # a whole number has no fraction
     time.sleep(0.3)
     assert receiver.at(unlinked_path) == []
+
+
+# --- runaway steps: stopped at their timeout or memory limit, others unaffected -------
+
+ORDINARY = [{"transform": "{n: n}"}]
+
+
+def pairs(levels: int) -> str:
+    """[@, @] applied `levels` times: a value of 2**levels leaves that shares its parts."""
+    return "|".join(["[@, @]"] * levels)
+
+
+def comparing(levels: int) -> str:
+    """Compare two such values: 2**levels comparisons in C, no memory, no let-up for other threads."""
+    return f"{{p: {pairs(levels)}, q: {pairs(levels)}}} | p == q"
+
+
+def nested_arrays(depth: int) -> list:
+    doc: list = []
+    for _ in range(depth):
+        doc = [doc]
+    return doc
+
+
+# Each nested array matches both branches, so validation takes 2**depth steps.
+EXPONENTIAL_SCHEMA = {
+    "$defs": {"a": {"oneOf": [{"items": {"$ref": "#/$defs/a"}}, {"items": {"$ref": "#/$defs/a"}, "minItems": 0}]}},
+    "$ref": "#/$defs/a",
+}
+
+
+def _ordinary_job_completes_promptly(client, flow, within: float = 3.0) -> None:
+    started = time.monotonic()
+    done = wait_job(client, start_job(client, flow.id, {"n": 1}).id, timeout=within)
+    assert done.state == JobState.JOB_STATE_COMPLETED
+    assert time.monotonic() - started < within
+
+
+def _runaways(client, definition: dict, document, count: int) -> list[str]:
+    """Start `count` jobs of a flow with `definition`; their ids once they run."""
+    flow = make_flow(client, definition=definition)
+    started = [start_job(client, flow.id, document).id for _ in range(count)]
+    for job_id in started:
+        wait_job(client, job_id, JobState.JOB_STATE_RUNNING, *TERMINAL_JOB_STATES)
+    return started
+
+
+def _ended_within_timeout(client, job_id: str, timeout_s: float, code: int) -> Job:
+    done = wait_job(client, job_id, timeout=timeout_s + 5)
+    assert (done.state, JobStatusCode.Name(done.code)) == (JobState.JOB_STATE_ERROR, JobStatusCode.Name(code)), done
+    ran_s = (done.end_time.ToMilliseconds() - done.claim_time.ToMilliseconds()) / 1000
+    assert ran_s < timeout_s + 1.0, f"ran {ran_s:.2f} s with a timeout of {timeout_s} s"
+    return done
+
+
+@pytest.fixture(scope="module")
+def ordinary(client):
+    return make_flow(client, ORDINARY)
+
+
+def test_unique_items_over_thousands_of_objects_is_checked_within_the_timeout(client, ordinary):
+    items = [{"id": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(4000)]
+    definition = {"timeout_seconds": 2, "input_schema": {"type": "array", "uniqueItems": True}}
+    [job_id] = _runaways(client, definition, [*items, dict(items[0])], 1)
+    _ordinary_job_completes_promptly(client, ordinary)
+    done = _ended_within_timeout(client, job_id, 2, JobStatusCode.JOB_VALIDATION_ERROR)
+    assert "items 0 and 4000 are equal" in done.message
+
+
+def test_a_value_doubled_25_times_and_more_ends_at_the_output_check(client, ordinary):
+    [job_id] = _runaways(client, {"timeout_seconds": 5, "steps": [{"transform": pairs(30)}]}, {}, 1)
+    _ordinary_job_completes_promptly(client, ordinary)
+    done = _ended_within_timeout(client, job_id, 5, JobStatusCode.JOB_EXECUTION_ERROR)
+    assert "the limit is 1048576 bytes" in done.message
+
+
+def test_a_step_that_needs_more_memory_than_the_limit_ends_in_error(client, ordinary):
+    doubling = "|".join(["join('', [@, @])"] * 24)  # 16 bytes become 256 MiB
+    [job_id] = _runaways(
+        client, {"timeout_seconds": 10, "steps": [{"transform": "@"}, {"transform": doubling}]}, "x" * 16, 1
+    )
+    _ordinary_job_completes_promptly(client, ordinary)
+    done = _ended_within_timeout(client, job_id, 10, JobStatusCode.JOB_EXECUTION_ERROR)
+    assert done.message == "step 1 used more than 256 MiB of memory"  # the default --job-memory-limit
+
+
+def test_steps_computing_past_the_timeout_are_killed_while_other_jobs_run(client, ordinary, hookline_settings):
+    # One fewer than the runner's threads, so that the ordinary job has one.
+    count = hookline_settings.job_workers - 1
+    jobs = _runaways(client, {"timeout_seconds": 1.5, "steps": [{"transform": comparing(30)}]}, {}, count)
+    _ordinary_job_completes_promptly(client, ordinary)
+    for job_id in jobs:
+        assert "timed out after 1.5 s" in _ended_within_timeout(client, job_id, 1.5, JobStatusCode.JOB_TIMEOUT).message
+
+
+def test_input_validation_past_the_timeout_is_killed_and_frees_its_worker(client, ordinary, hookline_settings):
+    # As many as the runner has threads: each must be free again once its job timed out.
+    count = hookline_settings.job_workers
+    definition = {"timeout_seconds": 1, "input_schema": EXPONENTIAL_SCHEMA}
+    for job_id in _runaways(client, definition, nested_arrays(20), count):
+        _ended_within_timeout(client, job_id, 1, JobStatusCode.JOB_TIMEOUT)
+    _ordinary_job_completes_promptly(client, ordinary)
+
+
+def test_cancel_stops_a_computing_step_within_a_second(client):
+    [job_id] = _runaways(client, {"steps": [{"transform": comparing(32)}]}, {}, 1)
+    client.jobs.CancelJob(CancelJobRequest(id=job_id))
+    started = time.monotonic()
+    done = wait_job(client, job_id, timeout=3)
+    assert time.monotonic() - started < 1.5
+    assert (done.state, done.code) == (JobState.JOB_STATE_CANCELED, JobStatusCode.JOB_USER_CANCELED)
+
+
+def test_a_sleep_between_computing_steps_keeps_the_document_and_can_be_canceled(client):
+    flow = make_flow(client, [{"transform": "{a: a}"}, {"sleep_ms": 300}, {"transform": "[a, a]"}])
+    assert plain(wait_job(client, start_job(client, flow.id, {"a": "x"}).id).output) == ["x", "x"]
+    long_sleep = make_flow(client, [{"transform": "{a: a}"}, {"sleep_ms": 60_000}, {"transform": "a"}])
+    job = start_job(client, long_sleep.id, {"a": 1})
+    wait_job(client, job.id, JobState.JOB_STATE_RUNNING)
+    client.jobs.CancelJob(CancelJobRequest(id=job.id))
+    started = time.monotonic()
+    assert wait_job(client, job.id, timeout=3).state == JobState.JOB_STATE_CANCELED
+    assert time.monotonic() - started < 1.5

@@ -6,6 +6,7 @@ RUNNING, SENDING or PENDING."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from collections import Counter
@@ -158,3 +159,62 @@ def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # typ
             "message": job.message,
         }
     client.close()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid`."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    below = [pid]
+    while below:
+        children = parents.get(below.pop(), [])
+        found.update(children)
+        below.extend(children)
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def test_a_killed_server_leaves_no_process_behind_even_one_computing(server: Server) -> None:
+    client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
+    shared = "|".join(["[@, @]"] * 40)
+    definition = struct_pb2.Struct()
+    definition.update({"steps": [{"transform": f"{{p: {shared}, q: {shared}}} | p == q"}]})  # hours of CPU
+    client.flows.CreateFlow(CreateFlowRequest(flow=Flow(alias="forever", definition=definition)))
+    job_input = struct_pb2.Value()
+    job_input.struct_value.SetInParent()  # {}: on null every step is null at once
+    job = client.jobs.StartJob(StartJobRequest(flow="forever", input=job_input))
+    eventually(
+        lambda: client.jobs.GetJob(GetJobRequest(id=job.id)).state == JobState.JOB_STATE_RUNNING, 10, "it did not run"
+    )
+    client.close()
+    assert server.process is not None
+    below = _descendants(server.process.pid)  # delivery process, job workers and their fork server
+    started = {pid: _cpu_s(pid) for pid in below}
+    eventually(lambda: any(_cpu_s(pid) - started[pid] > 0.3 for pid in below), 10, "no worker computed")
+    server.kill()
+    eventually(lambda: not _alive(below), 10, f"processes {_alive(below)} outlived the server")

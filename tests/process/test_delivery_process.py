@@ -38,14 +38,17 @@ from .conftest import HOOKLINE, Storage, StreamReader, eventually
 KIND = DeliveryEventKind
 
 
-def _children(pid: int) -> list[int]:
+def _delivery_processes(pid: int) -> list[int]:
+    """The live delivery processes among the children of `pid` (it also has the
+    job workers' fork server and multiprocessing's resource tracker)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # it ended meanwhile
-        if int(fields[1]) == pid and fields[0] != "Z":
+        if int(fields[1]) == pid and fields[0] != "Z" and b"hookline.server.delivery_process" in command:
             found.append(int(stat.parent.name))
     return found
 
@@ -75,7 +78,7 @@ class Serve:
         self.client = Client(self.address, (storage.data_dir / "admin.key").read_text().strip())
 
     def children(self) -> list[int]:
-        return _children(self.process.pid)
+        return _delivery_processes(self.process.pid)
 
     def delivery_process(self) -> int:
         eventually(lambda: len(self.children()) == 1, 10, "the delivery process did not start")

@@ -51,3 +51,42 @@ def test_an_overlong_expression_is_refused() -> None:
 def test_a_deeply_nested_expression_is_refused_not_a_crash() -> None:
     got = _violations({"steps": [{"transform": "(" * 1500 + "a" + ")" * 1500}]})
     assert "nested too deeply" in got["flow.definition.steps[0].transform"]
+
+
+def _unique_items(document: object) -> str | None:
+    """The error message of validating `document` against uniqueItems, or None if it passes."""
+    definition = flowdef.parse_definition({"input_schema": {"uniqueItems": True}})
+    try:
+        flowdef.run(definition, document, cancel=threading.Event(), deadline=time.monotonic() + 60)
+    except flowdef.JobFailure as failure:
+        assert failure.code == "JOB_VALIDATION_ERROR"
+        return failure.message
+    return None
+
+
+def test_unique_items_over_thousands_of_objects_takes_linear_time() -> None:
+    items = [{"id": i, "name": f"item {i}", "tags": ["a", {"b": i}]} for i in range(5000)]
+    started = time.monotonic()
+    assert _unique_items(items) is None
+    assert "items 0 and 5000 are equal" in (
+        _unique_items([*items, {"tags": ["a", {"b": 0}], "name": "item 0", "id": 0}]) or ""
+    )
+    assert time.monotonic() - started < 5  # pairwise comparison took 13 s for 3,000
+
+
+@pytest.mark.parametrize(
+    ("items", "unique"),
+    [
+        ([1, 1.0], False),  # JSON Schema compares numbers by value
+        ([True, 1], True),  # but a boolean is not a number
+        ([False, 0, None, "", [], {}], True),
+        ([{"a": 1, "b": 2}, {"b": 2, "a": 1}], False),  # object keys have no order
+        ([[1, 2], [2, 1]], True),  # array items do
+        ([[1, [True]], [1.0, [True]]], False),
+        ([{"a": [1]}, {"a": [1, 1]}], True),
+        (["1", 1], True),
+        ([{"a": None}, {"b": None}], True),
+    ],
+)
+def test_unique_items_uses_json_schema_equality(items: list, unique: bool) -> None:
+    assert (_unique_items(items) is None) == unique

@@ -14,6 +14,7 @@ from google.protobuf import struct_pb2
 from hookline.server.errors import InvalidArgument
 from hookline.server.jsonvalue import (
     check_depth,
+    check_size,
     dumps,
     python_to_struct,
     python_to_value,
@@ -267,3 +268,42 @@ def test_struct_depth() -> None:
     with pytest.raises(InvalidArgument, match="deeper than 1 levels"):
         struct_to_python(s, field="f", max_depth=1)
     assert struct_to_python(struct_pb2.Struct(), field="f", max_depth=1) == {}
+
+
+# --- check_size ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        0,
+        "",
+        "é" * 10,
+        [],
+        {},
+        [1, 2, 3],
+        {"a": [1, {"b": None}], "": "x", "0": True},
+        [[], [[]], {"k": {}}],
+        ['\n\t"\\', 1.5e-7, -0.0],
+    ],
+)
+def test_check_size_never_refuses_what_fits(value: Any) -> None:
+    exact = len(dumps(value))
+    check_size(value, field="f", max_bytes=exact)  # a lower bound of the length: never more
+    check_size(value, field="f", max_bytes=exact + 1)
+
+
+def test_check_size_refuses_what_is_too_long() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        check_size({"a": "x" * 100}, field="output", max_bytes=100)
+    assert [v.field for v in caught.value.violations] == ["output"]
+    assert "more than 100 bytes" in caught.value.message
+
+
+def test_check_size_stops_early_on_a_value_that_shares_its_parts() -> None:
+    value: Any = {}
+    for _ in range(60):  # 2**60 leaves as text, a few dozen lists in memory
+        value = [value, value]
+    with pytest.raises(InvalidArgument):
+        check_size(value, field="output", max_bytes=1 << 20)

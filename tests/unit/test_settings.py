@@ -39,3 +39,11 @@ def test_delivery_processes_default_to_one_and_need_the_split() -> None:
         _parse(["--delivery-processes", "0"], {})
     with pytest.raises(ValueError, match="--single-process runs no delivery process"):
         _parse(["--single-process", "--delivery-processes", "2"], {})
+
+
+def test_job_memory_limit_defaults_to_256_mib_and_is_set_by_flag_or_variable() -> None:
+    assert _parse([], {}).job_memory_limit_mib == 256
+    assert _parse(["--job-memory-limit", "512"], {}).job_memory_limit_mib == 512
+    assert _parse([], {"HOOKLINE_JOB_MEMORY_LIMIT": "128"}).job_memory_limit_mib == 128
+    with pytest.raises(ValueError, match="--job-memory-limit must be at least 16"):
+        _parse(["--job-memory-limit", "8"], {})

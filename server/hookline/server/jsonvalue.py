@@ -30,6 +30,7 @@ from hookline.server.errors import InvalidArgument
 
 __all__ = [
     "check_depth",
+    "check_size",
     "dumps",
     "python_to_struct",
     "python_to_value",
@@ -295,3 +296,37 @@ def check_depth(obj: Any, *, field: str, max_depth: int) -> None:
         if depth > max_depth:
             raise InvalidArgument.field(field, _too_deep(max_depth))
         stack.extend((child, depth) for child in children)
+
+
+def check_size(obj: Any, *, field: str, max_bytes: int) -> None:
+    """Raise InvalidArgument on ``field`` if ``obj`` is certainly longer than
+    ``max_bytes`` as JSON, without writing it.
+
+    It adds up a lower bound of each part's length (a string's characters and
+    quotes, one byte per number, brackets, commas and colons) and stops as soon as
+    that passes ``max_bytes``, so its cost is bounded by the limit, not by the
+    value: a value that holds one list many times over (as JMESPath's ``[@, @]``
+    builds) would otherwise be written out whole first. ``dumps`` gives the exact
+    length of what passes.
+    """
+    total = 0
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        children: Any = ()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 1 + 2 * len(item)  # braces, and a colon and a comma (or the closing brace) per member
+            total += sum(len(key) + 2 for key in item if isinstance(key, str))
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            total += 1 + max(1, len(item))  # brackets and commas
+            children = item
+        else:
+            total += 1
+        if total > max_bytes:
+            raise InvalidArgument.field(
+                field, f"is more than {max_bytes} bytes as JSON; the limit is {max_bytes} bytes"
+            )
+        stack.extend(children)

@@ -12,6 +12,8 @@ from pathlib import Path
 from .delivery import retry, targets
 from .durations import parse_duration
 
+MIN_JOB_MEMORY_LIMIT_MIB = 16
+
 
 @dataclass
 class Limits:
@@ -41,6 +43,8 @@ class Settings:
     retry_schedule: str = retry.DEFAULT_SCHEDULE
     max_streams: int = 100
     job_workers: int = 4
+    # Memory a job's steps may use in their worker process (input validation, transforms, fail_if).
+    job_memory_limit_mib: int = 256
     delivery_concurrency: int = 64
     webhook_max_in_flight: int = 8
     connect_timeout_s: float = 5.0
@@ -77,6 +81,8 @@ class Settings:
             raise ValueError("--delivery-processes must be at least 1")
         if self.single_process and self.delivery_processes > 1:
             raise ValueError("--single-process runs no delivery process; drop it or --delivery-processes")
+        if self.job_memory_limit_mib < MIN_JOB_MEMORY_LIMIT_MIB:
+            raise ValueError(f"--job-memory-limit must be at least {MIN_JOB_MEMORY_LIMIT_MIB} (MiB)")
         if self.delivery_lease_s <= self.request_timeout_s:
             raise ValueError("delivery lease must be longer than the request timeout")
         if self.delivery_stall_timeout_s <= 0:
@@ -109,6 +115,12 @@ _FLAGS: dict[str, dict] = {
     "retry_schedule": {"metavar": "DELAYS", "help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
     "max_streams": {"help": "open streams at most (default 100)", "type": int},
     "job_workers": {"help": "jobs run at once (default 4)", "type": int},
+    "job_memory_limit_mib": {
+        "flag": "--job-memory-limit",
+        "metavar": "MIB",
+        "help": "MiB of memory one job's steps may use in their worker process (default 256)",
+        "type": int,
+    },
     "delivery_concurrency": {"help": "HTTP requests in flight at most (default 64)", "type": int},
     "webhook_max_in_flight": {"help": "requests in flight per webhook at most (default 8)", "type": int},
     "job_lease_s": {

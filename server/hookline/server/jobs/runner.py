@@ -1,9 +1,12 @@
 """The job runner: a bounded pool that claims WAITING jobs under a lease, runs
 their flow's steps, and ends each job (with its event) in one transaction.
 
-A heartbeat renews the leases of running jobs and interrupts those that were
-canceled; a job whose runner died is found by its expired lease (by any
-process's heartbeat) and ends ERROR/ZOMBIE_PROCESS."""
+A job that computes (validates its input, or has a transform or fail_if step)
+runs in a worker process (workers.py), killed at the job's deadline or cancel;
+one that only sleeps runs in its runner thread. A heartbeat renews the leases
+of running jobs and interrupts those that were canceled; a job whose runner
+died is found by its expired lease (by any process's heartbeat) and ends
+ERROR/ZOMBIE_PROCESS."""
 
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
-from .. import jsonvalue
 from ..errors import InvalidArgument
 from ..metrics import Metrics
 from ..notify import hub
@@ -25,6 +27,7 @@ from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since
 from ..storage.groupcommit import GroupCommit
 from ..storage.records import ClaimedJob, Job
 from . import flowdef
+from .workers import WorkerPool
 
 log = logging.getLogger("hookline.jobs")
 
@@ -34,14 +37,30 @@ def _parsed(definition_json: str) -> flowdef.FlowDefinition:
     return flowdef.parse_definition(json.loads(definition_json))
 
 
+def _definition(definition_json: str) -> flowdef.FlowDefinition:
+    """A claimed job's flow definition, parsed; JobFailure when it is no longer
+    valid (stored before a check that now refuses it, e.g. a $ref outside its
+    input_schema)."""
+    try:
+        return _parsed(definition_json)
+    except InvalidArgument as error:
+        raise flowdef.JobFailure("JOB_VALIDATION_ERROR", f"the flow definition is not valid: {error.message}") from None
+
+
 class JobRunner:
     def __init__(self, settings: Settings, clock: Callable[[], int] = clock_ms, metrics: Metrics | None = None):
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
         self._pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="job")
+        # One worker process per runner thread: a thread runs one job at a time.
+        self._workers = WorkerPool(
+            settings.job_workers,
+            settings.job_memory_limit_mib,
+            max_output_bytes=settings.limits.max_json_bytes,
+            max_output_depth=settings.limits.max_json_depth,
+        )
         self._running: dict[str, threading.Event] = {}
-        self._deadlines: dict[str, tuple[float, float]] = {}  # job id -> (monotonic deadline, timeout s)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._abandoning = threading.Event()  # set when a stop's grace is over
@@ -74,19 +93,14 @@ class JobRunner:
         return len(claimed)
 
     def heartbeat_once(self) -> None:
-        """Renew our leases, interrupt the jobs that were canceled, and end the
-        ones past their timeout even if a step is still computing (its late
-        result is then ignored)."""
+        """Renew our leases and interrupt the jobs that were canceled. (A job past
+        its timeout needs nothing from here: its runner thread stops waiting for it
+        at the deadline and kills the worker process if a step is still computing.)"""
         with self._lock:
             running = dict(self._running)
-            overdue = [(job_id, t) for job_id, (deadline, t) in self._deadlines.items() if time.monotonic() > deadline]
         if running:
             for job_id in job_store.renew(list(running), self._clock(), self._lease_ms):
                 running[job_id].set()
-        for job_id, timeout in overdue:
-            running[job_id].set()
-            if job_store.finish(job_id, "ERROR", "JOB_TIMEOUT", flowdef.timeout_message(timeout), None):
-                log.info("job %s ended ERROR/JOB_TIMEOUT while a step was still computing", job_id)
 
     def reap_once(self) -> None:
         """End the jobs whose runner died (in any process): their lease expired.
@@ -102,28 +116,10 @@ class JobRunner:
     def _execute(self, item: ClaimedJob, cancel: threading.Event) -> None:
         job = item.job
         try:
-            definition = _parsed(json.dumps(item.definition, sort_keys=True))
-            deadline = time.monotonic() + definition.timeout_seconds
-            with self._lock:
-                # The heartbeat enforces it too, a little later, if a step overruns it.
-                self._deadlines[job.id] = (deadline + 0.5, definition.timeout_seconds)
-            try:
-                output = flowdef.run(definition, job.input, cancel=cancel, deadline=deadline)
-                try:
-                    output_json = self._check_output(output)
-                except InvalidArgument as error:
-                    raise flowdef.JobFailure("JOB_EXECUTION_ERROR", error.message) from None
-                outcome = ("COMPLETED", "JOB_SUCCESS", "", output_json)
-            except flowdef.JobFailure as failure:
-                outcome = ("ERROR", failure.code, failure.message, None)
-            except flowdef.Canceled:
-                if self._stopping.is_set():
-                    job_store.release(job.id)  # shutting down: another runner takes it
-                    return
-                outcome = ("CANCELED", "JOB_USER_CANCELED", job_store.USER_CANCELED, None)
-            except Exception as error:  # a bug in a step must still end the job
-                log.exception("job %s failed unexpectedly", job.id)
-                outcome = ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
+            outcome = self._outcome(item, cancel)
+            if outcome is None:
+                job_store.release(job.id)  # shutting down: another runner takes it
+                return
             ended = self._finish(job.id, outcome)
             if ended:
                 level = logging.DEBUG if ended.state == "COMPLETED" else logging.INFO
@@ -135,8 +131,33 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
-                self._deadlines.pop(job.id, None)
             hub.publish("jobs")  # a worker is free
+
+    def _outcome(self, item: ClaimedJob, cancel: threading.Event) -> tuple | None:
+        """(state, code, message, output JSON) of running the job; None when it was
+        interrupted because the runner is stopping."""
+        try:
+            return ("COMPLETED", "JOB_SUCCESS", "", self._run(item, cancel))
+        except flowdef.JobFailure as failure:
+            return ("ERROR", failure.code, failure.message, None)
+        except flowdef.Canceled:
+            if self._stopping.is_set():
+                return None
+            return ("CANCELED", "JOB_USER_CANCELED", job_store.USER_CANCELED, None)
+        except Exception as error:  # a bug in a step must still end the job
+            log.exception("job %s failed unexpectedly", item.job.id)
+            return ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
+
+    def _run(self, item: ClaimedJob, cancel: threading.Event) -> str:
+        """The job's output as JSON text; raises JobFailure or Canceled."""
+        definition_json = json.dumps(item.definition, sort_keys=True)
+        definition = _definition(definition_json)
+        deadline = time.monotonic() + definition.timeout_seconds
+        if flowdef.needs_worker(definition):
+            return self._workers.run(definition, definition_json, item.job.input, cancel=cancel, deadline=deadline)
+        output = flowdef.run(definition, item.job.input, cancel=cancel, deadline=deadline)
+        limits = self._settings.limits
+        return flowdef.output_json(output, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth)
 
     def _finish(self, job_id: str, outcome: tuple) -> Job | None:
         """End the job with its run's outcome, however long the database is away:
@@ -155,22 +176,10 @@ class JobRunner:
                 raise RuntimeError("stopped before the database came back")
             delay = min(delay * 2, 1.0)
 
-    def _check_output(self, output: object) -> str:
-        limits = self._settings.limits
-        jsonvalue.check_depth(output, field="output", max_depth=limits.max_json_depth)
-        try:
-            data = jsonvalue.dumps(output)
-        except ValueError as error:  # e.g. a sum that overflowed to infinity
-            raise InvalidArgument.field("output", f"is not valid JSON: {error}") from None
-        if len(data) > limits.max_json_bytes:
-            raise InvalidArgument.field(
-                "output", f"is {len(data)} bytes as JSON; the limit is {limits.max_json_bytes} bytes"
-            )
-        return data.decode()
-
     # --- the loops ----------------------------------------------------------------
 
     def start(self) -> None:
+        self._workers.start()
         for target, name in ((self._claim_loop, "job-claimer"), (self._heartbeat_loop, "job-heartbeat")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -215,6 +224,7 @@ class JobRunner:
             time.sleep(0.02)
         with self._lock:
             for cancel in self._running.values():
-                cancel.set()
+                cancel.set()  # a job in a worker process: the process is killed
         self._abandoning.set()
         self._pool.shutdown(wait=True)
+        self._workers.stop()
