@@ -34,7 +34,7 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import HOOKLINE, Storage, eventually
+from .conftest import HOOKLINE, Storage, all_pages, eventually
 
 JOBS = 500
 PATHS = ("/crash-a", "/crash-b")
@@ -76,16 +76,6 @@ def server(storage: Storage, tmp_path: Path) -> Iterator[Server]:
     s.stop()
 
 
-def _all(method, request, field: str) -> list:  # type: ignore[no-untyped-def]
-    items, request.page_size = [], 1000
-    while True:
-        page = method(request)
-        items.extend(getattr(page, field))
-        if not page.next_page_token:
-            return items
-        request.page_token = page.next_page_token
-
-
 def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # type: ignore[no-untyped-def]
     client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
     hooks = [
@@ -125,18 +115,18 @@ def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # typ
         unfinished = [
             s
             for s in (JobState.JOB_STATE_WAITING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_CANCELING)
-            if _all(client.jobs.ListJobs, ListJobsRequest(state=s), "jobs")
+            if all_pages(client.jobs.ListJobs, ListJobsRequest(state=s), "jobs")
         ]
         pending = [
             s
             for s in (DeliveryState.DELIVERY_STATE_PENDING, DeliveryState.DELIVERY_STATE_SENDING)
-            if _all(client.webhooks.ListDeliveries, ListDeliveriesRequest(state=s), "deliveries")
+            if all_pages(client.webhooks.ListDeliveries, ListDeliveriesRequest(state=s), "deliveries")
         ]
         return not unfinished and not pending
 
     eventually(settled, 120, "jobs and deliveries did not settle", every=0.2)
 
-    events = _all(client.webhooks.ListEvents, ListEventsRequest(), "events")
+    events = all_pages(client.webhooks.ListEvents, ListEventsRequest(), "events")
     job_events = {e.job_id: e.id for e in events if e.event_type.startswith("JOB.")}
     assert set(job_events) == set(job_ids), "every job ended with its event"
     expected = {(event_id, path) for event_id in job_events.values() for path in PATHS}

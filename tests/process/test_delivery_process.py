@@ -305,12 +305,22 @@ def test_an_answer_that_came_while_the_delivery_process_was_stopped_is_recorded(
     # once: when it runs again it reads the answer; nothing is sent twice.
     server = Serve(storage, tmp_path / "serve.log", "--request-timeout", "1", "--delivery-stall-timeout", "30s")
     serve.append(server)
-    child = server.delivery_process()
+    server.delivery_process()
     resumed = threading.Event()
+    stopped: list[int] = []
 
     def stop_for_a_while() -> None:
-        os.kill(child, signal.SIGSTOP)
-        threading.Timer(3.0, lambda: (os.kill(child, signal.SIGCONT), resumed.set())).start()
+        # The process sending now (looked up at this moment, not before).
+        stopped.extend(server.children())
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+
+        def resume() -> None:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            resumed.set()
+
+        threading.Timer(3.0, resume).start()
 
     receiver.respond("/dp-pause", [Reply(200, on_arrival=stop_for_a_while), 200])
     webhook_id = server.flow(receiver, "dp-pause")
@@ -321,7 +331,7 @@ def test_an_answer_that_came_while_the_delivery_process_was_stopped_is_recorded(
     assert (attempt.status_code, attempt.error) == (200, ""), attempt.error
     assert attempt.duration_ms >= 2500  # it did span the stop
     assert len(receiver.at("/dp-pause")) == 1
-    assert server.children() == [child]  # the supervisor let a short stop be
+    assert server.children() == stopped  # the supervisor let a short stop be
 
 
 def test_a_stopped_delivery_process_is_replaced_and_loses_nothing(  # type: ignore[no-untyped-def]
