@@ -10,7 +10,7 @@ from . import settings as settings_module
 from .app import StartupError, configure_logging, serve
 from .errors import HooklineError
 from .storage import spaces
-from .storage.database import CannotOpen, database_fault, open_database
+from .storage.database import DATABASE_FILE, CannotOpen, database_fault, open_database
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace) -> None:
-    config = settings_module.from_sources(args)
+    """Open the storage a server uses: only the storage flags count here (a
+    command's own flags, such as `keys create --role`, are not the server's)."""
+    config = settings_module.from_sources(argparse.Namespace(data_dir=args.data_dir, database=args.database))
+    if not config.database and not (config.data_dir / DATABASE_FILE).exists():
+        raise CannotOpen(
+            f"there is no hookline database in {config.data_dir.resolve()}: run this where `hookline serve` "
+            "keeps its data, or pass --data-dir (or --database)"
+        )
     open_database(config.data_dir, config.database)
 
 

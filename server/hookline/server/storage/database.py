@@ -283,6 +283,7 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
+DATABASE_FILE = "hookline.db"  # the embedded database, in the data dir
 
 
 class CannotOpen(RuntimeError):
@@ -315,7 +316,7 @@ def _connect(data_dir: Path, database_url: str | None) -> Database:
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         return TurnTakingSqliteDatabase(
-            str(data_dir / "hookline.db"),
+            str(data_dir / DATABASE_FILE),
             pragmas={
                 "journal_mode": "wal",
                 # WAL + NORMAL survives a killed process; it skips the fsync per commit.
