@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hookline.client import Client
 from hookline.server.app import Hookline
 from hookline.server.settings import Settings
+from hookline.server.storage import database
 
 # --- processes and ports ----------------------------------------------------------
 
@@ -146,6 +148,21 @@ def postgres_database() -> Iterator[str]:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         admin.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[None]:
+    """The models bound to a new, empty database of the suite's backend, for one test
+    of storage alone (no server)."""
+    if BACKEND == "postgresql":
+        with postgres_database() as url:
+            opened = database.open_database(tmp_path, url)
+            yield
+            opened.close_all()
+        return
+    opened = database.open_database(tmp_path)
+    yield
+    opened.close()
 
 
 @pytest.fixture(scope="module")

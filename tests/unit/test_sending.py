@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from hookline.server.storage import database, models, sending
-from tests.conftest import BACKEND, postgres_database
+from hookline.server.storage import models, sending
 
 NOW = 1_800_000_000_000
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[None]:
-    if BACKEND == "postgresql":
-        with postgres_database() as url:
-            opened = database.open_database(tmp_path, url)
-            yield
-            opened.close_all()
-        return
-    opened = database.open_database(tmp_path)
-    yield
-    opened.close()
 
 
 def _delivery(delivery_id: str, **fields: object) -> None:

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import peewee
 import pytest
 
-from hookline.server.storage import database, models, statements
-from tests.conftest import BACKEND, postgres_database
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[None]:
-    if BACKEND == "postgresql":
-        with postgres_database() as url:
-            opened = database.open_database(tmp_path, url)
-            yield
-            opened.close_all()
-        return
-    opened = database.open_database(tmp_path)
-    yield
-    opened.close()
+from hookline.server.storage import models, statements
+from tests.conftest import BACKEND
 
 
 def _attempt(i: int) -> dict[str, object]:
