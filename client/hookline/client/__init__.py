@@ -2,8 +2,9 @@
 
     from hookline.client import Client, StartJobRequest
 
-It re-exports every request, response and resource message, and `verify`
-for receivers of hookline's webhooks.
+It re-exports every request, response and resource message, `verify` for
+receivers of hookline's webhooks, and `to_value` / `to_struct` / `from_value`
+between JSON-shaped Python data and the messages that carry it.
 """
 
 from hookline.signing import VerificationError, verify
@@ -71,6 +72,7 @@ from hookline.v1.webhooks_pb2 import (
 )
 
 from ._connection import Client, find_api_key
+from ._values import from_value, to_struct, to_value
 
 __all__ = [
     "AddFlowWebhookRequest",
@@ -132,5 +134,8 @@ __all__ = [
     "WatchJobRequest",
     "Webhook",
     "find_api_key",
+    "from_value",
+    "to_struct",
+    "to_value",
     "verify",
 ]
