@@ -362,10 +362,17 @@ class ChangeFeed(Feed):
         entries = deliveries.read_change_log(position, BATCH)
         if not entries:
             return False
+        # Positions missing before the first entry were purged if retention has cut
+        # the log past the feed (or, on PostgreSQL, belong to rolled-back writes).
+        purged = deliveries.changes_purged_through() if entries[0].seq > position + 1 else 0
         reached = entries[-1].seq
         with self._cond:
             self._position = reached
             everyone = list(self._subscriptions)
+            # A stream missing purged changes is handed nothing more: it goes on from
+            # the log on its own, which refuses it (OUT_OF_RANGE) rather than skip them.
+            overtaken = {s for s in everyone if s.start < purged}
+            everyone = [s for s in everyone if s not in overtaken]
             handed: dict[Subscription, list[Any]] = defaultdict(list)
             for entry in entries:
                 for key in (
@@ -375,8 +382,11 @@ class ChangeFeed(Feed):
                     (entry.space_id, "job_id", entry.job_id),
                 ):
                     for subscription in self._index.get(key, ()):
-                        if entry.seq > subscription.start:
+                        if entry.seq > subscription.start and subscription not in overtaken:
                             handed[subscription].append(entry)
+        for subscription in overtaken:
+            subscription.drop()
+            self.remove(subscription)
         try:
             changes, ended = self._prepare(handed)
         except Exception:

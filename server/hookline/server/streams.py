@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
-from .errors import InvalidArgument, OutOfRange
+from .errors import FieldViolation, InvalidArgument, OutOfRange
 from .feeds import FILTERS, ChangeFeed, Dropped, JobFeed, StreamClosed, Subscription, Wait
-from .storage import deliveries, jobs, retention, spaces
+from .storage import deliveries, jobs, spaces
 from .storage.database import release_connection
 from .storage.records import Change, Job, Principal
 
@@ -31,6 +31,25 @@ def decode_cursor(cursor: str) -> int:
         return int(seq)
     except ValueError:
         raise InvalidArgument.field("cursor", "is not a cursor this service issued") from None
+
+
+_START_AGAIN = "start again without a cursor, and catch up with ListDeliveries"
+
+
+def _require_retained(seq: int, *, from_request: bool) -> None:
+    """OUT_OF_RANGE if retention has purged changes after position `seq`: the
+    stream cannot go on from it without a gap. Read after the changes read
+    from `seq`, so a purge that overtook them is seen."""
+    if seq >= deliveries.changes_purged_through():
+        return
+    if from_request:
+        raise OutOfRange(
+            f"the cursor is older than the retained change log (the changes after it were purged); {_START_AGAIN}",
+            [FieldViolation("cursor", "is older than the retained change log")],
+        )
+    raise OutOfRange(
+        f"the stream fell behind the retained change log (changes it had yet to send were purged); {_START_AGAIN}"
+    )
 
 
 @dataclass
@@ -61,8 +80,7 @@ def watch_deliveries(
         seq = decode_cursor(cursor)
         if seq > deliveries.last_change_seq():
             raise InvalidArgument.field("cursor", "is ahead of this service's change log")
-        if seq < retention.changes_purged_through():
-            raise OutOfRange("the cursor is older than the retained change log; start again without one")
+        _require_retained(seq, from_request=True)
     else:
         seq = deliveries.last_change_seq()
     yield StreamItem(encode_cursor(seq), None)
@@ -92,8 +110,10 @@ def _replay(
 ) -> Generator[StreamItem | Wait, None, int]:
     """The changes after `seq` up to `through`, read from the log here; returns `through`."""
     while seq < through:
-        changes, seq = deliveries.changes_after(caller.space_id, seq, through=through, **filters)
+        changes, reached = deliveries.changes_after(caller.space_id, seq, through=through, **filters)
         spaces.require_active(caller.key_id)  # read after them: none committed after a revocation
+        _require_retained(seq, from_request=False)
+        seq = reached
         for change in changes:
             yield StreamItem(encode_cursor(change.seq), change)
     return seq

@@ -347,9 +347,47 @@ def _cover_due_deliveries(database: Database) -> None:
     database.create_tables([models.Delivery])  # creates the model's indexes it lacks
 
 
+def _never_reuse_change_positions(database: Database) -> None:
+    """Change-log positions (the streams' cursors) must never be handed out twice.
+
+    PostgreSQL's sequence never went back, but was 32 bits: it becomes 64. SQLite
+    reused positions once retention had emptied the log, and cannot make a column
+    AUTOINCREMENT in place, so the table is rebuilt with every position kept (a
+    cursor means what it meant) and numbering goes on above both the last one and
+    the purged mark. If the log did start again at 1, everything in it lies at or
+    below the purged mark, where no cursor reaches: those entries move just past
+    the mark, in order, so a cursor from before the purge resumes with them."""
+    table = models.DeliveryChange._meta.table_name
+    if isinstance(database, PostgresqlDatabase):
+        database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "seq" TYPE BIGINT')
+        (sequence,) = database.execute_sql("SELECT pg_get_serial_sequence(%s, 'seq')", (f'"{table}"',)).fetchone()
+        database.execute_sql(f"ALTER SEQUENCE {sequence} AS BIGINT")
+        return
+    mark = models.Meta.get_or_none(models.Meta.key == models.CHANGES_PURGED_THROUGH)
+    purged = int(mark.value) if mark else 0
+    highest = database.execute_sql(f'SELECT MAX("seq") FROM "{table}"').fetchone()[0] or 0
+    shift = purged if 0 < highest <= purged else 0
+    database.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{table}_old"')
+    for index in database.get_indexes(f"{table}_old"):
+        database.execute_sql(f'DROP INDEX "{index.name}"')  # its name is the new table's to take
+    database.create_tables([models.DeliveryChange])
+    columns = ", ".join(f'"{f.column_name}"' for f in models.DeliveryChange._meta.sorted_fields if f.name != "seq")
+    database.execute_sql(
+        f'INSERT INTO "{table}" ("seq", {columns}) SELECT "seq" + ?, {columns} FROM "{table}_old" ORDER BY "seq"',
+        (shift,),
+    )
+    database.execute_sql(f'DROP TABLE "{table}_old"')
+    database.execute_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+    database.execute_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, max(highest + shift, purged)))
+
+
 # UPGRADES[i] takes a database from schema version i + 1 to i + 2. Append, never
 # edit: a newer server upgrades an older database one step at a time.
-UPGRADES: list[Callable[[Database], None]] = [_add_meta_and_webhook_health, _cover_due_deliveries]
+UPGRADES: list[Callable[[Database], None]] = [
+    _add_meta_and_webhook_health,
+    _cover_due_deliveries,
+    _never_reuse_change_positions,
+]
 SCHEMA_VERSION = 1 + len(UPGRADES)
 
 

@@ -303,8 +303,18 @@ def _finish_unfinished(webhook_id: str, states: tuple[str, ...], state: str, rea
 # --- the change log ---------------------------------------------------------------
 
 
+def changes_purged_through() -> int:
+    """The last change-log position retention has purged (0 if none): the changes
+    after an earlier position are no longer all there."""
+    row = m.Meta.get_or_none(m.Meta.key == m.CHANGES_PURGED_THROUGH)
+    return int(row.value) if row else 0
+
+
 def last_change_seq() -> int:
-    return m.DeliveryChange.select(fn.MAX(m.DeliveryChange.seq)).scalar() or 0
+    """Where the change log ends: its last position, or the last one purged once
+    retention has emptied it (positions never go back: see LogPositionField)."""
+    last = m.DeliveryChange.select(fn.MAX(m.DeliveryChange.seq)).scalar() or 0
+    return max(last, changes_purged_through())
 
 
 def read_change_log(after: int, limit: int = 500) -> list[m.DeliveryChange]:

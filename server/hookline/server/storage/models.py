@@ -3,8 +3,12 @@ JSON columns hold compact JSON text; states are stored by name."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from peewee import (
+    SQL,
     AutoField,
+    BigAutoField,
     BigIntegerField,
     BlobField,
     BooleanField,
@@ -12,6 +16,8 @@ from peewee import (
     DatabaseProxy,
     IntegerField,
     Model,
+    NodeList,
+    SqliteDatabase,
     TextField,
 )
 
@@ -185,11 +191,26 @@ class Attempt(BaseModel):
     response_truncated = BooleanField(default=False)
 
 
+class LogPositionField(BigAutoField):
+    """The position of an entry in a log that retention cuts from the front.
+    On SQLite it is AUTOINCREMENT, so no position is ever handed out again: a
+    plain INTEGER PRIMARY KEY goes on from the largest one left, from 1 once
+    the table is empty. PostgreSQL's sequences never go back anyway; theirs is
+    a BIGSERIAL, as a SERIAL runs out after 2**31 entries."""
+
+    def ddl(self, ctx: Any) -> Any:
+        column = super().ddl(ctx)
+        bound = self.model._meta.database
+        if isinstance(getattr(bound, "obj", bound), SqliteDatabase):
+            return NodeList((column, SQL("AUTOINCREMENT")))
+        return column
+
+
 class DeliveryChange(BaseModel):
     """Append-only log of delivery state changes: what WatchDeliveries streams
     and resumes from (the cursor is a position in it)."""
 
-    seq = AutoField()
+    seq = LogPositionField()
     space_id = TextField()
     delivery_id = TextField()
     webhook_id = TextField()
@@ -202,6 +223,11 @@ class DeliveryChange(BaseModel):
 
     class Meta:
         indexes = ((("space_id", "seq"), False),)
+
+
+# The Meta row holding the last change-log position retention has purged: a
+# cursor before it cannot resume without a gap.
+CHANGES_PURGED_THROUGH = "delivery_change_purged_through"
 
 
 TABLES = [

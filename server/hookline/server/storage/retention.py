@@ -3,13 +3,11 @@ transaction is short and delivery never waits long behind it."""
 
 from __future__ import annotations
 
-from peewee import JOIN
+from peewee import EXCLUDED, JOIN, Cast
 
 from . import models as m
 from .deliveries import UNFINISHED
 from .jobs import TERMINAL
-
-PURGED_THROUGH = "delivery_change_purged_through"
 
 
 def purge_deliveries(cutoff: int, batch: int) -> int:
@@ -46,7 +44,8 @@ def purge_events(cutoff: int, batch: int) -> int:
 
 def purge_changes(cutoff: int, batch: int) -> int:
     """Change-log entries older than `cutoff`; remembers how far the log was cut,
-    so a stream cursor from before it is refused instead of silently skipping."""
+    so a stream cursor from before it is refused instead of silently skipping.
+    The mark only moves forward, whichever purger (of any process) writes last."""
     with m.db.atomic():
         seqs = [
             s
@@ -58,8 +57,10 @@ def purge_changes(cutoff: int, batch: int) -> int:
         ]
         if seqs:
             m.DeliveryChange.delete().where(m.DeliveryChange.seq.in_(seqs)).execute()
-            m.Meta.insert(key=PURGED_THROUGH, value=str(seqs[-1])).on_conflict(
-                conflict_target=[m.Meta.key], update={m.Meta.value: str(seqs[-1])}
+            m.Meta.insert(key=m.CHANGES_PURGED_THROUGH, value=str(seqs[-1])).on_conflict(
+                conflict_target=[m.Meta.key],
+                update={m.Meta.value: EXCLUDED.value},
+                where=Cast(m.Meta.value, "BIGINT") < Cast(EXCLUDED.value, "BIGINT"),
             ).execute()
     return len(seqs)
 
@@ -77,9 +78,3 @@ def purge_jobs(cutoff: int, batch: int) -> int:
         if ids:
             m.Job.delete().where(m.Job.id.in_(ids)).execute()
     return len(ids)
-
-
-def changes_purged_through() -> int:
-    """The highest change-log position purged so far (0 if none)."""
-    row = m.Meta.get_or_none(m.Meta.key == PURGED_THROUGH)
-    return int(row.value) if row else 0
