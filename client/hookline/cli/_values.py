@@ -81,16 +81,17 @@ def to_value(data: Any, what: str) -> struct_pb2.Value:
 
 def from_value(value: Any) -> Any:
     """A Struct or Value as plain data; whole numbers as ints (protobuf keeps every number a double)."""
-    return _whole(json_format.MessageToDict(value))
+    return whole_numbers(json_format.MessageToDict(value))
 
 
-def _whole(data: Any) -> Any:
+def whole_numbers(data: Any) -> Any:
+    """`data` with each float that holds a whole number (exactly) as an int."""
     if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
         return int(data)
     if isinstance(data, dict):
-        return {key: _whole(item) for key, item in data.items()}
+        return {key: whole_numbers(item) for key, item in data.items()}
     if isinstance(data, list):
-        return [_whole(item) for item in data]
+        return [whole_numbers(item) for item in data]
     return data
 
 
