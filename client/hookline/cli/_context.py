@@ -108,6 +108,11 @@ class Context:
                 return items, token
             request.page_token = token
 
+    def reconnect(self) -> None:
+        """Drop the connection; the next call opens a new one."""
+        self.close()
+        self._client = None
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
