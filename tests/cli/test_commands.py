@@ -157,6 +157,7 @@ def test_flows_from_json_and_yaml_files(hl, tmp_path: Path, receiver_process: Pr
 
     linked = ok(hl("flows", "link", "double", "flow-hook"))
     assert linked.out.startswith("flow double sends its job events to flow-hook (wh_")
+    assert re.fullmatch(r"flow-hook \(wh_\w+\)", fields(ok(hl("flows", "get", "double")).out)["webhooks"])
     assert json.loads(ok(hl("flows", "get", "double", "--json")).out)["webhookIds"][0].startswith("wh_")
     assert "to no webhook" in ok(hl("flows", "unlink", "double", "flow-hook")).out
 
@@ -524,6 +525,16 @@ def test_usage_errors_exit_2(hl) -> None:
     result = hl("deliveries", "recover", "x", "--since", "yesterday")
     assert result.code == 2 and "not a time: 'yesterday'" in result.err
     assert "nothing to update" in fails(hl("webhooks", "update", "anything")).err
+    # Values a request field cannot hold are usage errors too, not "unexpected error".
+    for argv, said in [
+        (("webhooks", "update", "anything", "--rate-limit", "-5"), "--rate-limit: must be from 0 to 4294967295"),
+        (("jobs", "list", "--page-size", "9999999999"), "--page-size: must be from -2147483648 to 2147483647"),
+        (("jobs", "start", "x", "--version", "1e3"), "--version: not a whole number: '1e3'"),
+        (("--timeout", "0", "webhooks", "list"), "--timeout: must be a number of seconds above 0, not 0"),
+        (("receiver", "--port", "99999"), "--port: must be from 0 to 65535, not 99999"),
+    ]:
+        result = hl(*argv)
+        assert result.code == 2 and said in result.err and "Traceback" not in result.err, result.err
 
 
 def test_the_client_alone_is_enough(address: str, hookline_app: Hookline, tmp_path: Path) -> None:

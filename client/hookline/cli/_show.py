@@ -97,6 +97,7 @@ def show_webhook(ctx: Context, webhook: webhooks_pb2.Webhook, *extra: tuple[str,
 
 
 def show_flow(ctx: Context, flow: flows_pb2.Flow) -> None:
+    names = WebhookNames(ctx)
     ctx.out.fields(
         [
             ("id", flow.id),
@@ -104,7 +105,7 @@ def show_flow(ctx: Context, flow: flows_pb2.Flow) -> None:
             ("name", flow.name or None),
             ("description", flow.description or None),
             ("version", flow.version),
-            ("webhooks", ", ".join(flow.webhook_ids) or "none"),
+            ("webhooks", ", ".join(_named(names(w), w) for w in flow.webhook_ids) or "none"),
             ("created", timestamp(flow.create_time)),
             ("updated", timestamp(flow.update_time)),
             ("definition", pretty_json(from_value(flow.definition))),

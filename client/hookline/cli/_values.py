@@ -7,6 +7,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,36 @@ def whole_numbers(data: Any) -> Any:
     if isinstance(data, list):
         return [whole_numbers(item) for item in data]
     return data
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse `type=` for an integer from `low` to `high`: a value the
+    request field cannot hold is a usage error, not a failure to build the request."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {number}")
+        return number
+
+    return parse
+
+
+INT32 = bounded_int(-(2**31), 2**31 - 1)
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0 (for argparse `type=`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
 
 
 def seconds(text: str) -> float:

@@ -40,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
     get = actions.add_parser("get", parents=[common], help="show one flow and its definition")
     get.add_argument("id", help="id or alias")
-    get.add_argument("--version", type=int, default=0, help="an earlier version (default: the latest)")
+    get.add_argument("--version", type=_values.INT32, default=0, help="an earlier version (default: the latest)")
     get.set_defaults(handler=get_flow)
 
     update = actions.add_parser("update", parents=[common], help="change a flow; a new definition is a new version")

@@ -28,7 +28,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     given = start.add_mutually_exclusive_group()
     given.add_argument("--input", metavar="JSON", help="the job's input, as JSON text")
     given.add_argument("--input-file", metavar="FILE", help="the job's input, from a JSON or YAML file (- for stdin)")
-    start.add_argument("--version", type=int, default=0, help="run this version of the flow (default: the latest)")
+    start.add_argument(
+        "--version", type=_values.INT32, default=0, help="run this version of the flow (default: the latest)"
+    )
     start.add_argument("--correlation-id", default="", metavar="TEXT", help="your reference, echoed in the event")
     start.add_argument("--idempotency-key", default="", metavar="KEY", help="the same key within 24 h: the same job")
     start.add_argument(

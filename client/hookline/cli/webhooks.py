@@ -92,7 +92,12 @@ def _add_webhook_fields(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="extra request header, repeatable",
     )
-    parser.add_argument("--rate-limit", type=int, metavar="N", help="requests per second at most (0: no limit)")
+    parser.add_argument(
+        "--rate-limit",
+        type=_values.bounded_int(0, 2**32 - 1),
+        metavar="N",
+        help="requests per second at most (0: no limit)",
+    )
 
 
 # --- handlers ---------------------------------------------------------------------------
