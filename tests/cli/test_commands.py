@@ -6,6 +6,7 @@ watches run as real processes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import signal
@@ -156,6 +157,7 @@ def test_flows_from_json_and_yaml_files(hl, tmp_path: Path, receiver_process: Pr
 
     linked = ok(hl("flows", "link", "double", "flow-hook"))
     assert linked.out.startswith("flow double sends its job events to flow-hook (wh_")
+    assert re.fullmatch(r"flow-hook \(wh_\w+\)", fields(ok(hl("flows", "get", "double")).out)["webhooks"])
     assert json.loads(ok(hl("flows", "get", "double", "--json")).out)["webhookIds"][0].startswith("wh_")
     assert "to no webhook" in ok(hl("flows", "unlink", "double", "flow-hook")).out
 
@@ -228,6 +230,24 @@ def test_jobs(hl, tmp_path: Path) -> None:
     assert "give the id" in fails(hl("jobs", "cancel")).err
 
 
+def test_json_prints_whole_numbers_as_integers(hl, tmp_path: Path) -> None:
+    """Protobuf keeps every JSON number a double; --json prints 5 as 5, as the
+    tables and the webhook body do, and keeps 7.5 and 0.1 as they are."""
+    definition = tmp_path / "priced.json"
+    definition.write_text(json.dumps({"steps": [{"sleep_ms": 1}, {"transform": "{total: sum(items[].price), n: n}"}]}))
+    flow = ok(hl("flows", "create", "priced", "--definition", str(definition), "--json")).out
+    assert '"sleep_ms": 1\n' in flow and "1.0" not in flow
+
+    given = '{"items": [{"price": 5}, {"price": 7.5}], "n": 0.1}'
+    started = ok(hl("jobs", "start", "priced", "--input", given, "--wait", "--json")).out
+    assert '"price": 5\n' in started and '"price": 7.5\n' in started and '"total": 12.5' in started
+    assert '"n": 0.1' in started and "5.0" not in started
+    job_id = json.loads(started)["id"]
+    assert '"price":5}' in ok(hl("jobs", "watch", job_id, "--json")).out  # one compact line
+    listed = ok(hl("jobs", "list", "--flow", "priced", "--json")).out
+    assert '"price": 5\n' in listed and "5.0" not in listed
+
+
 def _write(tmp_path: Path, name: str) -> str:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps({"steps": [{"sleep_ms": 10000}]}))
@@ -243,8 +263,12 @@ def test_deliveries(hl, client: Client, receiver_process: Process) -> None:
     delivery_id = shown["id"]
 
     rows = table(ok(hl("deliveries", "list", "--webhook", "deliveries")).out)
-    assert [(r["ID"], r["STATE"], r["LAST"]) for r in rows] == [(delivery_id, "SUCCEEDED", "200")]
-    assert json.loads(ok(hl("deliveries", "get", delivery_id, "--json")).out)["state"] == "DELIVERY_STATE_SUCCEEDED"
+    assert [(r["ID"], r["WEBHOOK"], r["STATE"], r["LAST"]) for r in rows] == [
+        (delivery_id, "deliveries", "SUCCEEDED", "200")
+    ]
+    got = json.loads(ok(hl("deliveries", "get", delivery_id, "--json")).out)
+    assert got["state"] == "DELIVERY_STATE_SUCCEEDED"
+    assert fields(ok(hl("deliveries", "get", delivery_id)).out)["webhook"] == f"deliveries ({got['webhookId']})"
     assert ok(hl("deliveries", "list", "--webhook", "deliveries", "--state", "failed", "--since", "1h")).out.startswith(
         "no deliveries"
     )
@@ -264,6 +288,54 @@ def test_deliveries(hl, client: Client, receiver_process: Process) -> None:
     request = json.loads(line)
     assert request["body"]["eventType"] == "WEBHOOK.TEST" and request["body"]["data"]["message"] == "hello"
     assert request["signatures"] == {"standard_webhooks": "verified", "x_webhook_signature": "verified"}
+
+
+def test_events(hl, receiver_process: Process) -> None:
+    types = ok(hl("events", "types"))
+    rows = {r["TYPE"]: r["DESCRIPTION"] for r in table(types.out)}
+    assert {"JOB.COMPLETED", "JOB.ERROR", "WEBHOOK.TEST"} <= set(rows) and rows["WEBHOOK.TEST"]
+    assert ok(hl("events", "types", "--quiet")).out.split() == list(rows)
+    catalog = json.loads(ok(hl("events", "types", "--json")).out)["eventTypes"]
+    assert [t["name"] for t in catalog] == list(rows) and all("dataSchema" in t for t in catalog)
+
+    ok(hl("webhooks", "create", "evented", "--url", receiver_process.url + "/events", "-e", "WEBHOOK.TEST"))
+    sent = json.loads(ok(hl("webhooks", "test", "evented", "--message", "look", "--json")).out)
+    event_id, webhook_id = sent["event"]["id"], sent["delivery"]["webhookId"]
+
+    listed = table(ok(hl("events", "list", "--type", "WEBHOOK.TEST", "--since", "1h")).out)
+    row = next(r for r in listed if r["ID"] == event_id)
+    assert row["TYPE"] == "WEBHOOK.TEST" and row["WEBHOOK"] == webhook_id
+    assert event_id in ok(hl("events", "list", "--type", "WEBHOOK.TEST", "--quiet", "--all")).out.split()
+    as_json = json.loads(ok(hl("events", "list", "--type", "WEBHOOK.TEST", "--json", "--all")).out)
+    assert event_id in [e["id"] for e in as_json["events"]] and as_json["nextPageToken"] == ""
+
+    shown = ok(hl("events", "get", event_id))
+    assert fields(shown.out)["type"] == "WEBHOOK.TEST" and fields(shown.out)["webhook"] == webhook_id
+    assert '"message": "look"' in shown.out  # the body, as pretty JSON
+    got = json.loads(ok(hl("events", "get", event_id, "--json")).out)
+    assert json.loads(base64.b64decode(got["body"]))["data"]["message"] == "look"
+
+    assert fails(hl("events", "get", "evt_missing")).err.strip() == "hookline: NOT_FOUND: event 'evt_missing' not found"
+    assert "NOT_FOUND: flow 'no-such-flow'" in fails(hl("events", "list", "--flow", "no-such-flow")).err
+    assert "not a time: 'soon'" in hl("events", "list", "--since", "soon").err
+
+
+def test_flows_set_webhooks(hl, tmp_path: Path, receiver_process: Process) -> None:
+    for alias in ("set-a", "set-b"):
+        ok(hl("webhooks", "create", alias, "--url", receiver_process.url + "/" + alias))
+    (tmp_path / "set.json").write_text('{"steps": []}')
+    ok(hl("flows", "create", "set-flow", "--definition", str(tmp_path / "set.json"), "-w", "set-a"))
+
+    both = ok(hl("flows", "set-webhooks", "set-flow", "set-b", "set-a"))
+    assert re.fullmatch(r"flow set-flow sends its job events to set-(a|b) \(wh_\w+\), set-(a|b) \(wh_\w+\)\n", both.out)
+    only_b = json.loads(ok(hl("flows", "set-webhooks", "set-flow", "set-b", "--json")).out)
+    assert only_b["webhookIds"] == [json.loads(ok(hl("webhooks", "get", "set-b", "--json")).out)["id"]]
+    assert ok(hl("flows", "set-webhooks", "set-flow")).out == "flow set-flow sends its job events to no webhook\n"
+
+    missing = fails(hl("flows", "set-webhooks", "set-flow", "set-a", "no-such-hook"))
+    assert "NOT_FOUND: webhook 'no-such-hook' not found" in missing.err
+    assert json.loads(ok(hl("flows", "get", "set-flow", "--json")).out)["webhookIds"] == []  # unchanged
+    assert "NOT_FOUND: flow 'no-such-flow'" in fails(hl("flows", "set-webhooks", "no-such-flow", "set-a")).err
 
 
 # --- the receiver exercising retries ------------------------------------------------------
@@ -328,6 +400,31 @@ def test_deliveries_watch_prints_each_change_as_it_happens(
     finally:
         codes = [human.stop(signal.SIGINT), as_json.stop(signal.SIGINT)]
     assert codes == [0, 0] and "Traceback" not in human.err + as_json.err
+
+
+def test_deliveries_watch_says_what_it_watches_once_not_at_each_heartbeat(
+    hl, address: str, hookline_app: Hookline, hookline_settings: Settings, receiver_process: Process
+) -> None:
+    """The server sends a SYNC after each second of silence here (the tests'
+    heartbeat); the --json watch, started after the other, shows them."""
+    ok(hl("webhooks", "create", "heartbeats", "--url", receiver_process.url + "/heartbeats", "-e", "WEBHOOK.TEST"))
+    env = cli_env(HOOKLINE_ADDRESS=address, HOOKLINE_API_KEY=hookline_app.admin_key)
+    human = Process([*HOOKLINE, "deliveries", "watch", "--webhook", "heartbeats"], env=env)
+    try:
+        human.wait_for("^watching deliveries of webhook heartbeats", "err")
+        later = Process([*HOOKLINE, "deliveries", "watch", "--webhook", "heartbeats", "--json"], env=env)
+        try:
+            # Two heartbeats of the later stream: the first stream has had its own by then.
+            later.wait_for(
+                '"kind":"DELIVERY_EVENT_KIND_SYNC"', count=3, timeout=10 * hookline_settings.stream_heartbeat_s
+            )
+        finally:
+            later.stop()
+        delivery = json.loads(ok(hl("webhooks", "test", "heartbeats", "--json")).out)["delivery"]["id"]
+        human.wait_for(rf"SUCCEEDED\s+{delivery}")
+    finally:
+        code = human.stop(signal.SIGINT)
+    assert code == 0 and human.err.count("watching deliveries") == 1, human.err
 
 
 def test_keys_revoke_ends_the_open_streams_of_the_key(
@@ -416,12 +513,28 @@ def test_no_server_is_a_clear_message(hl) -> None:
     assert "hookline serve" in result.err
 
 
+def test_an_unknown_host_gets_the_hint_of_the_other_connection_errors(hl) -> None:
+    result = fails(hl("--address", "nosuchhost.invalid:50051", "webhooks", "list"))
+    assert result.err.startswith("hookline: cannot reach hookline at nosuchhost.invalid:50051 (")
+    assert "is `hookline serve` running? set --address or HOOKLINE_ADDRESS" in result.err
+
+
 def test_usage_errors_exit_2(hl) -> None:
     assert hl("webhooks").code == 2
     assert hl("webhooks", "create", "no-url").code == 2
     result = hl("deliveries", "recover", "x", "--since", "yesterday")
     assert result.code == 2 and "not a time: 'yesterday'" in result.err
     assert "nothing to update" in fails(hl("webhooks", "update", "anything")).err
+    # Values a request field cannot hold are usage errors too, not "unexpected error".
+    for argv, said in [
+        (("webhooks", "update", "anything", "--rate-limit", "-5"), "--rate-limit: must be from 0 to 4294967295"),
+        (("jobs", "list", "--page-size", "9999999999"), "--page-size: must be from -2147483648 to 2147483647"),
+        (("jobs", "start", "x", "--version", "1e3"), "--version: not a whole number: '1e3'"),
+        (("--timeout", "0", "webhooks", "list"), "--timeout: must be a number of seconds above 0, not 0"),
+        (("receiver", "--port", "99999"), "--port: must be from 0 to 65535, not 99999"),
+    ]:
+        result = hl(*argv)
+        assert result.code == 2 and said in result.err and "Traceback" not in result.err, result.err
 
 
 def test_the_client_alone_is_enough(address: str, hookline_app: Hookline, tmp_path: Path) -> None:

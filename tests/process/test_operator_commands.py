@@ -4,6 +4,7 @@ one line (never a traceback), and none makes a database where there was none."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +77,24 @@ def test_keys_create_list_and_revoke(served: Storage) -> None:
     assert revoked.returncode == 0 and key_id in revoked.stdout
     [row] = [line.split("\t") for line in hookline(["keys", "list"], served).stdout.splitlines() if key_id in line]
     assert row[3] == "revoked"
+
+
+def test_a_new_key_can_be_revoked_by_the_id_keys_list_quiet_prints(served: Storage) -> None:
+    """As the README's "Operating it" does: `hookline keys revoke $(hookline keys
+    list --space S --quiet | tail -1)` revokes the key just created."""
+    assert hookline(["spaces", "create", "quiet-ops"], served).returncode == 0
+    created = hookline(["keys", "create", "--space", "quiet-ops", "--role", "solver"], served)
+    token = created.stdout.strip()
+    key_id = token.split("_")[1]
+    assert created.stdout == token + "\n"  # the key alone on stdout, for $(...)
+    assert f"solver key {key_id} of space quiet-ops" in created.stderr and "shown only now" in created.stderr
+    assert f"hookline keys revoke {key_id}" in created.stderr and token not in created.stderr
+
+    ids = hookline(["keys", "list", "--space", "quiet-ops", "--quiet"], served).stdout.splitlines()
+    assert len(ids) == 3 and ids[-1] == key_id and all(re.fullmatch(r"[0-9a-f]+", i) for i in ids)
+    assert hookline(["keys", "revoke", ids[-1]], served).returncode == 0
+    rows = [line.split("\t") for line in hookline(["keys", "list", "--space", "quiet-ops"], served).stdout.splitlines()]
+    assert [row[3] for row in rows] == ["active", "active", "revoked"]
 
 
 def test_key_commands_refuse_what_does_not_exist(served: Storage) -> None:

@@ -1,8 +1,8 @@
 """The `hookline` command.
 
-People's commands (`webhooks`, `flows`, `jobs`, `deliveries`, `receiver`) talk to a
-running server over gRPC and need only the client (grpcio and protobuf). The
-operator commands (`serve`, `spaces`, `keys`) work on the storage directly and
+People's commands (`webhooks`, `flows`, `jobs`, `deliveries`, `events`,
+`receiver`) talk to a running server over gRPC and need only the client (grpcio
+and protobuf). The operator commands (`serve`, `spaces`, `keys`) work on the storage directly and
 come from `hookline.server.cli`, with the `server` extra."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from . import deliveries, flows, jobs, receiver, webhooks
+from . import deliveries, events, flows, jobs, receiver, webhooks
 from ._context import Context, add_global_options
 from ._errors import CliError, describe
 
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_commands(sub, common)
     jobs.add_commands(sub, common)
     deliveries.add_commands(sub, common)
+    events.add_commands(sub, common)
     receiver.add_command(sub)
     # Listed for --help; main() hands these to hookline.server.cli before parsing.
     sub.add_parser("serve", help="run the hookline server (needs hookline[server])", add_help=False)

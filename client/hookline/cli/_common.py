@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from . import _values
 from ._context import Context
 
 Handler = Callable[[Context, argparse.Namespace], int]
@@ -16,7 +17,9 @@ Handler = Callable[[Context, argparse.Namespace], int]
 
 def add_paging(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("paging")
-    group.add_argument("--page-size", type=int, default=0, metavar="N", help="items per page (server default 50)")
+    group.add_argument(
+        "--page-size", type=_values.INT32, default=0, metavar="N", help="items per page (server default 50)"
+    )
     group.add_argument("--page-token", default="", metavar="TOKEN", help="continue from a previous page")
     group.add_argument("--all", action="store_true", help="follow every page")
     group.add_argument("-q", "--quiet", action="store_true", help="print only ids, one per line")

@@ -14,6 +14,7 @@ from hookline.client._connection import DEFAULT_ADDRESS
 
 from ._errors import CliError
 from ._output import Printer
+from ._values import positive_seconds
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -48,7 +49,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     group.add_argument(
         "--timeout",
         default=default(DEFAULT_TIMEOUT_S),
-        type=float,
+        type=positive_seconds,
         metavar="SECONDS",
         help=f"deadline of each call (default {DEFAULT_TIMEOUT_S:g}; watches have none)",
     )
@@ -107,6 +108,11 @@ class Context:
             if not follow or not token:
                 return items, token
             request.page_token = token
+
+    def reconnect(self) -> None:
+        """Drop the connection; the next call opens a new one."""
+        self.close()
+        self._client = None
 
     def close(self) -> None:
         if self._client is not None:

@@ -121,7 +121,7 @@ def describe(error: grpc.RpcError, address: str) -> list[str]:
     code = failure.code
     if code is grpc.StatusCode.UNAVAILABLE and _is_connection_failure(failure.message):
         return [
-            f"cannot reach hookline at {address} ({_first_line(failure.message)})",
+            f"cannot reach hookline at {address} ({first_line(failure.message)})",
             "is `hookline serve` running? set --address or HOOKLINE_ADDRESS to where it listens",
         ]
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -141,10 +141,19 @@ def describe(error: grpc.RpcError, address: str) -> list[str]:
 
 def _is_connection_failure(message: str) -> bool:
     lowered = message.lower()
-    words = ("failed to connect", "connection refused", "connect failed", "dns resolution", "name resolution")
+    words = (
+        "failed to connect",
+        "connection refused",
+        "connect failed",
+        "dns resolution",
+        "name resolution",
+        "errors resolving",  # an unknown host: gRPC's resolver says so in its own words
+        "socket closed",  # the server went away during the call
+        "connection reset",
+    )
     return not message or any(word in lowered for word in words)
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     text = text.strip().splitlines()[0] if text.strip() else "unavailable"
     return text if len(text) <= 200 else text[:197] + "..."

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from hookline.client._values import whole_numbers
+
 _CODES = {
     "bold": "1",
     "dim": "2",
@@ -96,16 +98,12 @@ class Printer:
 
 
 def to_json(message: Message, *, compact: bool = False) -> str:
-    text = json_format.MessageToJson(
-        message,
-        always_print_fields_with_no_presence=True,
-        indent=None if compact else 2,
-        sort_keys=False,
-    )
+    """The message in protobuf's JSON mapping, with whole numbers as integers:
+    Struct and Value keep every number a double, so `5` would print `5.0`."""
+    data = whole_numbers(json_format.MessageToDict(message, always_print_fields_with_no_presence=True))
     if compact:
-        # MessageToJson leaves ", " and ": " separators; one line is all scripts need.
-        return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
-    return text
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def _cell(value: Any) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import grpc
+
+from hookline.client._values import from_value
 from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
 
 from ._context import Context
 from ._output import Printer, enum_name, pretty_json, timestamp
-from ._values import from_value
 
 ENDED_DELIVERY = (
     webhooks_pb2.DELIVERY_STATE_SUCCEEDED,
@@ -46,6 +49,26 @@ def status_style(code: int) -> tuple[str, ...]:
 # --- webhooks --------------------------------------------------------------------------
 
 
+class WebhookNames:
+    """Webhook aliases by id, looked up once each; the id when there is none
+    (or the webhook is gone)."""
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self._names: dict[str, str] = {}
+
+    def __call__(self, webhook_id: str) -> str:
+        if webhook_id not in self._names:
+            try:
+                webhook = self._ctx.call(
+                    self._ctx.client.webhooks.GetWebhook, webhooks_pb2.GetWebhookRequest(id=webhook_id)
+                )
+                self._names[webhook_id] = webhook.alias or webhook_id
+            except grpc.RpcError:
+                self._names[webhook_id] = webhook_id
+        return self._names[webhook_id]
+
+
 def enabled_text(webhook: webhooks_pb2.Webhook) -> str:
     if webhook.enabled:
         return "yes"
@@ -74,6 +97,7 @@ def show_webhook(ctx: Context, webhook: webhooks_pb2.Webhook, *extra: tuple[str,
 
 
 def show_flow(ctx: Context, flow: flows_pb2.Flow) -> None:
+    names = WebhookNames(ctx)
     ctx.out.fields(
         [
             ("id", flow.id),
@@ -81,7 +105,7 @@ def show_flow(ctx: Context, flow: flows_pb2.Flow) -> None:
             ("name", flow.name or None),
             ("description", flow.description or None),
             ("version", flow.version),
-            ("webhooks", ", ".join(flow.webhook_ids) or "none"),
+            ("webhooks", ", ".join(_named(names(w), w) for w in flow.webhook_ids) or "none"),
             ("created", timestamp(flow.create_time)),
             ("updated", timestamp(flow.update_time)),
             ("definition", pretty_json(from_value(flow.definition))),
@@ -129,6 +153,31 @@ def _json_field(message: Any, name: str) -> str | None:
     return pretty_json(from_value(getattr(message, name)))
 
 
+# --- events ----------------------------------------------------------------------------
+
+
+def show_event(ctx: Context, event: webhooks_pb2.Event) -> None:
+    ctx.out.fields(
+        [
+            ("id", event.id),
+            ("type", event.event_type),
+            ("job", event.job_id or None),
+            ("flow", event.flow_id or None),
+            ("webhook", event.webhook_id or None),
+            ("created", timestamp(event.create_time)),
+            ("body", _body_text(event.body)),
+        ]
+    )
+
+
+def _body_text(body: bytes) -> str:
+    """The body as pretty JSON (the bytes sent are compact), else as text."""
+    try:
+        return pretty_json(json.loads(body))
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
 # --- deliveries ------------------------------------------------------------------------
 
 
@@ -151,13 +200,13 @@ def last_result(delivery: webhooks_pb2.Delivery) -> str:
     return delivery.last_error
 
 
-def show_delivery(ctx: Context, delivery: webhooks_pb2.Delivery) -> None:
+def show_delivery(ctx: Context, delivery: webhooks_pb2.Delivery, names: WebhookNames) -> None:
     pending = delivery.state == webhooks_pb2.DELIVERY_STATE_PENDING
     ctx.out.fields(
         [
             ("id", delivery.id),
             ("event", f"{delivery.event_type} ({delivery.event_id})"),
-            ("webhook", delivery.webhook_id),
+            ("webhook", _named(names(delivery.webhook_id), delivery.webhook_id)),
             ("job", delivery.job_id or None),
             ("flow", delivery.flow_id or None),
             ("state", styled(ctx.out, delivery_state(delivery))),
@@ -171,11 +220,15 @@ def show_delivery(ctx: Context, delivery: webhooks_pb2.Delivery) -> None:
     )
 
 
-def delivery_row(delivery: webhooks_pb2.Delivery) -> tuple[Any, ...]:
+def _named(name: str, id_: str) -> str:
+    return id_ if name == id_ else f"{name} ({id_})"
+
+
+def delivery_row(delivery: webhooks_pb2.Delivery, names: WebhookNames) -> tuple[Any, ...]:
     return (
         delivery.id,
         delivery.event_type,
-        delivery.webhook_id,
+        names(delivery.webhook_id),
         delivery_state(delivery),
         delivery.attempt_count,
         last_result(delivery),

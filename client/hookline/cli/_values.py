@@ -7,6 +7,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,19 +80,34 @@ def to_value(data: Any, what: str) -> struct_pb2.Value:
     return value
 
 
-def from_value(value: Any) -> Any:
-    """A Struct or Value as plain data; whole numbers as ints (protobuf keeps every number a double)."""
-    return _whole(json_format.MessageToDict(value))
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse `type=` for an integer from `low` to `high`: a value the
+    request field cannot hold is a usage error, not a failure to build the request."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {number}")
+        return number
+
+    return parse
 
 
-def _whole(data: Any) -> Any:
-    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
-        return int(data)
-    if isinstance(data, dict):
-        return {key: _whole(item) for key, item in data.items()}
-    if isinstance(data, list):
-        return [_whole(item) for item in data]
-    return data
+INT32 = bounded_int(-(2**31), 2**31 - 1)
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0 (for argparse `type=`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
 
 
 def seconds(text: str) -> float:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-import grpc
+from collections.abc import Iterator
 
 from hookline.v1 import webhooks_pb2
 
@@ -16,12 +15,14 @@ from ._output import clock, enum_name
 from ._show import (
     ATTEMPT_HEADERS,
     DELIVERY_HEADERS,
+    WebhookNames,
     attempt_row,
     delivery_row,
     show_delivery,
     status_style,
     styled,
 )
+from ._watch import follow
 
 STATES = ("pending", "sending", "succeeded", "failed", "canceled")
 
@@ -85,6 +86,7 @@ def list_deliveries(ctx: Context, args: argparse.Namespace) -> int:
         request.created_after.CopyFrom(args.since)
     if args.until is not None:
         request.created_before.CopyFrom(args.until)
+    names = WebhookNames(ctx)
     return print_list(
         ctx,
         args,
@@ -93,7 +95,7 @@ def list_deliveries(ctx: Context, args: argparse.Namespace) -> int:
         "deliveries",
         webhooks_pb2.ListDeliveriesResponse,
         DELIVERY_HEADERS,
-        delivery_row,
+        lambda delivery: delivery_row(delivery, names),
         noun="deliveries",
     )
 
@@ -102,7 +104,7 @@ def _print_delivery(ctx: Context, delivery: webhooks_pb2.Delivery) -> None:
     if ctx.json:
         ctx.out.message(delivery)
     else:
-        show_delivery(ctx, delivery)
+        show_delivery(ctx, delivery, WebhookNames(ctx))
 
 
 def get_delivery(ctx: Context, args: argparse.Namespace) -> int:
@@ -141,53 +143,43 @@ def recover_deliveries(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def watch_deliveries(ctx: Context, args: argparse.Namespace) -> int:
-    request = webhooks_pb2.WatchDeliveriesRequest(
-        webhook_id=args.webhook, flow_id=args.flow, job_id=args.job, cursor=args.cursor
-    )
-    names = _WebhookNames(ctx)
-    stream = ctx.stream(ctx.client.webhooks.WatchDeliveries, request)
+    cursor = args.cursor
+    names = WebhookNames(ctx)
+
+    def open_stream() -> Iterator[webhooks_pb2.DeliveryEvent]:
+        # After the last message seen: a reopened stream neither repeats nor skips a change.
+        request = webhooks_pb2.WatchDeliveriesRequest(
+            webhook_id=args.webhook, flow_id=args.flow, job_id=args.job, cursor=cursor
+        )
+        return ctx.stream(ctx.client.webhooks.WatchDeliveries, request)
+
+    announced = False
     try:
-        for change in stream:
+        for change in follow(ctx, open_stream):
+            cursor = change.cursor
             if ctx.json:
                 ctx.out.message(change, compact=True)
-            elif change.kind == webhooks_pb2.DELIVERY_EVENT_KIND_SYNC:
-                what = (
-                    f"webhook {args.webhook}"
-                    if args.webhook
-                    else f"flow {args.flow}"
-                    if args.flow
-                    else f"job {args.job}"
-                    if args.job
-                    else "the space"
-                )
-                print(f"watching deliveries of {what} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-            else:
+            elif change.kind != webhooks_pb2.DELIVERY_EVENT_KIND_SYNC:
                 ctx.out.line(delivery_line(ctx, change, names))
+            elif not announced:  # a SYNC also comes at each heartbeat and reconnection
+                print(f"watching deliveries of {_watched(args)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+                announced = True
     except KeyboardInterrupt:
-        stream.cancel()
+        pass
     return 0
 
 
-class _WebhookNames:
-    """Webhook aliases by id, looked up once each."""
-
-    def __init__(self, ctx: Context):
-        self._ctx = ctx
-        self._names: dict[str, str] = {}
-
-    def __call__(self, webhook_id: str) -> str:
-        if webhook_id not in self._names:
-            try:
-                webhook = self._ctx.call(
-                    self._ctx.client.webhooks.GetWebhook, webhooks_pb2.GetWebhookRequest(id=webhook_id)
-                )
-                self._names[webhook_id] = webhook.alias or webhook_id
-            except grpc.RpcError:
-                self._names[webhook_id] = webhook_id
-        return self._names[webhook_id]
+def _watched(args: argparse.Namespace) -> str:
+    if args.webhook:
+        return f"webhook {args.webhook}"
+    if args.flow:
+        return f"flow {args.flow}"
+    if args.job:
+        return f"job {args.job}"
+    return "the space"
 
 
-def delivery_line(ctx: Context, change: webhooks_pb2.DeliveryEvent, names: _WebhookNames) -> str:
+def delivery_line(ctx: Context, change: webhooks_pb2.DeliveryEvent, names: WebhookNames) -> str:
     """One line per change: time, kind, delivery, event type, webhook, and what happened."""
     out = ctx.out
     kind = enum_name(webhooks_pb2.DeliveryEventKind, change.kind, "DELIVERY_EVENT_KIND_")

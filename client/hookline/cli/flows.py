@@ -1,4 +1,4 @@
-"""`hookline flows ...`: create, list, get, update, delete, link, unlink."""
+"""`hookline flows ...`: create, list, get, update, delete, link, unlink, set-webhooks."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
     get = actions.add_parser("get", parents=[common], help="show one flow and its definition")
     get.add_argument("id", help="id or alias")
-    get.add_argument("--version", type=int, default=0, help="an earlier version (default: the latest)")
+    get.add_argument("--version", type=_values.INT32, default=0, help="an earlier version (default: the latest)")
     get.set_defaults(handler=get_flow)
 
     update = actions.add_parser("update", parents=[common], help="change a flow; a new definition is a new version")
@@ -64,6 +64,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     unlink.add_argument("flow", help="flow id or alias")
     unlink.add_argument("webhooks", nargs="+", metavar="WEBHOOK", help="webhook ids or aliases")
     unlink.set_defaults(handler=unlink_webhooks)
+
+    replace = actions.add_parser(
+        "set-webhooks", parents=[common], help="send a flow's job events to exactly these webhooks (none: to none)"
+    )
+    replace.add_argument("flow", help="flow id or alias")
+    replace.add_argument("webhooks", nargs="*", metavar="WEBHOOK", help="webhook ids or aliases")
+    replace.set_defaults(handler=set_webhooks)
 
 
 def _definition(path: str):  # type: ignore[no-untyped-def]
@@ -156,8 +163,13 @@ def unlink_webhooks(ctx: Context, args: argparse.Namespace) -> int:
     return _print_links(ctx, flow)
 
 
+def set_webhooks(ctx: Context, args: argparse.Namespace) -> int:
+    request = flows_pb2.SetFlowWebhooksRequest(flow_id=args.flow, webhook_ids=args.webhooks)
+    return _print_links(ctx, ctx.call(ctx.client.flows.SetFlowWebhooks, request))
+
+
 def _print_links(ctx: Context, flow: flows_pb2.Flow | None) -> int:
-    assert flow is not None  # argparse asks for at least one webhook
+    assert flow is not None  # argparse asks for at least one webhook to link or unlink
     if ctx.json:
         ctx.out.message(flow)
         return 0

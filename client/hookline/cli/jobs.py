@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
 
 from hookline.v1 import jobs_pb2
 
@@ -13,6 +14,7 @@ from ._context import Context
 from ._errors import CliError
 from ._output import Spinner, clock, timestamp
 from ._show import ENDED_JOB, flow_of, job_code, job_state, show_job, styled
+from ._watch import follow
 
 STATES = ("waiting", "running", "completed", "canceling", "canceled", "error")
 
@@ -26,7 +28,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     given = start.add_mutually_exclusive_group()
     given.add_argument("--input", metavar="JSON", help="the job's input, as JSON text")
     given.add_argument("--input-file", metavar="FILE", help="the job's input, from a JSON or YAML file (- for stdin)")
-    start.add_argument("--version", type=int, default=0, help="run this version of the flow (default: the latest)")
+    start.add_argument(
+        "--version", type=_values.INT32, default=0, help="run this version of the flow (default: the latest)"
+    )
     start.add_argument("--correlation-id", default="", metavar="TEXT", help="your reference, echoed in the event")
     start.add_argument("--idempotency-key", default="", metavar="KEY", help="the same key within 24 h: the same job")
     start.add_argument(
@@ -75,7 +79,7 @@ def start_job(ctx: Context, args: argparse.Namespace) -> int:
     if not ctx.json:
         print(f"started {job.id}; waiting for it to end (Ctrl-C stops waiting, not the job)", file=sys.stderr)
     with Spinner(f"{job.id} {job_state(job)}") as spinner:
-        for update in ctx.stream(ctx.client.jobs.WatchJob, jobs_pb2.WatchJobRequest(id=job.id)):
+        for update in follow(ctx, _job_stream(ctx, job.id)):
             job = update
             spinner.update(f"{job.id} {job_state(job)}")
             if job.state in ENDED_JOB:
@@ -140,9 +144,16 @@ def cancel_job(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_stream(ctx: Context, job_id: str) -> Callable[[], Iterator[jobs_pb2.Job]]:
+    return lambda: ctx.stream(ctx.client.jobs.WatchJob, jobs_pb2.WatchJobRequest(id=job_id))
+
+
 def watch_job(ctx: Context, args: argparse.Namespace) -> int:
-    job = None
-    for job in ctx.stream(ctx.client.jobs.WatchJob, jobs_pb2.WatchJobRequest(id=args.id)):
+    shown = None
+    for job in follow(ctx, _job_stream(ctx, args.id)):
+        if job == shown:  # a reopened stream starts with the state already shown
+            continue
+        shown = job
         if ctx.json:
             ctx.out.message(job, compact=True)
         else:

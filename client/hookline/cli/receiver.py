@@ -24,6 +24,7 @@ from hookline import signing
 
 from ._errors import CliError
 from ._output import Printer, clock, pretty_json
+from ._values import bounded_int
 
 MAX_BODY_SHOWN = 64 * 1024
 VERIFIED = "verified"
@@ -40,7 +41,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=bounded_int(0, 65535), default=8000, help="port to listen on (default 8000; 0 picks a free one)"
+    )
     parser.add_argument(
         "--secret",
         dest="secrets",

@@ -15,7 +15,7 @@ from ._common import add_paging, print_list
 from ._context import Context
 from ._errors import CliError
 from ._output import Spinner, timestamp
-from ._show import ENDED_DELIVERY, delivery_progress, enabled_text, show_delivery, show_webhook
+from ._show import ENDED_DELIVERY, WebhookNames, delivery_progress, enabled_text, show_delivery, show_webhook
 
 JOB_EVENTS = ["JOB.COMPLETED", "JOB.ERROR", "JOB.CANCELED"]
 
@@ -92,7 +92,12 @@ def _add_webhook_fields(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="extra request header, repeatable",
     )
-    parser.add_argument("--rate-limit", type=int, metavar="N", help="requests per second at most (0: no limit)")
+    parser.add_argument(
+        "--rate-limit",
+        type=_values.bounded_int(0, 2**32 - 1),
+        metavar="N",
+        help="requests per second at most (0: no limit)",
+    )
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -223,5 +228,5 @@ def send_test(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.out.message(delivery)
     else:
-        show_delivery(ctx, delivery)
+        show_delivery(ctx, delivery, WebhookNames(ctx))
     return 0 if delivery.state == webhooks_pb2.DELIVERY_STATE_SUCCEEDED else 1

@@ -35,14 +35,15 @@ def _parsed(data: Any, message: _Message) -> _Message:
 def from_value(message: struct_pb2.Value | struct_pb2.Struct | struct_pb2.ListValue) -> Any:
     """A Value, Struct or ListValue as plain Python data. Protobuf keeps every
     number a double; whole ones come back as ints, as they were sent."""
-    return _whole(json_format.MessageToDict(message))
+    return whole_numbers(json_format.MessageToDict(message))
 
 
-def _whole(data: Any) -> Any:
+def whole_numbers(data: Any) -> Any:
+    """`data` with each float that holds a whole number exactly as an int."""
     if isinstance(data, float) and data.is_integer() and abs(data) < _EXACT_INT:
         return int(data)
     if isinstance(data, dict):
-        return {key: _whole(item) for key, item in data.items()}
+        return {key: whole_numbers(item) for key, item in data.items()}
     if isinstance(data, list):
-        return [_whole(item) for item in data]
+        return [whole_numbers(item) for item in data]
     return data

@@ -37,6 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     kcreate.set_defaults(handler=_keys_create)
     klist = keys_sub.add_parser("list", parents=[storage], help="list keys (never their secrets)")
     klist.add_argument("--space", default=None, help="only this space")
+    klist.add_argument("-q", "--quiet", action="store_true", help="print only the key ids, oldest first")
     klist.set_defaults(handler=_keys_list)
     krevoke = keys_sub.add_parser("revoke", parents=[storage], help="revoke a key by its id")
     krevoke.add_argument("key_id")
@@ -85,7 +86,12 @@ def _spaces_list(args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     _open(args)
     key = spaces.create_key(spaces.space_id_by_name(args.space), args.role)
-    print(key.token)
+    print(key.token)  # alone on stdout, for KEY=$(hookline keys create ...)
+    print(
+        f"{args.role} key {key.key_id} of space {args.space}; the key is shown only now, store it "
+        f"(`hookline keys revoke {key.key_id}` revokes it)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -93,6 +99,9 @@ def _keys_list(args: argparse.Namespace) -> int:
     _open(args)
     space_id = spaces.space_id_by_name(args.space) if args.space else None
     for key in spaces.list_keys(space_id):
+        if args.quiet:
+            print(key.id)
+            continue
         state = "revoked" if key.revoke_time else "active"
         print(f"{key.id}\t{key.space_id}\t{key.role}\t{state}")
     return 0
