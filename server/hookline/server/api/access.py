@@ -13,7 +13,7 @@ from ..storage import spaces
 class Access(enum.Enum):
     """Who may call a method; the value is the key roles allowed."""
 
-    OPEN = frozenset()  # no key needed: health checks and reflection, so generic tools work
+    OPEN = frozenset[str]()  # no key needed: health checks and reflection, so generic tools work
     MANAGEMENT = frozenset({"management"})
     ANY_ROLE = frozenset(spaces.ROLES)
 

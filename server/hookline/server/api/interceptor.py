@@ -142,15 +142,20 @@ class ApiInterceptor(grpc.ServerInterceptor):
         self._streams = 0
         self._lock = threading.Lock()
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        method: str = handler_call_details.method
+        method = handler_call_details.method
         if handler is None:
             return handler
         access = access_of(method)
         if access is Access.OPEN:
             return self._open(handler)
-        metadata = dict(handler_call_details.invocation_metadata or ())
+        # Text values only: binary ones (keys ending -bin) never carry the key.
+        metadata = {k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)}
         decode = _safe(handler.request_deserializer)
         encode = handler.response_serializer
         if handler.unary_unary:
