@@ -3,9 +3,15 @@ health checking and reflection."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import grpc
 import pytest
 from conftest import BACKEND
+from google.protobuf import message_factory
+from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -27,14 +33,158 @@ from hookline.client import (
     WatchJobRequest,
     Webhook,
 )
+from hookline.server.api import access
+from hookline.server.api.interceptor import principal
 from hookline.server.errors import Unauthenticated
 from hookline.server.storage import revocations, spaces
-from hookline.v1 import flows_pb2_grpc, jobs_pb2_grpc, webhooks_pb2_grpc
+from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 
 from .helpers import flow_ids, job_ids, make_flow, rpc_error, start_job, struct, unique, value, wait_job, webhook_ids
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+HOOKLINE_SERVICES = [
+    module.DESCRIPTOR.services_by_name[name]
+    for module, name in ((webhooks_pb2, "WebhookService"), (flows_pb2, "FlowService"), (jobs_pb2, "JobService"))
+]
+
+# --- a service of the test alone, with the request-streaming kinds hookline has none of yet
+
+ECHO = "/hookline.test.Echo/"
+WIRE = (StringValue.FromString, StringValue.SerializeToString)
+
+
+class Echo:
+    """Records the callers (principals) its methods ran for."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self._lock = threading.Lock()
+
+    def _record(self) -> None:
+        with self._lock:
+            self.ran.append(principal().role)
+
+    def collect(self, requests: Iterator[StringValue], context: grpc.ServicerContext) -> StringValue:
+        self._record()
+        return StringValue(value="".join(r.value for r in requests))
+
+    def chat(self, requests: Iterator[StringValue], context: grpc.ServicerContext) -> Iterator[StringValue]:
+        self._record()
+        yield from requests
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            "hookline.test.Echo",
+            {
+                "Collect": grpc.stream_unary_rpc_method_handler(self.collect, *WIRE),
+                "Chat": grpc.stream_stream_rpc_method_handler(self.chat, *WIRE),
+            },
+        )
+
+
+@pytest.fixture(scope="module")
+def echo() -> Echo:
+    return Echo()
+
+
+@pytest.fixture(scope="module")
+def grpc_add_to_server(echo: Echo) -> Callable:
+    def add(app: Any, server: grpc.Server) -> None:
+        app.add_to_server(server)
+        server.add_generic_rpc_handlers((echo.handler(),))
+
+    return add
+
+
+def echo_calls(channel: grpc.Channel, *texts: str) -> list[Callable[..., Any]]:
+    """A call of each request-streaming kind, sending `texts` (a and b by default)."""
+    wire = {"request_serializer": WIRE[1], "response_deserializer": WIRE[0]}
+    collect = channel.stream_unary(ECHO + "Collect", **wire)
+    chat = channel.stream_stream(ECHO + "Chat", **wire)
+    requests = [StringValue(value=t) for t in texts or ("a", "b")]
+    return [
+        lambda **kw: collect(iter(requests), timeout=5, **kw).value,
+        lambda **kw: [r.value for r in chat(iter(requests), timeout=5, **kw)],
+    ]
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+def test_request_streaming_calls_without_a_key_are_unauthenticated(grpc_channel, echo):
+    for call in echo_calls(grpc_channel):
+        assert "key" in rpc_error(UNAUTHENTICATED, call).details()
+    assert echo.ran == []
+
+
+def test_a_method_missing_from_the_roles_table_is_refused_for_every_key(grpc_channel, hookline_app, echo):
+    solver = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "solver").token
+    for token in (hookline_app.admin_key, solver):
+        for call in echo_calls(grpc_channel):
+            error = rpc_error(PERMISSION_DENIED, call, metadata=bearer(token))
+            assert "no key may call /hookline.test.Echo/" in error.details()
+    assert echo.ran == []
+
+
+def test_a_request_streaming_method_in_the_table_runs_for_its_roles(grpc_channel, hookline_app, echo, monkeypatch):
+    monkeypatch.setitem(access.METHOD_ACCESS, ECHO + "Collect", access.MANAGEMENT)
+    monkeypatch.setitem(access.METHOD_ACCESS, ECHO + "Chat", access.MANAGEMENT)
+    solver = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "solver").token
+    collect, chat = echo_calls(grpc_channel)
+    assert collect(metadata=bearer(hookline_app.admin_key)) == "ab"
+    assert chat(metadata=bearer(hookline_app.admin_key)) == ["a", "b"]
+    assert echo.ran == ["management", "management"]
+    for call in (collect, chat):
+        assert "needs a management key" in rpc_error(PERMISSION_DENIED, call, metadata=bearer(solver)).details()
+    # Each streamed request is checked as a unary one is.
+    for call in echo_calls(grpc_channel, "fine", "nul\0"):
+        error = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, call, metadata=bearer(hookline_app.admin_key))
+        assert "NUL" in error.details()
+
+
+def test_the_roles_table_lists_exactly_the_methods_served():
+    from grpc_health.v1 import health_pb2
+
+    served = [*HOOKLINE_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"]]
+    served.append(reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"])
+    methods = {f"/{service.full_name}/{method.name}" for service in served for method in service.methods}
+    assert set(access.METHOD_ACCESS) == methods
+    open_methods = {m for m, a in access.METHOD_ACCESS.items() if a is access.OPEN}
+    assert all(m.startswith(("/grpc.health.v1.", "/grpc.reflection.")) for m in open_methods)
+
+
+def test_a_solver_key_is_denied_every_method_outside_job_service(grpc_channel, hookline_app):
+    solver = spaces.create_key(spaces.space_id_by_name(spaces.DEFAULT_SPACE), "solver").token
+    for service in HOOKLINE_SERVICES:
+        if service.name == "JobService":
+            continue  # the solver key's own service: test_a_solver_key_runs_jobs
+        for method in service.methods:
+            request_type = message_factory.GetMessageClass(method.input_type)
+            response_type = message_factory.GetMessageClass(method.output_type)
+            kind = channel_kind(grpc_channel, method.client_streaming, method.server_streaming)
+            call = kind(
+                f"/{service.full_name}/{method.name}",
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )
+            request: Any = request_type()
+            if method.client_streaming:
+                request = iter([request])
+            error = rpc_error(PERMISSION_DENIED, call, request, metadata=bearer(solver), timeout=5)
+            assert "needs a management key" in error.details(), method.full_name
+
+
+def channel_kind(channel: grpc.Channel, client_streaming: bool, server_streaming: bool) -> Callable[..., Any]:
+    kinds = {
+        (False, False): channel.unary_unary,
+        (False, True): channel.unary_stream,
+        (True, False): channel.stream_unary,
+        (True, True): channel.stream_stream,
+    }
+    return kinds[client_streaming, server_streaming]
 
 
 def calls(channel: grpc.Channel):  # type: ignore[no-untyped-def]

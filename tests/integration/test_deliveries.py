@@ -27,7 +27,7 @@ from hookline.client import (
     Webhook,
 )
 from hookline.server import feeds, streams
-from hookline.server.storage import deliveries, spaces
+from hookline.server.storage import deliveries, models, spaces
 
 from .helpers import (
     body_json,
@@ -117,6 +117,24 @@ def test_a_failing_delivery_is_retried_on_the_schedule_then_failed(client, recei
     assert {r.headers["webhook-id"] for r in requests} == {sent.event.id}
     time.sleep(0.4)
     assert len(receiver.at(path)) == 3
+
+
+def test_a_stored_url_with_user_info_fails_each_attempt_saying_why(client, receiver, caplog):
+    # An older server took such URLs; sending to them raised inside the HTTP client.
+    hook, path = hook_at(client, receiver)
+    stored = receiver.url(path).replace("http://", "http://hooks:s3cr3t-pw@")
+    models.Webhook.update(url=stored).where(models.Webhook.id == hook.id).execute()
+    sent = send_test(client, hook.id)
+    done = wait_delivery(client, sent.delivery.id, FAILED)
+    attempts = client.webhooks.ListAttempts(ListAttemptsRequest(delivery_id=done.id)).attempts
+    assert [a.number for a in attempts] == [1, 2, 3]
+    for attempt in attempts:
+        assert "user info" in attempt.error and "header" in attempt.error, attempt.error
+        assert "s3cr3t-pw" not in attempt.error
+        assert attempt.status_code == 0
+    assert receiver.at(path) == []
+    assert not [r for r in caplog.records if r.exc_info], "a send to a stored URL raised"
+    assert "s3cr3t-pw" not in caplog.text
 
 
 def test_list_attempts_pages(client, receiver):

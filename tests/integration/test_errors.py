@@ -81,6 +81,18 @@ def assert_webhook_not_created(client, request, before):  # type: ignore[no-unty
         ("http://", "host"),
         ("http://example.com:99999/", "url"),
         ("", "required"),
+        ("https://hooks@example.com/", "user info"),
+        ("https://:@example.com/", "user info"),
+        ("https://example.com\\@evil.example/", "user info"),  # browsers read example.com as the host
+        ("https://example.com/hook#part", "fragment"),
+        ("https://example.com:0/hook", "port 0"),
+        ("https://example..com/hook", "host name"),
+        ("https://exa%6dple.com/hook", "host name"),
+        ("https://" + "a" * 64 + ".example.com/", "host name"),
+        ("https://xn--zz.example/", "a-label"),  # not valid IDNA: the sender cannot encode it
+        ("https://exa\u200bmple.com/", "idna"),
+        ("https://example.com/\x7f", "control"),
+        ("https://example.com/\t", "white space"),
     ],
 )
 def test_create_webhook_with_a_bad_url(client, url, words):
@@ -90,6 +102,41 @@ def test_create_webhook_with_a_bad_url(client, url, words):
     assert words in description.lower()
     assert "webhook.url" in error.details()
     assert_webhook_not_created(client, request, before)
+
+
+@pytest.mark.parametrize("url", ["https://hooks:s3cr3t-pw@example.com/in", "https://user:s3cr3t-pw@example.com:99999/"])
+def test_a_url_with_a_password_is_refused_without_showing_it(client, receiver, url):
+    before = webhook_ids(client)
+    request = create_webhook_request(url=url)
+    error, description = invalid_argument(client.webhooks.CreateWebhook, request, "webhook.url")
+    assert "s3cr3t-pw" not in error.details() and "s3cr3t-pw" not in description
+    assert_webhook_not_created(client, request, before)
+    if "user info" in description:
+        assert "header" in description  # where the credentials go instead
+
+    original = make_webhook(client, receiver.url("/userinfo"), description="as created").webhook
+    update = UpdateWebhookRequest(
+        webhook=Webhook(id=original.id, url=url), update_mask=field_mask_pb2.FieldMask(paths=["url"])
+    )
+    error, description = invalid_argument(client.webhooks.UpdateWebhook, update, "webhook.url")
+    assert "s3cr3t-pw" not in error.details() and "s3cr3t-pw" not in description
+    assert client.webhooks.GetWebhook(GetWebhookRequest(id=original.id)) == original
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hook?x=1",
+        "https://bücher.example/hook",
+        "https://xn--bcher-kva.example/hook",
+        "https://hooks_internal.example.com./",
+        "https://example.com:8443/",
+        "https://[2606:4700::1111]/hook",
+    ],
+)
+def test_create_webhook_with_an_unusual_but_good_url(client, url):
+    created = client.webhooks.CreateWebhook(create_webhook_request(url=url)).webhook
+    assert created.url == url
 
 
 def test_create_webhook_with_a_too_long_url_names_the_limit(client):

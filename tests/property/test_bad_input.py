@@ -34,6 +34,7 @@ from hookline.client import (
     UpdateWebhookRequest,
     Webhook,
 )
+from hookline.server.delivery import urls
 from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
 
 from . import tally
@@ -197,6 +198,7 @@ def check_webhook(webhook: Any, fields: set[str]) -> None:
         parts = urlsplit(webhook.url)
         assert parts.scheme in ("http", "https") and parts.hostname, f"stored url {webhook.url[:200]!r}"
         assert len(webhook.url) <= 2048 and not any(c.isspace() for c in webhook.url)
+        assert urls.problem(webhook.url) is None, f"stored url {webhook.url[:200]!r}: {urls.problem(webhook.url)}"
     if "description" in fields:
         assert len(webhook.description) <= 1000
     if "event_types" in fields:

@@ -7,7 +7,7 @@ import argparse
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hookline.client import Client, find_api_key
 from hookline.client._connection import DEFAULT_ADDRESS
@@ -61,6 +61,14 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     )
 
 
+class Stream(Protocol):
+    """A server stream as the commands read it: its messages, and cancel() to end it."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def cancel(self) -> bool: ...
+
+
 class Context:
     """One command's connection to hookline, opened on first use."""
 
@@ -94,7 +102,7 @@ class Context:
         """A unary call with the command's deadline."""
         return method(request, timeout=self.timeout)
 
-    def stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
+    def stream(self, method: Callable[..., Any], request: Any) -> Stream:
         """A server stream; it has no deadline (Ctrl-C ends it)."""
         return method(request)
 

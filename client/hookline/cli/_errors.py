@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -100,7 +100,8 @@ def rpc_failure(error: grpc.RpcError) -> RpcFailure:
     message = error.details() if hasattr(error, "details") else str(error)
     violations: tuple[Violation, ...] = ()
     trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    for key, value in trailers or ():
+    # grpc-stubs types these as objects with .key and .value; they are pairs at run time.
+    for key, value in cast("tuple[tuple[str, str | bytes], ...]", trailers or ()):
         if key == DETAILS_TRAILER and isinstance(value, bytes):
             violations = violations_from_trailer(value)
     return RpcFailure(code or grpc.StatusCode.UNKNOWN, message or "", violations)

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from ._context import Context
+from ._context import Context, Stream
 from ._errors import CliError, describe, first_line, rpc_failure
 
 # Pauses before each reconnection attempt of one outage; the last one repeats.
@@ -28,7 +28,7 @@ def reconnect_pause(attempt: int) -> float:
     return RECONNECT_PAUSES_S[min(attempt, len(RECONNECT_PAUSES_S) - 1)]
 
 
-def follow(ctx: Context, open_stream: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+def follow(ctx: Context, open_stream: Callable[[], Stream]) -> Iterator[Any]:
     """The messages of `open_stream()`, called again whenever the connection to
     the server is lost once the stream has started (or the server ends it: it
     does so only when it shuts down). Says on stderr that it lost the connection

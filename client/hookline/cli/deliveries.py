@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 
 from hookline.v1 import webhooks_pb2
 
 from . import _values
 from ._common import add_paging, print_list
-from ._context import Context
+from ._context import Context, Stream
 from ._output import clock, enum_name
 from ._show import (
     ATTEMPT_HEADERS,
@@ -146,7 +145,7 @@ def watch_deliveries(ctx: Context, args: argparse.Namespace) -> int:
     cursor = args.cursor
     names = WebhookNames(ctx)
 
-    def open_stream() -> Iterator[webhooks_pb2.DeliveryEvent]:
+    def open_stream() -> Stream:
         # After the last message seen: a reopened stream neither repeats nor skips a change.
         request = webhooks_pb2.WatchDeliveriesRequest(
             webhook_id=args.webhook, flow_id=args.flow, job_id=args.job, cursor=cursor

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from hookline.v1 import jobs_pb2
 
 from . import _values
 from ._common import add_paging, print_list
-from ._context import Context
+from ._context import Context, Stream
 from ._errors import CliError
 from ._output import Spinner, clock, timestamp
 from ._show import ENDED_JOB, flow_of, job_code, job_state, show_job, styled
@@ -144,7 +144,7 @@ def cancel_job(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _job_stream(ctx: Context, job_id: str) -> Callable[[], Iterator[jobs_pb2.Job]]:
+def _job_stream(ctx: Context, job_id: str) -> Callable[[], Stream]:
     return lambda: ctx.stream(ctx.client.jobs.WatchJob, jobs_pb2.WatchJobRequest(id=job_id))
 
 

@@ -254,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host  # bytes only for AF_UNIX, never here
     shown_host = f"[{host}]" if ":" in str(host) else host
     checks = f"verifying with {len(args.secrets)} secret(s)" if args.secrets else "no --secret: signatures not checked"
     answer = f"answering {args.status}" + (f" after {args.delay_ms} ms" if args.delay_ms else "")

@@ -33,8 +33,7 @@ class _KeyInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIn
         self._metadata = ("authorization", f"Bearer {api_key}")
 
     def _with_key(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = list(details.metadata or ())
-        metadata.append(self._metadata)
+        metadata = (*(details.metadata or ()), self._metadata)
         return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
 
     def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
@@ -45,7 +44,7 @@ class _KeyInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIn
 
 
 class _Details(grpc.ClientCallDetails):
-    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str]]):
+    def __init__(self, base: grpc.ClientCallDetails, metadata: tuple[tuple[str, str | bytes], ...]):
         self.method = base.method
         self.timeout = base.timeout
         self.metadata = metadata

@@ -221,7 +221,12 @@ class DeliveryProcesses:
                 process.stdin.write(pickle.dumps(self._share))
         except BrokenPipeError:
             pass  # it died at once; its exit is reported by the supervisor
-        threading.Thread(target=lambda: (process.wait(), ended.set()), name="delivery-exit", daemon=True).start()
+
+        def wait_for_exit() -> None:
+            process.wait()
+            ended.set()
+
+        threading.Thread(target=wait_for_exit, name="delivery-exit", daemon=True).start()
         return process, link
 
     def _stop_all(self, processes: list[subprocess.Popen[bytes]]) -> None:

@@ -75,7 +75,7 @@ _FLOW_DATA = {
         }
     },
 }
-_WEBHOOK_REF = {
+_WEBHOOK_REF: dict[str, Any] = {
     "type": "object",
     "properties": {"id": {"type": "string"}, "alias": {"type": "string"}},
 }

@@ -28,7 +28,7 @@ class Hub:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = defaultdict(int)
-        self._callbacks: dict[str, list[Callable[[], None]]] = defaultdict(list)
+        self._callbacks: dict[str, list[Callable[[], object]]] = defaultdict(list)
 
     def publish(self, *topics: str) -> None:
         with self._cond:
@@ -49,7 +49,7 @@ class Hub:
             self._cond.wait_for(lambda: self._versions[topic] != seen, timeout)
             return self._versions[topic]
 
-    def subscribe(self, topic: str, callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, topic: str, callback: Callable[[], object]) -> Callable[[], None]:
         """Call `callback` (from the publisher's thread) on each publish; returns an unsubscriber."""
         with self._cond:
             self._callbacks[topic].append(callback)

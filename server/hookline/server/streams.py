@@ -110,7 +110,7 @@ def _replay(
 ) -> Generator[StreamItem | Wait, None, int]:
     """The changes after `seq` up to `through`, read from the log here; returns `through`."""
     while seq < through:
-        changes, reached = deliveries.changes_after(caller.space_id, seq, through=through, **filters)
+        changes, reached = deliveries.changes_after(caller.space_id, seq, through=through, **filters)  # type: ignore[arg-type]
         spaces.require_active(caller.key_id)  # read after them: none committed after a revocation
         _require_retained(seq, from_request=False)
         seq = reached

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import ids, jsonvalue
-from .delivery import targets
+from .delivery import targets, urls
 from .errors import FieldViolation, InvalidArgument, shown
 from .events import EVENT_TYPE_NAMES
 from .settings import Limits, Settings
@@ -63,23 +63,14 @@ def url(v: Violations, field: str, value: str, settings: Settings) -> None:
     if len(value) > limits.max_url_length:
         v.add(field, f"is {len(value)} characters; the limit is {limits.max_url_length}")
         return
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises on a bad port
-    except ValueError as error:
-        v.add(field, f"is not a valid URL: {error}")
+    problem = urls.problem(value)
+    if problem:
+        v.add(field, problem)
         return
-    if parts.scheme not in ("http", "https"):
-        v.add(field, f"must be an http or https URL, not {parts.scheme + ':' if parts.scheme else 'a relative one'}")
-    elif not parts.hostname:
-        v.add(field, "has no host")
-    elif any(c.isspace() for c in value):
-        v.add(field, "may not contain white space")
-    else:
-        address = targets.literal_address(parts.hostname)
-        problem = targets.refusal(address, settings.allowed_networks) if address else None
-        if problem:
-            v.add(field, problem)
+    address = targets.literal_address(urlsplit(value).hostname or "")
+    problem = targets.refusal(address, settings.allowed_networks) if address else None
+    if problem:
+        v.add(field, problem)
 
 
 # Far above what one endpoint takes, and within every database's integer column.

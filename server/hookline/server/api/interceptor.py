@@ -1,5 +1,6 @@
-"""One server interceptor for every RPC: authenticates the API key, enforces the
-key's role and the stream cap, turns undecodable requests into INVALID_ARGUMENT,
+"""One server interceptor for every RPC, of each of gRPC's four kinds:
+authenticates the API key, enforces the key's role (from the table in access.py)
+and the stream cap, turns undecodable requests into INVALID_ARGUMENT,
 and maps domain errors to status codes (with BadRequest field violations).
 Anything unexpected is logged and becomes INTERNAL."""
 
@@ -20,19 +21,12 @@ from ..errors import HooklineError, InvalidArgument, PermissionDenied, ResourceE
 from ..storage import spaces
 from ..storage.database import FaultLog, database_fault, release_connection
 from ..storage.records import Principal
+from .access import Access, access_of
 from .senders import Senders
 
 log = logging.getLogger("hookline.api")
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
-
-# Services callable without a key, so generic tools work.
-OPEN_SERVICES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
-SOLVER_SERVICES = ("/hookline.v1.JobService/",)
 
 
 def principal() -> Principal:
@@ -148,25 +142,39 @@ class ApiInterceptor(grpc.ServerInterceptor):
         self._streams = 0
         self._lock = threading.Lock()
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        method: str = handler_call_details.method
+        method = handler_call_details.method
         if handler is None:
             return handler
-        if method.startswith(OPEN_SERVICES):
+        access = access_of(method)
+        if access is Access.OPEN:
             return self._open(handler)
-        metadata = dict(handler_call_details.invocation_metadata or ())
+        # Text values only: binary ones (keys ending -bin) never carry the key.
+        metadata = {k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)}
+        decode = _safe(handler.request_deserializer)
+        encode = handler.response_serializer
         if handler.unary_unary:
-            behavior = self._unary(handler.unary_unary, method, metadata)
-            return grpc.unary_unary_rpc_method_handler(
-                behavior, _safe(handler.request_deserializer), handler.response_serializer
-            )
+            behavior = self._unary(handler.unary_unary, method, access, metadata)
+            return grpc.unary_unary_rpc_method_handler(behavior, decode, encode)
         if handler.unary_stream:
-            behavior = self._stream(handler.unary_stream, method, metadata)
-            return grpc.unary_stream_rpc_method_handler(
-                behavior, _safe(handler.request_deserializer), handler.response_serializer
-            )
-        return handler
+            behavior = self._stream(handler.unary_stream, method, access, metadata)
+            return grpc.unary_stream_rpc_method_handler(behavior, decode, encode)
+        if handler.stream_unary:
+            behavior = self._request_stream(handler.stream_unary, method, access, metadata)
+            return grpc.stream_unary_rpc_method_handler(behavior, decode, encode)
+        if handler.stream_stream:
+            behavior = self._bidi(handler.stream_stream, method, access, metadata)
+            return grpc.stream_stream_rpc_method_handler(behavior, decode, encode)
+        # Not one of gRPC's four kinds: nothing here could check its caller.
+        log.error("refused %s: its handler is of no known kind", method)
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} cannot be called")
+        )
 
     def _open(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """A call of an open service: no key; its streams that hold a thread
@@ -202,15 +210,12 @@ class ApiInterceptor(grpc.ServerInterceptor):
         with self._lock:
             self._streams -= 1
 
-    def _enter(self, method: str, metadata: dict[str, str], request: Any) -> Principal:
-        if isinstance(request, _Undecodable):
-            raise InvalidArgument(
-                "the request could not be decoded; note that JSON values may be nested at most 100 "
-                f"levels deep in protobuf (and at most 32 levels in hookline): {request.error}"
-            )
-        nul = _nul_field(request)
-        if nul:
-            raise InvalidArgument.field(nul, "may not contain NUL (\\0) characters")
+    def _enter(self, method: str, access: Access | None, metadata: dict[str, str], request: Any) -> Principal:
+        _check_request(request)
+        return self._caller(method, access, metadata)
+
+    def _caller(self, method: str, access: Access | None, metadata: dict[str, str]) -> Principal:
+        """The caller the key in `metadata` names, if its role may call `method`."""
         header = metadata.get("authorization", "")
         if not header:
             raise Unauthenticated("missing API key: send metadata 'authorization: Bearer hl_<key id>_<secret>'")
@@ -218,14 +223,17 @@ class ApiInterceptor(grpc.ServerInterceptor):
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("malformed authorization metadata: expected 'Bearer hl_<key id>_<secret>'")
         caller = spaces.authenticate(token.strip())
-        if caller.role != "management" and not method.startswith(SOLVER_SERVICES):
-            raise PermissionDenied(f"a {caller.role} key may only call JobService; this call needs a management key")
+        if access is None:
+            raise PermissionDenied(f"no key may call {method}: the server grants it to no role")
+        if caller.role not in access.value:
+            needed = " or ".join(sorted(access.value))
+            raise PermissionDenied(f"a {caller.role} key may not call {method}; this call needs a {needed} key")
         return caller
 
-    def _unary(self, behavior: Callable, method: str, metadata: dict[str, str]) -> Callable:
+    def _unary(self, behavior: Callable, method: str, access: Access | None, metadata: dict[str, str]) -> Callable:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                token = _principal.set(self._enter(method, metadata, request))
+                token = _principal.set(self._enter(method, access, metadata, request))
                 try:
                     return behavior(request, context)
                 finally:
@@ -238,12 +246,12 @@ class ApiInterceptor(grpc.ServerInterceptor):
 
         return handle
 
-    def _stream(self, behavior: Callable, method: str, metadata: dict[str, str]) -> Callable:
+    def _stream(self, behavior: Callable, method: str, access: Access | None, metadata: dict[str, str]) -> Callable:
         """A streaming call: authenticated here, then run by the senders (it holds no thread)."""
 
         def handle(request: Any, context: grpc.ServicerContext, send: Callable[[Any], None]) -> None:
             try:
-                caller = self._enter(method, metadata, request)
+                caller = self._enter(method, access, metadata, request)
                 self._take_slot()
             except HooklineError as error:
                 _abort(context, error)
@@ -262,6 +270,64 @@ class ApiInterceptor(grpc.ServerInterceptor):
 
         handle.experimental_non_blocking = True  # type: ignore[attr-defined]
         return handle
+
+    def _request_stream(
+        self, behavior: Callable, method: str, access: Access | None, metadata: dict[str, str]
+    ) -> Callable:
+        """A call whose requests stream in, answered with one message: the key is
+        checked before the servicer runs, each request as it arrives."""
+
+        def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            try:
+                token = _principal.set(self._caller(method, access, metadata))
+                try:
+                    return behavior(_checked(requests), context)
+                finally:
+                    _principal.reset(token)
+                    release_connection()
+            except HooklineError as error:
+                _abort(context, error)
+            except Exception as error:
+                _abort_unexpected(context, method, error)
+
+        return handle
+
+    def _bidi(self, behavior: Callable, method: str, access: Access | None, metadata: dict[str, str]) -> Callable:
+        """A call whose requests and answers both stream, on a thread of the pool
+        (so counted against the cap): checked as _request_stream's are."""
+
+        def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                token = _principal.set(self._caller(method, access, metadata))
+                try:
+                    yield from behavior(_checked(requests), context)
+                finally:
+                    _principal.reset(token)
+                    release_connection()
+            except HooklineError as error:
+                _abort(context, error)
+            except Exception as error:
+                _abort_unexpected(context, method, error)
+
+        return self._counted(handle)
+
+
+def _check_request(request: Any) -> None:
+    """INVALID_ARGUMENT for a request that could not be decoded or holds a NUL character."""
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            "the request could not be decoded; note that JSON values may be nested at most 100 "
+            f"levels deep in protobuf (and at most 32 levels in hookline): {request.error}"
+        )
+    nul = _nul_field(request)
+    if nul:
+        raise InvalidArgument.field(nul, "may not contain NUL (\\0) characters")
+
+
+def _checked(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        _check_request(request)
+        yield request
 
 
 def _stream_status(method: str, error: BaseException) -> grpc.Status:

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import grpc
@@ -46,7 +46,7 @@ class _Stream:
 
     def __init__(
         self,
-        items: Iterator[Any],
+        items: Generator[Any, None, Any],
         run_in: contextvars.Context,
         context: grpc.ServicerContext,
         send: Callable[[Any], None],
@@ -84,7 +84,7 @@ class Senders:
 
     def start(
         self,
-        items: Iterator[Any],
+        items: Generator[Any, None, Any],
         run_in: contextvars.Context,
         context: grpc.ServicerContext,
         send: Callable[[Any], None],

@@ -186,7 +186,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         require("id", request.id)
         return convert.event(deliveries.get_event(principal().space_id, request.id))
 
-    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent | Wait]:  # type: ignore[no-untyped-def]
+    # It yields feeds.Wait between messages, for the senders (api/senders.py) to park on.
+    def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent | Wait]:  # type: ignore[no-untyped-def,override]
         space_id = principal().space_id
         set_filters = [f for f in ("webhook_id", "flow_id", "job_id") if getattr(request, f)]
         if len(set_filters) > 1:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx
@@ -110,7 +110,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             if translated is error:
                 raise
             raise translated from error
-        response.stream = _DeadlineStream(response.stream, deadline, self._total_timeout_s, request)
+        body = cast(httpx.AsyncByteStream, response.stream)  # an async transport's
+        response.stream = _DeadlineStream(body, deadline, self._total_timeout_s, request)
         return response
 
     async def aclose(self) -> None:
@@ -171,9 +172,9 @@ class _DeadlineScope:
         await self._timeout.__aenter__()
         self._timer = self._deadline.loop.call_at(self._deadline.end, self._at_end)
 
-    async def __aexit__(self, kind: Any, error: Any, traceback: Any) -> bool | None:
+    async def __aexit__(self, kind: Any, error: Any, traceback: Any) -> None:
         self._timer.cancel()
-        return await self._timeout.__aexit__(kind, error, traceback)
+        await self._timeout.__aexit__(kind, error, traceback)
 
     def _at_end(self) -> None:
         deadline = self._deadline

@@ -30,7 +30,7 @@ from ..storage import sending as store
 from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.records import Attempt, SendTask
 from ..storage.sending import AttemptOutcome
-from . import capacity, retry, targets
+from . import capacity, retry, targets, urls
 from .capacity import Capacity
 from .transport import GuardedTransport
 
@@ -214,6 +214,9 @@ class DeliveryWorker:
         refused: targets.TargetRefused | None = None
         timed_out = False
         try:
+            problem = urls.problem(task.url)
+            if problem:  # stored by an older server that took it
+                raise httpx.InvalidURL(f"nothing was sent: the webhook's URL {problem}; update the URL")
             # Also here, not only in the transport: httpx rejects some spellings
             # (octal IPv4) before a transport sees them, and those deserve a refusal too.
             targets.check_url(task.url, self._settings.allowed_networks)

@@ -21,15 +21,19 @@ schema must be whole in itself:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
+
+if TYPE_CHECKING:
+    from referencing._core import Resolver  # not re-exported by the package
 
 from hookline.server.errors import shown
 
@@ -41,7 +45,7 @@ MAX_LOOPS_REPORTED = 10
 _IN_PLACE = ("not", "if", "then", "else")
 _IN_PLACE_ARRAYS = ("allOf", "anyOf", "oneOf")
 _IN_PLACE_MAPS = ("dependentSchemas", "dependencies")
-_PART = ("additionalProperties", "additionalItems", "contains", "propertyNames", "unevaluatedItems")
+_PART: tuple[str, ...] = ("additionalProperties", "additionalItems", "contains", "propertyNames", "unevaluatedItems")
 _PART += ("unevaluatedProperties", "items")
 _PART_ARRAYS = ("prefixItems", "items")
 _PART_MAPS = ("properties", "patternProperties")
@@ -51,7 +55,7 @@ _UNAPPLIED_MAPS = ("$defs", "definitions")
 
 
 def _refuse_retrieval(uri: str) -> referencing.Resource[Any]:
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class mypy cannot see into
 
 
 OFFLINE: referencing.Registry[Any] = referencing.Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
@@ -80,8 +84,8 @@ class _Reference:
 @dataclass
 class _Subschema:
     field: str
-    resolver: referencing.Resolver[Any]
-    edges: list[_Edge] = field(default_factory=list)
+    resolver: Resolver[Any]
+    edges: list[_Edge] = dataclasses.field(default_factory=list)  # `field` names the attribute above
 
 
 _MEMBER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")
@@ -106,13 +110,13 @@ def problems(schema: dict[str, Any], field: str) -> list[tuple[str, str]]:
 
 
 def _walk(
-    schema: dict[str, Any], field: str, resolver: referencing.Resolver[Any], specification: Any
+    schema: dict[str, Any], field: str, resolver: Resolver[Any], specification: Any
 ) -> tuple[dict[int, _Subschema], list[tuple[int, _Reference]]]:
     """Every object subschema (by id()) with its place, and every reference in
     them, both in the order they appear in the schema."""
     subschemas: dict[int, _Subschema] = {}
     references: list[tuple[int, _Reference]] = []
-    stack: list[tuple[dict[str, Any], str, referencing.Resolver[Any]]] = [(schema, field, resolver)]
+    stack: list[tuple[dict[str, Any], str, Resolver[Any]]] = [(schema, field, resolver)]
     while stack:
         contents, place, outer = stack.pop()
         if id(contents) in subschemas:

@@ -279,7 +279,7 @@ def _die_with_fork_server() -> None:
     process it forks inherits one: a worker still computing when the API process
     died would keep the fork server, and so itself, alive. Closing it leaves the
     API process the only holder."""
-    server = forkserver._forkserver  # type: ignore[attr-defined]
+    server: Any = forkserver._forkserver  # type: ignore[attr-defined]  # private, as is its alive fd
     if server._forkserver_alive_fd is not None:
         os.close(server._forkserver_alive_fd)
         server._forkserver_alive_fd = None

@@ -215,7 +215,8 @@ class TurnTakingSqliteDatabase(SqliteDatabase):
         try:
             # SQLite has already rolled back a transaction that failed for want of
             # disk space or memory; rolling back again would raise and hide why.
-            if self._state.conn is not None and self._state.conn.in_transaction:
+            state = self._state  # type: ignore[attr-defined]  # peewee's connection state, absent from its stubs
+            if state.conn is not None and state.conn.in_transaction:
                 super().rollback()
         finally:
             self._release()

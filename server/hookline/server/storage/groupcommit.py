@@ -6,7 +6,7 @@ wait for the holder. Batching writes them all in one turn."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class GroupCommit(Generic[T, R]):
     an exception, raised to that item's caller only. If it raises, every caller
     of the batch gets the error."""
 
-    def __init__(self, write_batch: Callable[[list[T]], list[R | Exception]]):
+    def __init__(self, write_batch: Callable[[list[T]], Sequence[R | Exception]]):
         self._write_batch = write_batch
         self._lock = threading.Lock()
         self._queue: list[_Entry[T, R]] = []

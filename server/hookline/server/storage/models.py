@@ -59,7 +59,7 @@ class ApiKey(BaseModel):
 class Webhook(BaseModel):
     id = TextField(primary_key=True)
     space_id = TextField()
-    alias = TextField()
+    alias = TextField()  # type: ignore[assignment]  # replaces Model.alias(), unused here
     url = TextField()
     description = TextField(default="")
     enabled = BooleanField(default=True)
@@ -88,7 +88,7 @@ class WebhookSecret(BaseModel):
 class Flow(BaseModel):
     id = TextField(primary_key=True)
     space_id = TextField()
-    alias = TextField()
+    alias = TextField()  # type: ignore[assignment]  # replaces Model.alias(), unused here
     name = TextField(default="")
     description = TextField(default="")
     version = IntegerField()

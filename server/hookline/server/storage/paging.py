@@ -24,8 +24,8 @@ def _fingerprint(filters: Any) -> str:
 
 
 def filtered(
-    query: ModelSelect, model: Any, *, after: int | None = None, before: int | None = None, **equal: Any
-) -> ModelSelect:
+    query: ModelSelect[Any], model: Any, *, after: int | None = None, before: int | None = None, **equal: Any
+) -> ModelSelect[Any]:
     """`query` narrowed to rows whose columns equal the given non-empty values and,
     when given, created in [after, before)."""
     for column, value in equal.items():
@@ -39,7 +39,7 @@ def filtered(
 
 
 def paginate(
-    query: ModelSelect,
+    query: ModelSelect[Any],
     id_field: Any,
     page_size: int,
     page_token: str,

@@ -142,7 +142,7 @@ def _lockable(delivery_ids: list[str], postgres: bool) -> Any:
     return (
         m.Delivery.select(m.Delivery.id)
         .where(m.Delivery.id.in_(delivery_ids) & (m.Delivery.state == "PENDING"))
-        .for_update("FOR UPDATE SKIP LOCKED")
+        .for_update("FOR UPDATE SKIP LOCKED")  # type: ignore[arg-type]  # peewee takes the clause; its stubs say bool
     )
 
 

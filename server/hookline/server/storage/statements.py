@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from peewee import __exception_wrapper__ as database_errors
+from peewee import __exception_wrapper__ as database_errors  # type: ignore[attr-defined]  # not in its stubs
 
 from . import models as m
 

@@ -19,4 +19,4 @@ def pending_deliveries() -> tuple[int, int | None]:
 
 
 def jobs_by_state() -> dict[str, int]:
-    return dict(m.Job.select(m.Job.state, fn.COUNT(m.Job.id)).group_by(m.Job.state).tuples())
+    return dict(m.Job.select(m.Job.state, fn.COUNT(m.Job.id)).group_by(m.Job.state).tuples())  # type: ignore[arg-type]
