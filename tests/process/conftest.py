@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
+import ipaddress
 import os
 import shutil
 import signal
@@ -17,11 +19,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import psycopg2
 import pytest
 from conftest import BACKEND, free_port, postgres_database, wait_serving
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from google.protobuf import struct_pb2
 
 from hookline.client import Client, CreateFlowRequest, CreateWebhookRequest, Flow, Webhook
@@ -60,6 +67,55 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
     key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     with postgres_database() as url:
         yield Storage(data_dir, url, {**os.environ, "HOOKLINE_MASTER_KEY": key})
+
+
+def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A self-signed certificate of `key` for localhost and 127.0.0.1, its own root."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey, encryption: serialization.KeySerializationEncryption) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """cert.pem and its key.pem; other-key.pem, of no certificate here; locked-key.pem,
+    key.pem under a passphrase; notes.txt, no PEM at all."""
+    folder = tmp_path_factory.mktemp("tls")
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    contents = {
+        "cert.pem": _certificate(key),
+        "key.pem": _pem_key(key, serialization.NoEncryption()),
+        "other-key.pem": _pem_key(other, serialization.NoEncryption()),
+        "locked-key.pem": _pem_key(key, serialization.BestAvailableEncryption(b"passphrase")),
+        "notes.txt": b"not a certificate\n",
+    }
+    for name, content in contents.items():
+        (folder / name).write_bytes(content)
+    return {name: folder / name for name in contents}
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` (of a PostgreSQL that trusts its clients, so any password will do) with a password in it."""
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0] or 'postgres'}:{password}@{host}"))
 
 
 class ThrowawayPostgres:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
 import stat
 import subprocess
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import free_port, wait_serving
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hookline.client import Client, ListWebhooksRequest, StartJobRequest
 
-from .conftest import BACKEND, HOOKLINE, Storage
+from .conftest import BACKEND, HOOKLINE, Storage, with_password
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +120,105 @@ def test_sigterm_stops_the_server_cleanly(server) -> None:
     assert process.wait(timeout=30) == 0
     output = process.stdout.read()
     assert "shutting down" in output
+
+
+@contextlib.contextmanager
+def running(
+    tmp_path: Path,
+    storage: Storage,
+    flags: list[str],
+    database: str | None = None,
+    ready: Callable[[str], None] = wait_serving,
+) -> Iterator[Callable[[], str]]:
+    """A server with a data dir of its own on the suite's storage (or on
+    `database`) until it has answered `ready(address)`; yields what gives its
+    output once it has stopped."""
+    address = f"127.0.0.1:{free_port()}"
+    database = database or storage.database
+    log_path = tmp_path / "serve.log"
+    command = [*HOOKLINE, "serve", "--listen", address, "--data-dir", str(tmp_path / "data"), *flags]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command + (["--database", database] if database else []), env=storage.env, stdout=log, stderr=log
+        )
+    stopped = False
+
+    def output() -> str:
+        assert stopped, "the output is complete once the server has stopped"
+        return log_path.read_text()
+
+    try:
+        ready(address)
+        yield output
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        stopped = True
+
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@pytest.mark.parametrize(
+    ("flags", "reachable", "unreachable"),
+    [([], "127.0.0.1", "127.0.0.2"), (["--metrics-host", "127.0.0.2"], "127.0.0.2", "127.0.0.1")],
+    ids=["default", "metrics-host"],
+)
+def test_metrics_listen_on_loopback_unless_told_another_host(
+    tmp_path: Path, storage: Storage, flags: list[str], reachable: str, unreachable: str
+) -> None:
+    # Every 127.x address reaches a socket bound to all interfaces, only 127.0.0.1 one bound to it.
+    port = free_port()
+    with running(tmp_path, storage, ["--metrics-port", str(port), *flags]):
+        with NO_PROXY.open(f"http://{reachable}:{port}/metrics", timeout=10) as response:
+            assert b"hookline_jobs" in response.read()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((unreachable, port), timeout=10).close()
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="a database URL with a password")
+def test_the_database_password_is_never_logged(tmp_path: Path, storage: Storage) -> None:
+    assert storage.database
+    password = "s3cret-" + os.urandom(4).hex()
+    with running(tmp_path, storage, [], database=with_password(storage.database, password)) as output:
+        pass
+    logged = output()
+    assert "hookline listening on" in logged and "delivery process" in logged
+    assert with_password(storage.database, "***") in logged
+    assert password not in logged
+
+
+def test_serves_over_tls_with_the_given_certificate(
+    tmp_path: Path, storage: Storage, tls_files: dict[str, Path]
+) -> None:
+    certificate = tls_files["cert.pem"].read_bytes()
+
+    def serving_over_tls(address: str) -> None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=certificate)
+        with grpc.secure_channel(address, credentials) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+    tls = ["--tls-cert", str(tls_files["cert.pem"]), "--tls-key", str(tls_files["key.pem"])]
+    with running(tmp_path, storage, tls, ready=serving_over_tls):
+        pass
+
+
+def test_serve_help_names_the_variable_of_each_flag(storage: Storage) -> None:
+    shown = subprocess.run(
+        [*HOOKLINE, "serve", "--help"],
+        env={**storage.env, "HOOKLINE_DATABASE": "postgresql://hookline:s3cret@db/hookline"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for flag, variable in [
+        ("--listen", "HOOKLINE_LISTEN"),
+        ("--metrics-host", "HOOKLINE_METRICS_HOST"),
+        ("--job-lease", "HOOKLINE_JOB_LEASE"),
+        ("--max-json-bytes", "HOOKLINE_MAX_JSON_BYTES"),
+    ]:
+        assert flag in shown and f"[{variable}]" in shown
+    assert "HOOKLINE_MASTER_KEY" in shown and "s3cret" not in shown

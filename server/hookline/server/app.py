@@ -7,13 +7,19 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -32,6 +38,7 @@ from .health import DatabaseHealth
 from .jobs.runner import JobRunner
 from .metrics import Metrics
 from .notify import Listener
+from .redact import RedactingFormatter, redact_url
 from .retention import Purger
 from .settings import Settings
 from .storage import jobs as job_store
@@ -62,6 +69,8 @@ class DatabaseUnreachable(StartupError):
 
 
 def unusable_data_dir(data_dir: Path, error: OSError) -> StartupError:
+    if isinstance(error, (FileExistsError, NotADirectoryError)):  # from mkdir: a file is in the way
+        return StartupError(f"the data dir {data_dir.resolve()} is not a directory; pass another --data-dir")
     return StartupError(
         f"cannot write to the data dir {data_dir.resolve()}: {error.strerror or error}; "
         "make it writable or pass another --data-dir"
@@ -83,21 +92,35 @@ def parts_of(role: str) -> set[Part]:
 class Hookline:
     """One hookline process: its database, its background workers and its servicers."""
 
-    def __init__(self, settings: Settings, parts: set[Part] | None = None, lock_data_dir: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        parts: set[Part] | None = None,
+        lock_data_dir: bool = True,
+        senders: Senders | None = None,
+    ):
         """`parts` default to those of settings.role; `lock_data_dir=False` is for
-        the delivery process of a server whose API process holds the data dir's lock."""
+        the delivery process of a server whose API process holds the data dir's lock.
+        `senders` are those the interceptors of an already bound server were given."""
         self.settings = settings
         self.parts = parts_of(settings.role) if parts is None else parts
-        self._lock_file = self._lock_data_dir() if lock_data_dir and not settings.database else None
+        self.metrics = Metrics()
+        # Bound before the data dir is touched: a port in use leaves nothing behind.
+        self._serve_metrics()
+        self._lock_file: IO[str] | None = None
         try:
+            if lock_data_dir and not settings.database:
+                self._lock_file = self._lock_data_dir()
             self._open_encrypted_storage()
         except BaseException:
+            # A failed start leaves the data dir free and the metrics port closed.
             if self._lock_file:
-                self._lock_file.close()  # a failed start leaves the data dir free
+                self._lock_file.close()
+            self.metrics.stop()
             raise
+        self.metrics.read_database()
         self.admin_key = self._bootstrap()
         self.stopping = threading.Event()
-        self.metrics = Metrics()
         self.runner = JobRunner(settings, metrics=self.metrics) if Part.JOBS in self.parts else None
         self.worker = DeliveryWorker(settings, metrics=self.metrics) if Part.DELIVERIES in self.parts else None
         self.purger = Purger(settings) if Part.JOBS in self.parts else None
@@ -108,7 +131,19 @@ class Hookline:
         # What the live streams of this process follow: one reader each for all of them.
         self.feeds = Feeds.create(settings.poll_interval_s)
         # The threads that run every open stream (a stream holds none of the server's pool).
-        self.senders = Senders(settings.max_streams)
+        self.senders = senders or Senders(settings.max_streams)
+
+    def _serve_metrics(self) -> None:
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        if port is None:
+            return
+        try:
+            self.metrics.serve(host, port)
+        except OSError as error:
+            raise StartupError(
+                f"cannot serve metrics on {host}:{port}: {error.strerror or error}; "
+                "pass another --metrics-port (or --metrics-host)"
+            ) from None
 
     def _read_master_key(self, create: bool) -> tuple[str, str]:
         """The master key's text and where it came from: HOOKLINE_MASTER_KEY, or on
@@ -219,7 +254,7 @@ class Hookline:
         return None
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
-        return [ApiInterceptor(self.settings.max_streams, self.senders)]
+        return api_interceptors(self.settings, self.senders)
 
     def add_to_server(self, server: grpc.Server) -> None:
         """The three services (unless this is a worker-only process), health and reflection."""
@@ -263,8 +298,6 @@ class Hookline:
             log.warning("re-queued %d deliveries a stopped process was sending", released)
 
     def start_background(self) -> None:
-        if self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings.metrics_port)
         if self.listener:
             self.listener.start()
         self.database_health.start()
@@ -302,33 +335,111 @@ class Hookline:
             self._lock_file.close()
 
 
+def api_interceptors(settings: Settings, senders: Senders) -> list[grpc.ServerInterceptor]:
+    return [ApiInterceptor(settings.max_streams, senders)]
+
+
 def create_server(app: Hookline) -> tuple[grpc.Server, int]:
     """A gRPC server for `app`, bound to settings.listen; returns it and its port."""
-    settings = app.settings
+    server, port = bind_server(app.settings, app.interceptors())
+    app.add_to_server(server)
+    return server, port
+
+
+def bind_server(settings: Settings, interceptors: list[grpc.ServerInterceptor]) -> tuple[grpc.Server, int]:
+    """A gRPC server bound to settings.listen, its services still to add; returns it and its port."""
+    credentials = tls_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     server = grpc.server(
         # hookline's streams run on app.senders; a reflection stream holds a thread of
         # this pool while open, and counts against max_streams (ApiInterceptor): the
         # 32 beyond are always left to ordinary calls.
         futures.ThreadPoolExecutor(max_workers=settings.max_streams + 32, thread_name_prefix="grpc"),
-        interceptors=app.interceptors(),
+        interceptors=interceptors,
         options=[("grpc.so_reuseport", 0)],
     )
-    app.add_to_server(server)
     try:
-        if settings.tls_cert and settings.tls_key:
-            credentials = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
-            port = server.add_secure_port(settings.listen, credentials)
-        else:
-            port = server.add_insecure_port(settings.listen)
+        with _core_log_silenced():
+            if credentials is not None:
+                port = server.add_secure_port(settings.listen, credentials)
+            else:
+                port = server.add_insecure_port(settings.listen)
     except RuntimeError:
         port = 0
     if port == 0:
-        raise StartupError(f"cannot listen on {settings.listen}: the address is in use or invalid (see --listen)")
+        raise StartupError(
+            f"cannot listen on {settings.listen}: {_why_unbindable(settings.listen)}; pass another --listen"
+        )
     return server, port
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+@contextmanager
+def _core_log_silenced() -> Iterator[None]:
+    """gRPC's core writes its own line about a failed bind straight to stderr; the
+    operator is told once, by bind_server, which names --listen."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _why_unbindable(address: str) -> str:
+    """Why gRPC could not bind `address` (HOST:PORT), found by trying it the same way."""
+    host, _, port = address.rpartition(":")
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return f"cannot resolve {host} ({error.strerror})"
+    for family, kind, protocol, _, where in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                return error.strerror or str(error)
+    return "the address is in use or not one of this machine's"
+
+
+def tls_credentials(cert_path: Path, key_path: Path | None) -> grpc.ServerCredentials:
+    """The credentials of --tls-cert and --tls-key, once they are known to be a PEM
+    certificate chain and the unencrypted PEM key of its first certificate (gRPC
+    takes any bytes, and would then fail every handshake)."""
+    assert key_path is not None  # Settings holds both or neither
+    cert, key = _read_pem(cert_path, "--tls-cert"), _read_pem(key_path, "--tls-key")
+    try:
+        chain = x509.load_pem_x509_certificates(cert)
+    except ValueError:
+        raise StartupError(f"--tls-cert {cert_path.resolve()} holds no PEM certificate") from None
+    try:
+        private_key = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise StartupError(
+            f"--tls-key {key_path.resolve()} is not an unencrypted PEM private key (gRPC cannot ask for a passphrase)"
+        ) from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if private_key.public_key().public_bytes(*spki) != chain[0].public_key().public_bytes(*spki):
+        raise StartupError(
+            f"--tls-key {key_path.resolve()} is not the key of the certificate in --tls-cert {cert_path.resolve()}"
+        )
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+def _read_pem(path: Path, flag: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise StartupError(f"cannot read {flag} {path.resolve()}: {error.strerror or error}") from None
+
+
+def configure_logging(database_url: str | None = None) -> None:
+    """Log lines to stderr, with the password of `database_url` masked in all of them."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", database_url))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     # httpx notes every request at INFO; the delivery worker logs its own attempts.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -344,21 +455,23 @@ def serve(settings: Settings) -> None:
     sys.setswitchinterval(0.001)
     parts = parts_of(settings.role)
     split = Part.DELIVERIES in parts and not settings.single_process
-    app = Hookline(settings, parts - {Part.DELIVERIES} if split else parts)
+    # Bound first: an address in use, or TLS files that cannot be used, leave nothing behind.
+    senders = Senders(settings.max_streams)
+    server, port = bind_server(settings, api_interceptors(settings, senders))
     try:
-        server, port = create_server(app)
-    except StartupError:
-        app.stop()
+        app = Hookline(settings, parts - {Part.DELIVERIES} if split else parts, senders=senders)
+    except BaseException:
+        server.stop(None)
         raise
+    app.add_to_server(server)
     server.start()
     app.start_background()
     deliveries = DeliveryProcesses(settings, app.metrics, app.release_abandoned_deliveries) if split else None
     if deliveries:
         deliveries.start()
     host = settings.listen.rsplit(":", 1)[0]
-    log.info(
-        "hookline listening on %s:%d (data: %s)", host, port, settings.database or Path(settings.data_dir).resolve()
-    )
+    data = redact_url(settings.database) if settings.database else Path(settings.data_dir).resolve()
+    log.info("hookline listening on %s:%d (data: %s)", host, port, data)
     if app.admin_key:
         log.info("management key of the default space: %s", (settings.data_dir / KEY_FILE).resolve())
     done = threading.Event()

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from . import settings as settings_module
 from .app import StartupError, configure_logging, serve
 from .errors import HooklineError
+from .redact import redact
 from .storage import spaces
 from .storage.database import DATABASE_FILE, CannotOpen, database_fault, open_database
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    serve_parser = sub.add_parser("serve", help="run the hookline server")
+    serve_parser = sub.add_parser(
+        "serve",
+        help="run the hookline server",
+        # The options are many: a mistyped one is reported under a short usage line.
+        usage="%(prog)s [OPTION ...]",
+        description="Run the hookline server. Each option can also be set by the HOOKLINE_* variable "
+        "shown after it (the option wins); HOOKLINE_MASTER_KEY holds the master key of webhook secrets.",
+    )
     settings_module.add_arguments(serve_parser)
     serve_parser.set_defaults(handler=_serve)
 
@@ -47,7 +56,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _open(args: argparse.Namespace) -> None:
     """Open the storage a server uses: only the storage flags count here (a
     command's own flags, such as `keys create --role`, are not the server's)."""
-    config = settings_module.from_sources(argparse.Namespace(data_dir=args.data_dir, database=args.database))
+    try:
+        config = settings_module.from_sources(argparse.Namespace(data_dir=args.data_dir, database=args.database))
+    except ValueError as error:  # a bad storage flag or HOOKLINE_* variable
+        raise CannotOpen(str(error)) from None
     if not config.database and not (config.data_dir / DATABASE_FILE).exists():
         raise CannotOpen(
             f"there is no hookline database in {config.data_dir.resolve()}: run this where `hookline serve` "
@@ -57,11 +69,12 @@ def _open(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    configure_logging()
     try:
-        serve(settings_module.from_sources(args))
+        settings = settings_module.from_sources(args)
+        configure_logging(settings.database)
+        serve(settings)
     except (StartupError, ValueError) as error:
-        print(f"hookline: {error}", file=sys.stderr)
+        _fail(str(error), args)
         return 1
     return 0
 
@@ -114,18 +127,24 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(message: str, args: argparse.Namespace) -> None:
+    """Report a command's failure in one line, never showing the database's password."""
+    url = getattr(args, "database", None) or os.environ.get(settings_module.variable_of("database"))
+    print(f"hookline: {redact(message, url)}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except HooklineError as error:
-        print(f"hookline: {error.message}", file=sys.stderr)
+        _fail(error.message, args)
         return 1
     except CannotOpen as error:
-        print(f"hookline: {error}", file=sys.stderr)
+        _fail(str(error), args)
         return 1
     except Exception as error:
         fault = database_fault(error)
         if fault is None:
             raise
-        print(f"hookline: {fault.message}", file=sys.stderr)
+        _fail(fault.message, args)
         return 1

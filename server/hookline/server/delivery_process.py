@@ -282,7 +282,7 @@ def main() -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     settings: Settings = pickle.load(sys.stdin.buffer)
-    configure_logging()
+    configure_logging(settings.database)
     sys.setswitchinterval(0.001)  # as in the API process (app.serve)
     # The API process serves the metrics (this one sends it its own) and settles
     # the work of dead delivery processes (this one holds no data dir lock).

@@ -1,4 +1,4 @@
-"""Prometheus metrics on --metrics-port: deliveries by outcome, attempt latency,
+"""Prometheus metrics on --metrics-port (of --metrics-host): deliveries by outcome, attempt latency,
 queue depth, the oldest pending delivery's age, jobs by state.
 
 Counters and histograms are updated where the work happens; a delivery
@@ -98,8 +98,11 @@ class Metrics:
             "hookline_jobs_ended", "Jobs ended, by state and code.", ["state", "code"], registry=self._own
         )
         self.registry.register(_Summed(self._own, self._others))
-        self.registry.register(_DatabaseGauges())
         self._server: Any = None
+
+    def read_database(self) -> None:
+        """Add the gauges read from the database, now open (the port is bound before it is)."""
+        self.registry.register(_DatabaseGauges())
 
     def attempts_recorded(self, outcomes: Sequence[AttemptOutcome], results: Sequence[str]) -> None:
         """Count attempts by their results as recorded (storage.sending.record_outcomes)."""
@@ -136,9 +139,11 @@ class Metrics:
                 summed[key] = summed.get(key, 0.0) + value
         return summed
 
-    def serve(self, port: int) -> None:
-        self._server, _ = start_http_server(port, registry=self.registry)
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    def serve(self, host: str, port: int) -> None:
+        """Serve the metrics on `host`:`port`; raises OSError if it cannot be bound."""
+        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        shown = f"[{host}]" if ":" in host else host
+        log.info("metrics on http://%s:%d/metrics", shown, self._server.server_port)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -4,15 +4,25 @@ HOOKLINE_* environment variables (a flag wins over its variable)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg2.extensions
 
 from .delivery import retry, targets
 from .durations import parse_duration
+from .redact import redact, redact_url
+from .storage.database import POSTGRES_SCHEMES
 
 MIN_JOB_MEMORY_LIMIT_MIB = 16
+# Besides PostgreSQL, a sqlite:/// URL names an SQLite file outside the data dir.
+DATABASE_SCHEMES = (*POSTGRES_SCHEMES, "sqlite")
 
 
 @dataclass
@@ -38,6 +48,8 @@ class Settings:
     delivery_processes: int = 1
     allow_targets: list[str] = field(default_factory=list)
     metrics_port: int | None = None
+    # Loopback by default, as gRPC is: the metrics need no key.
+    metrics_host: str = "127.0.0.1"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     retry_schedule: str = retry.DEFAULT_SCHEDULE
@@ -71,22 +83,91 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        self.schedule = retry.parse_schedule(self.retry_schedule)
-        self.allowed_networks = targets.parse_networks(self.allow_targets)
+        try:
+            self.schedule = retry.parse_schedule(self.retry_schedule)
+        except ValueError as error:
+            raise ValueError(f"{option('retry_schedule')}: {error}") from None
+        try:
+            self.allowed_networks = targets.parse_networks(self.allow_targets)
+        except ValueError as error:
+            raise ValueError(f"{error} ({variable_of('allow_targets')} takes them comma-separated)") from None
+        _check_address(self.listen, "listen")
+        if self.metrics_port is not None:
+            _check_port(self.metrics_port, "metrics_port")
+        if not self.metrics_host.strip():
+            raise ValueError(f"{option('metrics_host')} must name a host, e.g. 127.0.0.1")
+        if self.database is not None:
+            _check_database_url(self.database)
         if self.role not in ("api", "worker", "all"):
-            raise ValueError(f"role must be api, worker or all, not {self.role!r}")
+            raise ValueError(f"{option('role')} must be api, worker or all, not {self.role!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("--tls-cert and --tls-key go together")
-        if self.delivery_processes < 1:
-            raise ValueError("--delivery-processes must be at least 1")
+            raise ValueError(f"{option('tls_cert')} and {option('tls_key')} go together")
+        for name in _AT_LEAST_ONE:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{option(name)} must be at least 1, not {getattr(self, name)}")
+        for name in _POSITIVE_SECONDS:
+            seconds = getattr(self, name)
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"{option(name)} must be a positive, finite duration, not {seconds}")
+        if self.response_capture_bytes < 0:
+            raise ValueError(f"{option('response_capture_bytes')} must not be negative")
         if self.single_process and self.delivery_processes > 1:
             raise ValueError("--single-process runs no delivery process; drop it or --delivery-processes")
         if self.job_memory_limit_mib < MIN_JOB_MEMORY_LIMIT_MIB:
-            raise ValueError(f"--job-memory-limit must be at least {MIN_JOB_MEMORY_LIMIT_MIB} (MiB)")
+            raise ValueError(f"{option('job_memory_limit_mib')} must be at least {MIN_JOB_MEMORY_LIMIT_MIB} (MiB)")
         if self.delivery_lease_s <= self.request_timeout_s:
-            raise ValueError("delivery lease must be longer than the request timeout")
-        if self.delivery_stall_timeout_s <= 0:
-            raise ValueError("--delivery-stall-timeout must be positive")
+            raise ValueError(f"{option('delivery_lease_s')} must be longer than {option('request_timeout_s')}")
+
+
+# Settings that count things, of which there must be one at least.
+_AT_LEAST_ONE = ("max_streams", "job_workers", "delivery_concurrency", "webhook_max_in_flight", "delivery_processes")
+# Durations an operator sets, none of which may be zero (a lease or timeout of 0 would fail every time).
+_POSITIVE_SECONDS = (
+    "connect_timeout_s",
+    "request_timeout_s",
+    "job_lease_s",
+    "delivery_lease_s",
+    "delivery_stall_timeout_s",
+    "auto_disable_after_s",
+    "retention_s",
+    "job_retention_s",
+)
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _check_port(port: int, name: str) -> None:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{option(name)} must be a port from 0 to 65535, not {port}")
+
+
+def _check_address(address: str, name: str) -> None:
+    """HOST:PORT, a port always: gRPC would take a bare host as port 443."""
+    host, _, port = address.rpartition(":")
+    if not host or not _PORT.fullmatch(port) or (":" in host and not (host[0] == "[" and host[-1] == "]")):
+        raise ValueError(
+            f"{option(name)} must be HOST:PORT, such as 127.0.0.1:50051 or [::1]:50051 (a port is needed), "
+            f"not {address!r}"
+        )
+    _check_port(int(port), name)
+
+
+def _check_database_url(url: str) -> None:
+    scheme = url.partition("://")[0]
+    if scheme not in DATABASE_SCHEMES:
+        raise ValueError(
+            f"{option('database')} must be a postgresql:// URL (leave it out for SQLite in the data dir), "
+            f"not {redact_url(url)!r}"
+        )
+    if scheme in POSTGRES_SCHEMES:
+        try:
+            psycopg2.extensions.parse_dsn(url)  # libpq's own reading of it, as the LISTEN connection has
+        except psycopg2.ProgrammingError as error:
+            detail = str(error).strip().removeprefix("invalid dsn: ")
+            raise ValueError(f"{option('database')} is not a valid PostgreSQL URL: {redact(detail, url)}") from None
+        try:
+            _ = urlsplit(url).port  # how the connection pool reads it (playhouse.db_url)
+        except ValueError as error:
+            raise ValueError(f"{option('database')} has a bad port: {error}") from None
 
 
 _FLAGS: dict[str, dict] = {
@@ -110,6 +191,10 @@ _FLAGS: dict[str, dict] = {
         "action": "append",
     },
     "metrics_port": {"help": "serve Prometheus metrics on this port", "type": int},
+    "metrics_host": {
+        "metavar": "HOST",
+        "help": "address the metrics port listens on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    },
     "tls_cert": {"help": "PEM certificate chain: serve gRPC over TLS", "type": Path},
     "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},
     "retry_schedule": {"metavar": "DELAYS", "help": "delays before each attempt, e.g. 0,5s,5m,30m (units ms, s, m, h)"},
@@ -176,15 +261,66 @@ _LIMIT_FLAGS: dict[str, str] = {
 }
 
 
+def flag_of(name: str) -> str:
+    """The flag of the setting (or size limit) `name`."""
+    return _FLAGS.get(name, {}).get("flag", "--" + name.replace("_", "-"))
+
+
+def variable_of(name: str) -> str:
+    """The HOOKLINE_* variable of the setting (or size limit) `name`."""
+    return "HOOKLINE_" + flag_of(name).lstrip("-").replace("-", "_").upper()
+
+
+def option(name: str) -> str:
+    """How an error names a setting: its flag and its variable."""
+    return f"{flag_of(name)} ({variable_of(name)})"
+
+
+_TYPE_NAMES: dict[Callable[[str], Any], str] = {int: "a whole number", float: "a number"}
+
+
+def _convert(convert: Callable[[str], Any], text: str) -> Any:
+    """`convert(text)`; a ValueError says what `text` should have been."""
+    try:
+        return convert(text)
+    except ValueError as error:
+        if convert in _TYPE_NAMES:
+            raise ValueError(f"{text!r} is not {_TYPE_NAMES[convert]}") from None
+        raise ValueError(str(error)) from None
+
+
+def _flag_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`convert` for argparse, whose own message would name the Python function."""
+
+    def parse(text: str) -> Any:
+        try:
+            return _convert(convert, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's flags; each help names the variable that also sets it."""
     for name, spec in _FLAGS.items():
         spec = dict(spec)
-        flag = spec.pop("flag", "--" + name.replace("_", "-"))
+        spec.pop("flag", None)
         if "choices" not in spec and spec.get("action") != "store_true":
             spec.setdefault("metavar", _METAVARS.get(spec.get("type", str), "VALUE"))
-        parser.add_argument(flag, dest=name, default=None, **spec)
+        if "type" in spec:
+            spec["type"] = _flag_type(spec["type"])
+        spec["help"] += f" [{variable_of(name)}]"
+        parser.add_argument(flag_of(name), dest=name, default=None, **spec)
     for name, text in _LIMIT_FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None, metavar="N", help=text)
+        parser.add_argument(
+            flag_of(name),
+            dest=name,
+            type=_flag_type(int),
+            default=None,
+            metavar="N",
+            help=f"{text} [{variable_of(name)}]",
+        )
 
 
 def _parse_flag(name: str, raw: str) -> bool:
@@ -196,31 +332,35 @@ def _parse_flag(name: str, raw: str) -> bool:
     raise ValueError(f"{name} must be true or false, not {raw!r}")
 
 
+def _from_variable(name: str, spec: dict, raw: str) -> Any:
+    if spec.get("action") == "append":
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if spec.get("action") == "store_true":
+        return _parse_flag(variable_of(name), raw)
+    try:
+        return _convert(spec.get("type", str), raw)
+    except ValueError as error:
+        raise ValueError(f"{variable_of(name)} (or {flag_of(name)}): {error}") from None
+
+
 def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
     """Settings from parsed flags, then HOOKLINE_<NAME> variables, then defaults."""
     values: dict = {}
     known = {f.name: f for f in fields(Settings)}
     for name, spec in _FLAGS.items():
         value = getattr(args, name, None)
-        env_name = "HOOKLINE_" + spec.get("flag", "--" + name).lstrip("-").replace("-", "_").upper()
-        if value is None and env_name in environ:
-            raw = environ[env_name]
-            if spec.get("action") == "append":
-                value = [part.strip() for part in raw.split(",") if part.strip()]
-            elif spec.get("action") == "store_true":
-                value = _parse_flag(env_name, raw)
-            else:
-                value = spec.get("type", str)(raw)
+        if value is None and variable_of(name) in environ:
+            value = _from_variable(name, spec, environ[variable_of(name)])
         if value is not None and name in known:
             values[name] = value
     limits = {}
     for name in _LIMIT_FLAGS:
         value = getattr(args, name, None)
-        if value is None and "HOOKLINE_" + name.upper() in environ:
-            value = int(environ["HOOKLINE_" + name.upper()])
+        if value is None and variable_of(name) in environ:
+            value = _from_variable(name, {"type": int}, environ[variable_of(name)])
         if value is not None:
             if value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+                raise ValueError(f"{option(name)} must be positive")
             limits[name] = value
     if limits:
         values["limits"] = Limits(**limits)
