@@ -296,6 +296,10 @@ def test_the_readme_top_to_bottom_in_one_folder(tmp_path: Path, storage_env: dic
             tested = reader.output_of("hookline webhooks test ")
             assert re.search(r"^state:\s+SUCCEEDED$", tested, re.M)
             assert "revoked" in reader.output_of("hookline keys revoke ")
+            # The PostgreSQL section's servers left the walkthrough's key and server as they were.
+            assert (tmp_path / "pg" / "admin.key").exists()
+            listed = reader.run(f"HOOKLINE_DATABASE= hookline --address {address} webhooks list").stdout
+            assert "billing" in listed and "receiver" in listed
         finally:
             codes = reader.stop_all()
     # Ctrl-C ends every long-running command cleanly.

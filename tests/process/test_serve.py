@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, wait_serving
+from conftest import free_port, postgres_database, wait_serving
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hookline.client import Client, ListWebhooksRequest, StartJobRequest
@@ -222,3 +222,15 @@ def test_serve_help_names_the_variable_of_each_flag(storage: Storage) -> None:
     ]:
         assert flag in shown and f"[{variable}]" in shown
     assert "HOOKLINE_MASTER_KEY" in shown and "s3cret" not in shown
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="only a shared database lives apart from the data dir")
+def test_a_new_database_keeps_the_key_file_another_database_left(tmp_path: Path, storage: Storage) -> None:
+    # The folder of a server on one database, then a first start on a new one with it as data dir.
+    key_file = tmp_path / "data" / "admin.key"
+    key_file.parent.mkdir()
+    key_file.write_text("hl_the_only_copy_of_the_other_database_key\n")
+    with postgres_database() as new_database, running(tmp_path, storage, [], database=new_database) as output:
+        pass
+    assert key_file.read_text() == "hl_the_only_copy_of_the_other_database_key\n"
+    assert "kept the management key already in" in output() and "hookline keys create" in output()

@@ -240,11 +240,22 @@ class Hookline:
         key_path = self.settings.data_dir / KEY_FILE
         issued = spaces.bootstrap()
         if issued is not None:
+            # A key file beside a new embedded database is stale (its database is
+            # gone), but on PostgreSQL the data dir is not the database's: a key
+            # already there may be another database's, and the only copy of it.
+            replace = os.O_EXCL if self.settings.database else os.O_TRUNC
             try:
                 key_path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | replace, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(issued.token + "\n")
+            except FileExistsError:
+                log.warning(
+                    "created the default space, but kept the management key already in %s (of another database?);"
+                    " create one for this database with `hookline keys create` and its --database",
+                    key_path.resolve(),
+                )
+                return None
             except OSError as error:
                 raise unusable_data_dir(self.settings.data_dir, error) from None
             log.info("created the default space; its management key is in %s", key_path.resolve())
