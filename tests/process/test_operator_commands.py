@@ -111,3 +111,10 @@ def test_spaces_create_and_list(served: Storage) -> None:
     assert "management key: hl_" in created.stdout and "solver key: hl_" in created.stdout
     assert "acme-ops" in hookline(["spaces", "list"], served).stdout
     assert_refused(hookline(["spaces", "create", "acme-ops"], served), "acme-ops")
+
+
+@pytest.mark.parametrize("name", ["", "two\nlines", "with space", "9lives", "x" * 65], ids=repr)
+def test_spaces_create_refuses_a_name_that_would_not_read_back(served: Storage, name: str) -> None:
+    before = hookline(["spaces", "list"], served).stdout
+    assert_refused(hookline(["spaces", "create", name], served), "space name")
+    assert hookline(["spaces", "list"], served).stdout == before

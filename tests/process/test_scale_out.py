@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import postgres_database
 
@@ -145,3 +146,17 @@ def test_killing_one_of_three_processes_loses_nothing(storage, processes, tmp_pa
         survivor.webhooks.ListDeliveries, ListDeliveriesRequest(state=DeliveryState.DELIVERY_STATE_FAILED), "deliveries"
     )
     assert failed == []
+
+
+def test_a_worker_process_says_where_the_api_is(storage, processes, tmp_path):  # type: ignore[no-untyped-def]
+    processes.append(api := Process(storage, "api", "api", tmp_path))
+    processes.append(worker := Process(storage, "worker", "worker", tmp_path))
+    with client_of(api, worker.address) as client:
+        for call in (
+            lambda: client.jobs.ListJobs(ListJobsRequest()),
+            lambda: next(iter(client.webhooks.WatchDeliveries(WatchDeliveriesRequest()))),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "--role worker" in refused.value.details() and "--role api" in refused.value.details()

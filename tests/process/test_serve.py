@@ -51,6 +51,8 @@ def test_first_start_writes_a_private_management_key(server, data_dir: Path) -> 
     _, address = server
     key_file = data_dir / "admin.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # The folder holds job inputs and outputs too (the embedded database): its owner's alone.
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
     with Client(address, key_file.read_text().strip()) as client:
         assert client.webhooks.ListWebhooks(ListWebhooksRequest()).webhooks is not None
 

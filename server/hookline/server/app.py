@@ -20,6 +20,7 @@ import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -33,6 +34,7 @@ from .api.senders import Senders
 from .api.webhooks import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
+from .errors import Unimplemented
 from .feeds import Feeds
 from .health import DatabaseHealth
 from .jobs.runner import JobRunner
@@ -43,7 +45,15 @@ from .retention import Purger
 from .settings import Settings
 from .storage import jobs as job_store
 from .storage import models, sending, spaces, webhooks
-from .storage.database import CannotOpen, TurnTakingSqliteDatabase, database_fault, is_postgres, now_ms, open_database
+from .storage.database import (
+    PRIVATE_DIR_MODE,
+    CannotOpen,
+    TurnTakingSqliteDatabase,
+    database_fault,
+    is_postgres,
+    now_ms,
+    open_database,
+)
 
 log = logging.getLogger("hookline")
 
@@ -219,7 +229,7 @@ class Hookline:
         """The embedded database belongs to one server process at a time."""
         data_dir = self.settings.data_dir
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
             handle = open(data_dir / LOCK_FILE, "w")
         except OSError as error:
             raise unusable_data_dir(data_dir, error) from None
@@ -245,7 +255,7 @@ class Hookline:
             # already there may be another database's, and the only copy of it.
             replace = os.O_EXCL if self.settings.database else os.O_TRUNC
             try:
-                key_path.parent.mkdir(parents=True, exist_ok=True)
+                key_path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
                 fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | replace, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(issued.token + "\n")
@@ -276,6 +286,8 @@ class Hookline:
             )
             flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
             jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.feeds.jobs), server)
+        else:
+            server.add_generic_rpc_handlers((_NotAnApiProcess(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -453,6 +465,24 @@ def configure_logging(database_url: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     # httpx notes every request at INFO; the delivery worker logs its own attempts.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class _NotAnApiProcess(grpc.GenericRpcHandler):
+    """On a worker-only process, hookline's RPCs say where to call instead of gRPC's bare "Method not found"."""
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method  # type: ignore[attr-defined]  # set by grpc at run time
+        if not method.startswith(tuple(f"/{name}/" for name in SERVICE_NAMES)):
+            return None
+
+        def refuse(request: object, context: grpc.ServicerContext) -> None:
+            raise Unimplemented(
+                f"{method.lstrip('/')} is not served here: this process runs with --role worker (jobs and"
+                " deliveries only); call a process with --role api or all"
+            )
+
+        # Any request parses as Empty (its fields unknown): nothing here reads it.
+        return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=empty_pb2.Empty.FromString)
 
 
 def serve(settings: Settings) -> None:

@@ -73,6 +73,12 @@ class Unavailable(HooklineError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unimplemented(HooklineError):
+    """The method exists, but not on this process."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 def shown(value: str, limit: int = 64) -> str:
     """A caller's value quoted for an error message, cut to `limit` characters
     (messages travel in gRPC trailers, which have a size limit)."""

@@ -285,6 +285,8 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 DATABASE_FILE = "hookline.db"  # the embedded database, in the data dir
+# A data dir holds job inputs and outputs and the keys: only its owner may enter it.
+PRIVATE_DIR_MODE = 0o700
 
 
 class CannotOpen(RuntimeError):
@@ -315,7 +317,7 @@ def _connect(data_dir: Path, database_url: str | None) -> Database:
             **parse_url(database_url), max_connections=32, stale_timeout=300, timeout=30
         )
     else:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         return TurnTakingSqliteDatabase(
             str(data_dir / DATABASE_FILE),
             pragmas={

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from peewee import IntegrityError
 
 from .. import ids, notify
-from ..errors import AlreadyExists, NotFound, Unauthenticated, shown
+from ..errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated, shown
 from . import models as m
 from . import revocations, statements
 from .database import now_ms
@@ -47,7 +47,11 @@ def create_key(space_id: str, role: str) -> IssuedKey:
 
 
 def create_space(name: str) -> tuple[str, list[IssuedKey]]:
-    """A new space with one management and one solver key."""
+    """A new space with one management and one solver key. Its name follows the
+    rule of aliases, so that it prints on one line and reads back as typed."""
+    problem = ids.alias_problem(name)
+    if problem:
+        raise InvalidArgument(f"the space name {shown(name)} {problem}")
     try:
         with m.db.atomic():
             space_id = ids.new_id("sp")
