@@ -157,7 +157,12 @@ class JobRunner:
             return self._workers.run(definition, definition_json, item.job.input, cancel=cancel, deadline=deadline)
         output = flowdef.run(definition, item.job.input, cancel=cancel, deadline=deadline)
         limits = self._settings.limits
-        return flowdef.output_json(output, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth)
+        return flowdef.output_json(
+            output,
+            source=flowdef.output_source(definition),
+            max_bytes=limits.max_json_bytes,
+            max_depth=limits.max_json_depth,
+        )
 
     def _finish(self, job_id: str, outcome: tuple) -> Job | None:
         """End the job with its run's outcome, however long the database is away:
