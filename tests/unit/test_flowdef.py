@@ -454,3 +454,12 @@ def test_an_error_quoting_the_document_can_be_stored(expression: str, document: 
     assert info.value.message.startswith("step 0: ")
     assert "\0" not in info.value.message
     info.value.message.encode("utf-8")
+
+
+def test_a_function_that_cannot_compute_fails_the_step(cancel: threading.Event) -> None:
+    # jmespath's sum() adds in Python: a float and an integer past a double's range overflow.
+    definition = parse_definition({"steps": [{"transform": "@"}, {"transform": "sum(@)"}]})
+    with pytest.raises(JobFailure) as info:
+        run(definition, [1e308, 10**400], cancel=cancel, deadline=time.monotonic() + 30)
+    assert info.value.code == "JOB_EXECUTION_ERROR"
+    assert info.value.message == "step 1: cannot compute its value: int too large to convert to float"

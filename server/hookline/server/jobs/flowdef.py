@@ -577,6 +577,11 @@ def _search(expression: ParsedResult, document: Any, index: int) -> Any:
         return expression.search(document)
     except jmespath_exceptions.JMESPathError as e:
         raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: {e}") from None
+    except RecursionError:
+        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: the document is nested too deeply for it") from None
+    except (ArithmeticError, ValueError, TypeError) as e:
+        # jmespath's functions compute in Python: sum() of a huge integer and a float overflows.
+        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: cannot compute its value: {e}") from None
 
 
 def _truthy(value: Any) -> bool:
