@@ -6,6 +6,7 @@ are valid so the happy paths run too."""
 from __future__ import annotations
 
 import base64
+import json
 import string
 from typing import Any
 
@@ -322,6 +323,117 @@ OVERSIZED = st.builds(
 JSON_VALUE = pick(TREE, TREE, TREE, DEEP, OVERSIZED, st.just(UNSET))
 JSON_OBJECT = st.one_of(st.dictionaries(KEY, TREE, max_size=5), DEEP.map(lambda d: {"deep": d}))
 
+# --- JMESPath that yields odd values ------------------------------------------------------
+#
+# A JMESPath `...` literal is JSON read by Python's json module, which takes what
+# JSON text in UTF-8 cannot carry back out: unpaired surrogates ("\ud800"), NaN,
+# Infinity, numbers past a double's range, integers of hundreds of digits. So do
+# to_number() and sum(). Jobs whose steps make such values must end (COMPLETED or
+# ERROR with a message) and read back like any other.
+
+ODD_NUMBERS = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "-0",
+    "9" * 400,
+    "-" + "9" * 309,
+    "12345678901234567890123",
+    "9007199254740993",
+    "1e21",
+    "5e-324",
+    "1.7976931348623157e308",
+    "0.1",
+]
+SURROGATE = st.integers(0xD800, 0xDFFF).map(lambda c: f"\\u{c:04x}")
+# Pieces of a JSON string literal's text (no backtick: it would end the literal).
+STRING_PIECE = pick(
+    SURROGATE,
+    SURROGATE,
+    st.sampled_from(["\\ud83d\\ude00", "\\u0000", "\\u001f", '\\"', "\\\\", "\\n", "ü", "😀", "\\uffff", "\\ufeff"]),
+    st.text(alphabet=st.characters(exclude_characters='`"\\', exclude_categories=("Cs", "Cc")), max_size=4),
+)
+STRING_LITERAL = st.lists(STRING_PIECE, max_size=4).map(lambda pieces: '"' + "".join(pieces) + '"')
+NUMBER_LITERAL = st.one_of(
+    st.sampled_from(ODD_NUMBERS), st.floats(allow_nan=False, allow_infinity=False).map(repr), st.integers().map(str)
+)
+LITERAL = st.recursive(
+    st.one_of(STRING_LITERAL, NUMBER_LITERAL, st.sampled_from(["null", "true", "false", "[]", "{}"])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.lists(st.tuples(STRING_LITERAL, inner), max_size=3).map(
+            lambda members: "{" + ", ".join(f"{key}: {value}" for key, value in members) + "}"
+        ),
+    ),
+    max_leaves=6,
+)
+ODD_EXPRESSION = pick(
+    LITERAL.map(lambda text: f"`{text}`"),
+    LITERAL.map(lambda text: f"`{text}`"),
+    st.builds(lambda a, b: f"[@, `{a}`, `{b}`]", LITERAL, LITERAL),
+    st.builds(lambda key, text: f"{{{key}: `{text}`, copy: @}}", STRING_LITERAL, LITERAL),  # a quoted key
+    st.sampled_from(ODD_NUMBERS).map(lambda n: f"to_number('{n}')"),
+    st.builds(lambda a, b: f"sum(`[{a}, {b}]`)", NUMBER_LITERAL, NUMBER_LITERAL),
+    STRING_LITERAL.map(lambda text: f"join('', `[{text}, {text}]`)"),
+    st.sampled_from(
+        [
+            "@",
+            "to_number(@)",
+            "to_string(@)",
+            "abs(@)",
+            "length(@)",
+            "sum(@)",
+            "max(@)",
+            "keys(@)",
+            "values(@)",
+            "sort(@)",
+            "join('', @)",
+            "[0]",
+            "a",
+            "merge(@, `{}`)",
+            "not_null(@, `null`)",
+            "{list: [@], n: length(@)}",
+        ]
+    ),
+)
+
+
+def _sendable_message(text: str) -> bool:
+    """A fail_if message a client can send (protobuf strings are UTF-8) and a flow takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(text.strip())
+
+
+# Steps that parse: what they make at run time is the point.
+RUNNABLE_STEP = pick(
+    st.fixed_dictionaries({"transform": ODD_EXPRESSION}),
+    st.fixed_dictionaries({"transform": ODD_EXPRESSION}),
+    st.fixed_dictionaries(
+        {"fail_if": ODD_EXPRESSION},
+        optional={"message": st.one_of(STRING_LITERAL.map(json.loads), SMALL_TEXT).filter(_sendable_message)},
+    ),
+    st.fixed_dictionaries({"sleep_ms": st.integers(0, 5)}),
+)
+RUNNABLE_DEFINITION = st.fixed_dictionaries({"steps": st.lists(RUNNABLE_STEP, min_size=1, max_size=4)})
+# A job input as protobuf carries it: finite numbers, text without surrogates.
+INPUT = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(-(2**53), 2**53),
+        SMALL_TEXT,
+    ),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(KEY, children, max_size=4)),
+    max_leaves=12,
+)
+
 # --- flow definitions ---------------------------------------------------------------------
 
 EXPRESSION = st.one_of(
@@ -346,6 +458,7 @@ EXPRESSION = st.one_of(
         ]
     ),
     SMALL_TEXT,
+    ODD_EXPRESSION,
 )
 SLEEP = st.one_of(
     st.integers(0, 20), st.sampled_from([-1, 1.5, 1e300, float("nan"), float("inf"), 86_400_001, "10", None, True])

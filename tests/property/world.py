@@ -379,6 +379,13 @@ def _fill_json(message: Any, spec: Json) -> None:
         _fill(message, spec.data)
 
 
+def json_value(data: Any) -> struct_pb2.Value:
+    """A Value holding Python data, built as generated requests build theirs."""
+    value = struct_pb2.Value()
+    _fill(value, data)
+    return value
+
+
 def _fill(value: struct_pb2.Value, data: Any) -> None:
     """Fill `value` top-down: nesting costs no copies, so depth is limited only
     by what the server will parse."""

@@ -19,6 +19,8 @@ from hookline.server.jobs.flowdef import (
     JobFailure,
     Sleep,
     Transform,
+    output_json,
+    output_source,
     parse_definition,
     run,
 )
@@ -405,3 +407,59 @@ def test_jmespath_runtime_error_in_fail_if(cancel: threading.Event) -> None:
         run(flow, {"name": "x"}, cancel=cancel, deadline=time.monotonic() + 30)
     assert info.value.code == "JOB_EXECUTION_ERROR"
     assert info.value.message.startswith("step 0: ")
+
+
+# (steps, input, the start of the job's message): outputs that JSON text and
+# protobuf cannot hold end the job naming the step that made them.
+UNSTORABLE_OUTPUTS: list[tuple[list[dict[str, Any]], Any, str]] = [
+    ([{"transform": '`"\\ud800"`'}], None, "step 0: output: holds the unpaired surrogate \\ud800"),
+    ([{"transform": '{"\\udc00": @}'}], 1, "step 0: output: has a key that holds the unpaired surrogate \\udc00"),
+    ([{"transform": "@"}, {"transform": '{a: [`1`, `"x\\ud800"`]}'}], {}, "step 1: output.a[1]: holds"),
+    ([{"transform": "`NaN`"}, {"fail_if": "`false`"}], None, "step 0: output: is NaN"),
+    ([{"transform": "to_number('1e999')"}], None, "step 0: output: is Infinity"),
+    ([{"transform": "sum(`[1e308, 1e308]`)"}], None, "step 0: output: is Infinity"),
+    ([{"transform": "to_number('" + "9" * 400 + "')"}], None, "step 0: output: is an integer too large"),
+    ([{"transform": "{deep: @}"}], {"a": [[[[[]]]]]}, "step 0: output: JSON nested deeper than 6 levels"),
+    ([{"transform": "[@, @]"}], "x" * 600, "step 0: output: is more than 1000 bytes"),
+    ([], "x" * 2000, "the input: output: is more than 1000 bytes"),
+]
+
+
+@pytest.mark.parametrize(("steps", "document", "message"), UNSTORABLE_OUTPUTS)
+def test_an_output_that_cannot_be_stored_fails_naming_its_step(
+    steps: list[dict[str, Any]], document: Any, message: str
+) -> None:
+    definition = parse_definition({"steps": steps})
+    output = run(definition, document, cancel=threading.Event(), deadline=time.monotonic() + 30)
+    with pytest.raises(JobFailure) as info:
+        output_json(output, source=output_source(definition), max_bytes=1000, max_depth=6)
+    assert info.value.code == "JOB_EXECUTION_ERROR"
+    assert info.value.message.startswith(message), info.value.message
+    info.value.message.encode("utf-8")  # the message itself can be stored
+
+
+def test_paired_surrogate_halves_make_their_character() -> None:
+    definition = parse_definition({"steps": [{"transform": """join('', `["\\ud83d", "\\ude00"]`)"""}]})
+    output = run(definition, None, cancel=threading.Event(), deadline=time.monotonic() + 30)
+    assert output_json(output, source="step 0", max_bytes=1000, max_depth=6) == '"\U0001f600"'
+
+
+@pytest.mark.parametrize(
+    ("expression", "document"), [("abs(@)", "\0 and \ud800"), ("abs(@)", {"k": "\udfff"}), ("length(@)", 1.5)]
+)
+def test_an_error_quoting_the_document_can_be_stored(expression: str, document: Any) -> None:
+    definition = parse_definition({"steps": [{"fail_if": expression}]})
+    with pytest.raises(JobFailure) as info:
+        run(definition, document, cancel=threading.Event(), deadline=time.monotonic() + 30)
+    assert info.value.message.startswith("step 0: ")
+    assert "\0" not in info.value.message
+    info.value.message.encode("utf-8")
+
+
+def test_a_function_that_cannot_compute_fails_the_step(cancel: threading.Event) -> None:
+    # jmespath's sum() adds in Python: a float and an integer past a double's range overflow.
+    definition = parse_definition({"steps": [{"transform": "@"}, {"transform": "sum(@)"}]})
+    with pytest.raises(JobFailure) as info:
+        run(definition, [1e308, 10**400], cancel=cancel, deadline=time.monotonic() + 30)
+    assert info.value.code == "JOB_EXECUTION_ERROR"
+    assert info.value.message == "step 1: cannot compute its value: int too large to convert to float"

@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 from google.protobuf import struct_pb2
 
-from hookline.server.errors import InvalidArgument
+from hookline.server.errors import InvalidArgument, storable
 from hookline.server.jsonvalue import (
     check_depth,
+    check_representable,
     check_size,
     dumps,
     python_to_struct,
     python_to_value,
+    stored_to_struct,
+    stored_to_value,
     struct_to_python,
     value_to_python,
 )
@@ -307,3 +310,94 @@ def test_check_size_stops_early_on_a_value_that_shares_its_parts() -> None:
         value = [value, value]
     with pytest.raises(InvalidArgument):
         check_size(value, field="output", max_bytes=1 << 20)
+
+
+# --- check_representable: what JMESPath can make and JSON text cannot hold --------
+
+# (value, the path of the violation, words its description must contain)
+UNREPRESENTABLE: list[tuple[Any, str, str]] = [
+    ("\ud800", "output", "unpaired surrogate \\ud800"),
+    ("ok \udfff", "output", "unpaired surrogate \\udfff"),
+    ("\ude00\ud83d", "output", "unpaired surrogate \\ude00"),  # low before high: no pair
+    ({"a": ["x", "\udc00"]}, "output.a[1]", "unpaired surrogate \\udc00"),
+    ({"\ud800": 1}, "output", "has a key that holds the unpaired surrogate \\ud800"),
+    ({"odd key": {"\udbff": None}}, 'output["odd key"]', "key"),
+    (math.nan, "output", "is NaN"),
+    ([1, math.inf], "output[1]", "is Infinity"),
+    ({"x": -math.inf}, "output.x", "is -Infinity"),
+    (10**400, "output", "too large"),
+    ([-(10**309)], "output[0]", "too large"),
+    ({1: "a"}, "output", "key of type int"),
+    ({"a": b"bytes"}, "output.a", "bytes"),
+    ({"a": object()}, "output.a", "not JSON data"),
+]
+
+
+@pytest.mark.parametrize(("value", "path", "words"), UNREPRESENTABLE)
+def test_check_representable_names_the_part_that_cannot_be_stored(value: Any, path: str, words: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        check_representable(value, field="output")
+    [violation] = caught.value.violations
+    assert violation.field == path
+    assert words in violation.description
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -0.0,
+        2**53 + 1,  # inexact, as documented, but a number
+        10**308,
+        1.7976931348623157e308,
+        "",
+        "\ud83d\ude00",  # a pair of halves is the character they make
+        {"\ud83d\ude00": ["žluť", "\x00", "\uffff", "\U0010ffff"]},
+        [[], {}, [{"a": [1, 2.5]}]],
+    ],
+)
+def test_check_representable_passes_json_data(value: Any) -> None:
+    check_representable(value, field="output")
+    python_to_value(json.loads(dumps(value))).SerializeToString()  # stored, then read back
+
+
+# (stored data as json.loads read it, what a read shows)
+STORED: list[tuple[Any, Any]] = [
+    ("\ud800", "\ufffd"),
+    ("a\udc00b\ud83d\ude00", "a\ufffdb\U0001f600"),
+    ({"\ud800": "x"}, {"\ufffd": "x"}),
+    ([math.nan, math.inf, -math.inf, 10**400, 1.5], [None, None, None, None, 1.5]),
+    ({"ok": {"n": 2, "s": "ü"}}, {"ok": {"n": 2.0, "s": "ü"}}),
+]
+
+
+@pytest.mark.parametrize(("stored", "shown"), STORED)
+def test_stored_values_are_read_back_repaired(stored: Any, shown: Any) -> None:
+    value = stored_to_value(stored)
+    value.SerializeToString()  # what a read sends
+    assert value_to_python(value, field="f", max_depth=32) == shown
+    if isinstance(stored, dict):
+        assert struct_to_python(stored_to_struct(stored), field="f", max_depth=32) == shown
+
+
+def test_python_to_value_still_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        python_to_value("\ud800")
+    with pytest.raises(ValueError):
+        python_to_value(10**400)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain", "plain"),
+        ("a\x00b", "a\\u0000b"),
+        ("\ud800", "\\ud800"),
+        ("žluť 😀", "žluť 😀"),
+    ],
+)
+def test_storable_escapes_what_no_database_holds(text: str, expected: str) -> None:
+    assert storable(text) == expected
+    storable(text).encode("utf-8")

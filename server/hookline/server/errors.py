@@ -3,6 +3,7 @@ status + message (+ google.rpc.BadRequest field violations) for the caller."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import grpc
@@ -83,3 +84,14 @@ def shown(value: str, limit: int = 64) -> str:
     """A caller's value quoted for an error message, cut to `limit` characters
     (messages travel in gRPC trailers, which have a size limit)."""
     return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+# What no database column or protobuf string holds: NUL (PostgreSQL refuses it)
+# and surrogate code points (no UTF-8 encoder takes them).
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` with NUL and surrogate code points written as \\u escapes, for a
+    message that quotes a caller's data (a job's error quotes its values)."""
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

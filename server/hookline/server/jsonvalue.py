@@ -15,10 +15,18 @@ re-serialising the body:
 
 Depth: a scalar has depth 0, a top-level object or array depth 1, and each level
 of nesting inside it one more. ``max_depth`` is the deepest level allowed.
+
+Python data can hold what JSON text and protobuf cannot: JMESPath's `"\\ud800"`
+literal is a string with an unpaired surrogate (no UTF-8 encoder takes it), and
+its `NaN`, `1e400` or ``to_number`` are numbers no JSON number is. A job's output
+passes ``check_representable`` before it is stored; what was stored before that
+check existed is read back with ``stored_to_value``, which repairs rather than
+raises, so that no stored row can make a read fail.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from json.encoder import encode_basestring
@@ -30,10 +38,14 @@ from hookline.server.errors import InvalidArgument
 
 __all__ = [
     "check_depth",
+    "check_representable",
     "check_size",
     "dumps",
+    "path_text",
     "python_to_struct",
     "python_to_value",
+    "stored_to_struct",
+    "stored_to_value",
     "struct_to_python",
     "value_to_python",
 ]
@@ -229,27 +241,57 @@ def _value(value: struct_pb2.Value, field: str, max_depth: int, depth: int) -> A
 
 
 def python_to_value(obj: Any) -> struct_pb2.Value:
-    """Python JSON data as a Value; ints become doubles (number_value)."""
+    """Python JSON data as a Value; ints become doubles (number_value).
+
+    Raises ValueError for a number no double holds (NaN, infinities, huge ints),
+    TypeError for what is not JSON data, UnicodeEncodeError for a string with
+    an unpaired surrogate."""
     value = struct_pb2.Value()
-    _fill_value(value, obj)
+    _fill_value(value, obj, salvage=False)
     return value
 
 
 def python_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
-    """A dict of Python JSON data as a Struct."""
+    """A dict of Python JSON data as a Struct (raising as python_to_value does)."""
     s = struct_pb2.Struct()
-    _fill_struct(s, d)
+    _fill_struct(s, d, salvage=False)
     return s
 
 
-def _fill_struct(s: struct_pb2.Struct, d: dict[str, Any]) -> None:
+def stored_to_value(obj: Any) -> struct_pb2.Value:
+    """Stored JSON data (as json.loads read it) as a Value, never raising for
+    its content: an unpaired surrogate becomes U+FFFD, a number no double holds
+    becomes null (what JSON.stringify writes for it), and a key that is not a
+    string its text. For rows written before outputs were checked
+    (check_representable): one such row must not make every read of it fail."""
+    value = struct_pb2.Value()
+    _fill_value(value, obj, salvage=True)
+    return value
+
+
+def stored_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
+    """A stored JSON object as a Struct, repaired as stored_to_value does."""
+    s = struct_pb2.Struct()
+    _fill_struct(s, d, salvage=True)
+    return s
+
+
+def _fill_struct(s: struct_pb2.Struct, d: dict[Any, Any], *, salvage: bool) -> None:
     for key, item in d.items():
         if not isinstance(key, str):
-            raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
-        _fill_value(s.fields[key], item)
+            if not salvage:
+                raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
+            key = str(key)
+        try:
+            target = s.fields[key]
+        except UnicodeEncodeError:
+            if not salvage:
+                raise
+            target = s.fields[_replace_surrogates(key)]
+        _fill_value(target, item, salvage=salvage)
 
 
-def _fill_value(value: struct_pb2.Value, obj: Any) -> None:
+def _fill_value(value: struct_pb2.Value, obj: Any, *, salvage: bool) -> None:
     if obj is None:
         value.null_value = struct_pb2.NULL_VALUE
     elif isinstance(obj, bool):  # before int: bool is an int subclass
@@ -258,23 +300,126 @@ def _fill_value(value: struct_pb2.Value, obj: Any) -> None:
         try:
             number = float(obj)
         except OverflowError:
-            raise ValueError("integer too large for a JSON number") from None
+            number = math.inf
+            if not salvage:
+                raise ValueError("integer too large for a JSON number") from None
         if not math.isfinite(number):
-            raise ValueError(_NOT_FINITE)
+            if not salvage:
+                raise ValueError(_NOT_FINITE)
+            value.null_value = struct_pb2.NULL_VALUE
+            return
         value.number_value = number
     elif isinstance(obj, str):
-        value.string_value = obj
+        try:
+            value.string_value = obj
+        except UnicodeEncodeError:
+            if not salvage:
+                raise
+            value.string_value = _replace_surrogates(obj)
     elif isinstance(obj, dict):
         # Touching struct_value selects the kind even when the dict is empty.
         value.struct_value.SetInParent()
-        _fill_struct(value.struct_value, obj)
+        _fill_struct(value.struct_value, obj, salvage=salvage)
     elif isinstance(obj, (list, tuple)):
         value.list_value.SetInParent()
         values = value.list_value.values
         for item in obj:
-            _fill_value(values.add(), item)
+            _fill_value(values.add(), item, salvage=salvage)
     else:
         raise TypeError(f"{type(obj).__name__} is not JSON data")
+
+
+def _replace_surrogates(text: str) -> str:
+    # Halves that pair up are the character they stand for; the others become U+FFFD.
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+# --- what JSON text and protobuf can hold -----------------------------------------
+
+
+def check_representable(obj: Any, *, field: str) -> None:
+    """Raise InvalidArgument on the path (from ``field``, e.g. ``output.a[2]``)
+    of the first part of ``obj`` that JSON text in UTF-8 and protobuf's Value
+    cannot both hold: a string or key with an unpaired surrogate, NaN or an
+    infinity, an integer beyond a double's range, a key that is not a string,
+    anything that is not JSON data.
+
+    Surrogate halves that pair up pass: dumps writes the character they make.
+    Iterative, so depth costs no stack; bound the size first (check_size), since
+    a value that shares its parts is walked part by part."""
+    # Each entry: (item, where) with where = (the parent's where, key or index),
+    # turned into a path only for the part that fails.
+    stack: list[tuple[Any, Any]] = [(obj, None)]
+    while stack:
+        item, where = stack.pop()
+        problem = None
+        if isinstance(item, str):
+            if (half := _unpaired_surrogate(item)) is not None:
+                problem = _holds(half)
+        elif item is None or isinstance(item, bool):
+            pass
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                shown = "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity"
+                problem = f"is {shown}, which JSON has no number for"
+        elif isinstance(item, int):
+            try:
+                float(item)
+            except OverflowError:
+                problem = "is an integer too large for a JSON number (a double)"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    problem = f"has a key of type {type(key).__name__}; JSON object keys are strings"
+                elif (half := _unpaired_surrogate(key)) is not None:
+                    problem = f"has a key that {_holds(half)}"
+                if problem is not None:
+                    break
+                stack.append((child, (where, key)))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, (where, index)) for index, child in enumerate(item))
+        else:
+            problem = f"is a {type(item).__name__}, which is not JSON data"
+        if problem is not None:
+            parts: list[Any] = []
+            while where is not None:
+                where, part = where
+                parts.append(part)
+            raise InvalidArgument.field(path_text(field, reversed(parts)), problem)
+
+
+# A surrogate pair, else a lone half: scanning with it finds the halves that pair
+# up the way dumps (and JavaScript) pairs them.
+_SURROGATE_OR_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+
+
+def _unpaired_surrogate(text: str) -> str | None:
+    if _LONE_SURROGATE.search(text) is None:
+        return None
+    return next((m.group() for m in _SURROGATE_OR_PAIR.finditer(text) if len(m.group()) == 1), None)
+
+
+def _holds(half: str) -> str:
+    return (
+        f"holds the unpaired surrogate \\u{ord(half):04x}, which is not a Unicode character "
+        "and cannot be stored or sent as UTF-8"
+    )
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def path_text(root: str, parts: Any) -> str:
+    """The path to a part of a JSON value as people write it: root.key[0]["odd key"]."""
+    out = root
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"  # ASCII: an odd key's own surrogates are escaped
+    return out
 
 
 def check_depth(obj: Any, *, field: str, max_depth: int) -> None:

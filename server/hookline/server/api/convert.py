@@ -1,4 +1,8 @@
-"""Records -> protobuf messages, and protobuf times -> milliseconds."""
+"""Records -> protobuf messages, and protobuf times -> milliseconds.
+
+Stored JSON is converted with jsonvalue.stored_to_value/struct, which repair
+what protobuf cannot hold instead of raising: a row written by an older version
+must never make a read, or every listing it is on, fail."""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def flow(f: records.Flow) -> flows_pb2.Flow:
         alias=f.alias,
         name=f.name,
         description=f.description,
-        definition=jsonvalue.python_to_struct(f.definition),
+        definition=jsonvalue.stored_to_struct(f.definition),
         version=f.version,
         webhook_ids=f.webhook_ids,
         create_time=timestamp(f.create_time),
@@ -57,7 +61,7 @@ def job(j: records.Job) -> jobs_pb2.Job:
         state=jobs_pb2.JobState.Value("JOB_STATE_" + j.state),
         code=jobs_pb2.JobStatusCode.Value(j.code),
         message=j.message,
-        input=jsonvalue.python_to_value(j.input),
+        input=jsonvalue.stored_to_value(j.input),
         correlation_id=j.correlation_id,
         create_time=timestamp(j.create_time),
         claim_time=timestamp(j.claim_time),
@@ -65,7 +69,7 @@ def job(j: records.Job) -> jobs_pb2.Job:
         idempotency_key=j.idempotency_key,
     )
     if j.output is not None or j.state == "COMPLETED":
-        message.output.CopyFrom(jsonvalue.python_to_value(j.output))
+        message.output.CopyFrom(jsonvalue.stored_to_value(j.output))
     return message
 
 

@@ -11,9 +11,7 @@ bad expression is INVALID_ARGUMENT when the flow is saved, not a surprise at run
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import threading
 import time
 import warnings
@@ -32,7 +30,7 @@ from jmespath.parser import ParsedResult
 from jsonschema.exceptions import ValidationError
 
 from hookline.server import jsonvalue
-from hookline.server.errors import FieldViolation, InvalidArgument, shown
+from hookline.server.errors import FieldViolation, InvalidArgument, shown, storable
 
 from . import schemarefs
 
@@ -92,6 +90,8 @@ class JobFailure(Exception):
     "JOB_TIMEOUT"; .message for the job's message."""
 
     def __init__(self, code: JobErrorCode, message: str):
+        # An error can quote the job's data, which may hold what no database stores.
+        message = storable(message)
         if len(message) > MAX_MESSAGE_LENGTH:
             message = message[:MAX_MESSAGE_LENGTH] + "..."
         super().__init__(f"{code}: {message}")
@@ -450,8 +450,18 @@ def _apply(step: Transform | FailIf, document: Any, index: int) -> Any:
     return document
 
 
-def output_json(output: Any, *, max_bytes: int, max_depth: int) -> str:
-    """The output as JSON text, or JobFailure when it is too large, too deep or not JSON.
+def output_source(definition: FlowDefinition) -> str:
+    """What made a run's output, for the errors that refuse it: the last
+    transform step (a fail_if passes the document on), or the input."""
+    last = max((i for i, step in enumerate(definition.steps) if isinstance(step, Transform)), default=None)
+    return "the input" if last is None else f"step {last}"
+
+
+def output_json(output: Any, *, source: str, max_bytes: int, max_depth: int) -> str:
+    """The output as JSON text, or JobFailure naming `source` (output_source)
+    when it is too large, too deep, or holds what JSON text and protobuf cannot
+    (an unpaired surrogate, NaN, an infinity, a huge integer): stored, such an
+    output could be neither read back nor sent.
 
     The size is bounded first, at a cost that grows with the limit rather than the
     output: steps can build a value that shares its parts (`[@, @]` repeated)
@@ -459,14 +469,12 @@ def output_json(output: Any, *, max_bytes: int, max_depth: int) -> str:
     try:
         jsonvalue.check_size(output, field="output", max_bytes=max_bytes)
         jsonvalue.check_depth(output, field="output", max_depth=max_depth)
-        try:
-            data = jsonvalue.dumps(output)
-        except ValueError as error:  # e.g. a sum that overflowed to infinity
-            raise InvalidArgument.field("output", f"is not valid JSON: {error}") from None
+        jsonvalue.check_representable(output, field="output")
+        data = jsonvalue.dumps(output)
         if len(data) > max_bytes:
             raise InvalidArgument.field("output", f"is {len(data)} bytes as JSON; the limit is {max_bytes} bytes")
     except InvalidArgument as error:
-        raise JobFailure("JOB_EXECUTION_ERROR", error.message) from None
+        raise JobFailure("JOB_EXECUTION_ERROR", f"{source}: {error.message}") from None
     return data.decode()
 
 
@@ -560,10 +568,8 @@ def _check_input(schema: dict[str, Any], document: Any) -> None:
     best = jsonschema.exceptions.best_match(errors)
     assert best is not None  # errors is non-empty
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    raise JobFailure(
-        "JOB_VALIDATION_ERROR",
-        f"input does not match input_schema at {_json_path('input', best.absolute_path)}: {best.message}{more}",
-    )
+    where = jsonvalue.path_text("input", best.absolute_path)
+    raise JobFailure("JOB_VALIDATION_ERROR", f"input does not match input_schema at {where}: {best.message}{more}")
 
 
 def _search(expression: ParsedResult, document: Any, index: int) -> Any:
@@ -571,6 +577,11 @@ def _search(expression: ParsedResult, document: Any, index: int) -> Any:
         return expression.search(document)
     except jmespath_exceptions.JMESPathError as e:
         raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: {e}") from None
+    except RecursionError:
+        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: the document is nested too deeply for it") from None
+    except (ArithmeticError, ValueError, TypeError) as e:
+        # jmespath's functions compute in Python: sum() of a huge integer and a float overflows.
+        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: cannot compute its value: {e}") from None
 
 
 def _truthy(value: Any) -> bool:
@@ -588,24 +599,9 @@ def _timeout(definition: FlowDefinition) -> JobFailure:
 
 # --------------------------------------------------------------------------- helpers
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def _json_path(root: str, path: Any) -> str:
-    """Render a jsonschema path deque as root.key[0]["odd key"]."""
-    out = root
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENTIFIER.match(part):
-            out += f".{part}"
-        else:
-            out += f"[{json.dumps(part)}]"
-    return out
-
 
 def _path_suffix(path: Any) -> str:
-    return _json_path("", path)
+    return jsonvalue.path_text("", path)
 
 
 def _is_number(value: Any) -> bool:

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -60,12 +61,17 @@ class JobRunner:
             max_output_bytes=settings.limits.max_json_bytes,
             max_output_depth=settings.limits.max_json_depth,
         )
-        self._running: dict[str, threading.Event] = {}
+        self._running: dict[str, threading.Event] = {}  # claimed: RUNNING, leases renewed
+        # Read ahead for the next free worker to claim, still WAITING (see claim_once);
+        # then taken by a worker, until its claim is written.
+        self._queue: deque[str] = deque()
+        self._taking: set[str] = set()
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claim pass at a time: each counts what the last claimed
         self._stopping = threading.Event()
         self._abandoning = threading.Event()  # set when a stop's grace is over
         self._threads: list[threading.Thread] = []
-        self._ends = GroupCommit(job_store.finish_many)
+        self._ends = GroupCommit(self._write_ends)
         self._quiet = FaultLog(log)
 
     @property
@@ -75,22 +81,45 @@ class JobRunner:
     # --- one step each, for the loops below and for tests ------------------------
 
     def claim_once(self) -> int:
-        """Claim jobs for the free workers. On the embedded database, where this
-        is the only runner, also as many again to start as soon as a worker is
-        done (RUNNING meanwhile, their leases renewed), so that no worker sits
-        idle while the next claim waits for its turn to write; on a shared
-        database they are left for other processes' idle workers."""
+        """Claim jobs for the idle workers. On the embedded database, where this
+        is the only runner, also queue up as many again, so that a worker that
+        is done goes on with the next job without waiting for a claim pass.
+        Queued jobs are read, not claimed: they stay WAITING (a cancel ends one
+        at once, and a runner that dies leaves it to the next) until a worker
+        claims one, in the same write that ends its last job, or here when it
+        is idle; that claim starts the job's timeout. On a shared database they
+        are left for other processes' idle workers."""
+        with self._claiming:
+            return self._claim()
+
+    def _claim(self) -> int:
         workers = self._settings.job_workers
         ahead = 0 if self._settings.database else workers
         with self._lock:
-            free = workers + ahead - len(self._running)
-        claimed = job_store.claim(self._clock(), free, self._lease_ms) if free > 0 else []
-        for item in claimed:
-            cancel = threading.Event()
+            idle = workers - len(self._running) - len(self._taking)
+            taken = [self._queue.popleft() for _ in range(min(max(idle, 0), len(self._queue)))]
+            self._taking.update(taken)
+        claimed, started = [], []
+        try:
+            claimed = job_store.claim(self._clock(), idle, self._lease_ms, queued=taken) if idle > 0 else []
+        finally:
             with self._lock:
-                self._running[item.job.id] = cancel
+                self._taking.difference_update(taken)  # claimed, or WAITING still if the claim failed
+                for item in claimed:
+                    cancel = threading.Event()
+                    self._running[item.job.id] = cancel
+                    started.append((item, cancel))
+        for item, cancel in started:
             self._pool.submit(self._execute, item, cancel)
-        return len(claimed)
+        if len(claimed) < idle:
+            return len(claimed)  # no other job is WAITING
+        with self._lock:
+            room = ahead - len(self._queue)
+            queued = [*self._queue, *self._taking]
+        later = job_store.waiting(room, exclude=queued) if room > 0 else []
+        with self._lock:
+            self._queue.extend(later)
+        return len(claimed) + len(later)
 
     def heartbeat_once(self) -> None:
         """Renew our leases and interrupt the jobs that were canceled. (A job past
@@ -113,14 +142,44 @@ class JobRunner:
 
     # --- running one job ----------------------------------------------------------
 
+    def _next_queued(self) -> str | None:
+        """Take the next queued job to claim (none while stopping: it stays WAITING
+        for the next runner)."""
+        with self._lock:
+            if self._stopping.is_set() or not self._queue:
+                return None
+            job_id = self._queue.popleft()
+            self._taking.add(job_id)
+            return job_id
+
+    def _started(self, job_id: str, item: ClaimedJob | None) -> threading.Event:
+        """Account for a taken job once its claim is written (`item`) or failed;
+        the cancel event of the job, now running."""
+        cancel = threading.Event()
+        with self._lock:
+            self._taking.discard(job_id)
+            if item is not None:
+                self._running[item.job.id] = cancel
+                if self._stopping.is_set():
+                    cancel.set()  # stop() has interrupted the others: it goes back to WAITING
+        return cancel
+
     def _execute(self, item: ClaimedJob, cancel: threading.Event) -> None:
+        """Run the job, then each queued job this worker claims as it ends the last."""
+        current: ClaimedJob | None = item
+        while current is not None:
+            current, cancel = self._execute_one(current, cancel)
+
+    def _execute_one(self, item: ClaimedJob, cancel: threading.Event) -> tuple[ClaimedJob | None, threading.Event]:
         job = item.job
+        next_id = next_item = None
         try:
             outcome = self._outcome(item, cancel)
             if outcome is None:
                 job_store.release(job.id)  # shutting down: another runner takes it
-                return
-            ended = self._finish(job.id, outcome)
+                return None, cancel
+            next_id = self._next_queued()
+            ended, next_item = self._finish(job.id, outcome, next_id)
             if ended:
                 level = logging.DEBUG if ended.state == "COMPLETED" else logging.INFO
                 log.log(level, "job %s ended %s/%s", job.id, ended.state, ended.code)
@@ -131,7 +190,11 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
-            hub.publish("jobs")  # a worker is free
+            if next_id is not None:
+                cancel = self._started(next_id, next_item)
+            if next_item is None:
+                hub.publish("jobs")  # a worker is free
+        return next_item, cancel
 
     def _outcome(self, item: ClaimedJob, cancel: threading.Event) -> tuple | None:
         """(state, code, message, output JSON) of running the job; None when it was
@@ -157,17 +220,26 @@ class JobRunner:
             return self._workers.run(definition, definition_json, item.job.input, cancel=cancel, deadline=deadline)
         output = flowdef.run(definition, item.job.input, cancel=cancel, deadline=deadline)
         limits = self._settings.limits
-        return flowdef.output_json(output, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth)
+        return flowdef.output_json(
+            output,
+            source=flowdef.output_source(definition),
+            max_bytes=limits.max_json_bytes,
+            max_depth=limits.max_json_depth,
+        )
 
-    def _finish(self, job_id: str, outcome: tuple) -> Job | None:
-        """End the job with its run's outcome, however long the database is away:
-        the job stays ours meanwhile (the heartbeat renews its lease whenever the
-        database answers), so the run's real result is what is recorded, not a
-        zombie's. Gives up only when a stop's grace period is over."""
+    def _finish(self, job_id: str, outcome: tuple, next_id: str | None) -> tuple[Job | None, ClaimedJob | None]:
+        """End the job with its run's outcome, and claim `next_id` (a queued job)
+        in the same write: the ended job (None if it had ended already) and the
+        claimed one (None if it is no longer WAITING).
+
+        However long the database is away: the job stays ours meanwhile (the
+        heartbeat renews its lease whenever the database answers), so the run's
+        real result is what is recorded, not a zombie's. Gives up only when a
+        stop's grace period is over."""
         delay = 0.05
         while True:
             try:
-                return self._ends.submit((job_id, *outcome))
+                return self._ends.submit(((job_id, *outcome), next_id))
             except Exception as error:
                 if database_fault(error) is None or self._abandoning.is_set():
                     raise
@@ -175,6 +247,15 @@ class JobRunner:
             if self._abandoning.wait(delay):
                 raise RuntimeError("stopped before the database came back")
             delay = min(delay * 2, 1.0)
+
+    def _write_ends(self, items: list[tuple[tuple, str | None]]) -> list[tuple[Job | None, ClaimedJob | None]]:
+        """One group commit of job ends, each with the queued job its worker claims next."""
+        next_ids = [next_id for _, next_id in items if next_id is not None]
+        ended, claimed = job_store.finish_and_claim(
+            [outcome for outcome, _ in items], next_ids, self._clock(), self._lease_ms
+        )
+        by_id = dict(zip(next_ids, claimed, strict=True))
+        return [(job, by_id.get(next_id) if next_id else None) for job, (_, next_id) in zip(ended, items, strict=True)]
 
     # --- the loops ----------------------------------------------------------------
 

@@ -315,7 +315,8 @@ def _run_job(
     """Run one job to its last answer, sending a SLEEP answer at each sleep step
     and going on when the runner says so; None if the runner went away."""
     try:
-        evaluation = flowdef.evaluate(_definition(definition_json), document, deadline=deadline)
+        definition = _definition(definition_json)
+        evaluation = flowdef.evaluate(definition, document, deadline=deadline)
         try:
             step = next(evaluation)
             while True:
@@ -324,7 +325,12 @@ def _run_job(
                 step = next(evaluation)
         except StopIteration as finished:
             output = finished.value
-        text = flowdef.output_json(output, max_bytes=limits.max_output_bytes, max_depth=limits.max_output_depth)
+        text = flowdef.output_json(
+            output,
+            source=flowdef.output_source(definition),
+            max_bytes=limits.max_output_bytes,
+            max_depth=limits.max_output_depth,
+        )
         return (OUTPUT, text)
     except flowdef.JobFailure as failure:
         return (FAILURE, failure.code, failure.message)

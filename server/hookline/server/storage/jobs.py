@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -264,38 +264,86 @@ def cancel_flow_jobs(flow_id: str) -> None:
             _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
 
 
-@lru_cache(maxsize=2)
-def _claim_sql(param: str, postgres: bool) -> str:
+@lru_cache(maxsize=64)
+def _claim_sql(param: str, postgres: bool, listed: int) -> str:
+    """The claiming UPDATE: of the oldest WAITING jobs (LIMIT a parameter), or of
+    `listed` jobs named by id that are still WAITING."""
     # Run for every few jobs, so written out rather than built by Peewee each time.
     skip_locked = " FOR UPDATE SKIP LOCKED" if postgres else ""  # concurrent claimers get disjoint jobs
+    if listed:
+        which = ", ".join([param] * listed)
+    else:
+        which = (
+            f"""SELECT "id" FROM "job" WHERE "state" = 'WAITING' ORDER BY "create_time" LIMIT {param}{skip_locked}"""
+        )
     return (
         f"""UPDATE "job" SET "state" = 'RUNNING', "code" = 'JOB_RUNNING', "claim_time" = {param},"""
-        f""" "lease_expire_time" = {param} WHERE "state" = 'WAITING' AND "id" IN"""
-        f""" (SELECT "id" FROM "job" WHERE "state" = 'WAITING' ORDER BY "create_time" LIMIT {param}{skip_locked})"""
-        """ RETURNING *"""
+        f""" "lease_expire_time" = {param} WHERE "state" = 'WAITING' AND "id" IN ({which}) RETURNING *"""
     )
 
 
-def claim(now: int, limit: int, lease_ms: int) -> list[ClaimedJob]:
-    """Claim up to `limit` WAITING jobs, oldest first, under a lease."""
+def claim(now: int, limit: int, lease_ms: int, *, queued: Sequence[str] = ()) -> list[ClaimedJob]:
+    """Claim up to `limit` WAITING jobs under a lease: first those of `queued`
+    (ids read by `waiting`) that are still WAITING, then the oldest others."""
     if limit <= 0:
         return []
+    listed = list(dict.fromkeys(queued))[:limit]
     with m.db.atomic():
-        rows = list(m.Job.raw(_claim_sql(m.db.param, is_postgres()), now, now + lease_ms, limit))
-        if rows:
-            notify.after_commit("jobs")
-        claimed = []
-        definitions: dict[tuple[str, int], Any] = {}  # read once per flow version
-        with _ending() as ends:
-            for row in rows:
-                key = (row.flow_id, row.flow_version)
-                if key not in definitions:
-                    version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
-                    definitions[key] = None if version is None else json.loads(version.definition)
-                if definitions[key] is None:  # its flow was deleted meanwhile: the job cannot run
-                    _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
-                    continue
-                claimed.append(ClaimedJob(job=Job.from_row(row), definition=definitions[key]))
+        claimed = [item for item in _claim_listed(listed, now, lease_ms) if item is not None]
+        if len(claimed) < limit:
+            oldest = _claim_sql(m.db.param, is_postgres(), 0)
+            claimed += _claimed(oldest, [now, now + lease_ms, limit - len(claimed)])
+    return claimed
+
+
+@lru_cache(maxsize=64)
+def _waiting_sql(param: str, excluded: int) -> str:
+    unless = f""" AND "id" NOT IN ({", ".join([param] * excluded)})""" if excluded else ""
+    return f"""SELECT "id" FROM "job" WHERE "state" = 'WAITING'{unless} ORDER BY "create_time" LIMIT {param}"""
+
+
+def waiting(limit: int, exclude: Collection[str] = ()) -> list[str]:
+    """The ids of up to `limit` WAITING jobs, oldest first, other than `exclude`.
+    Reading claims nothing: a runner queues these for its workers to claim
+    (`claim` with `queued`, or `finish_and_claim`) as they become free, and they
+    stay WAITING meanwhile, for a cancel to end at once or another runner to take."""
+    if limit <= 0:
+        return []
+    cursor = m.db.execute_sql(_waiting_sql(m.db.param, len(exclude)), [*exclude, limit])
+    return [job_id for (job_id,) in cursor.fetchall()]
+
+
+def _claim_listed(job_ids: Sequence[str], now: int, lease_ms: int) -> list[ClaimedJob | None]:
+    """Claim these jobs, in the caller's transaction, if they are still WAITING:
+    one ClaimedJob per id, in order, or None for a job canceled, ended or claimed
+    meanwhile."""
+    if not job_ids:
+        return []
+    unique_ids = list(dict.fromkeys(job_ids))
+    sql = _claim_sql(m.db.param, is_postgres(), len(unique_ids))
+    claimed = {item.job.id: item for item in _claimed(sql, [now, now + lease_ms, *unique_ids])}
+    return [claimed.pop(job_id, None) for job_id in job_ids]
+
+
+def _claimed(sql: str, params: list[Any]) -> list[ClaimedJob]:
+    """Run a claiming UPDATE in the caller's transaction; the jobs it claimed,
+    with the definitions they run. A job whose flow version is gone (the flow
+    was deleted meanwhile) cannot run: it ends CANCELED instead."""
+    rows = list(m.Job.raw(sql, *params))
+    if rows:
+        notify.after_commit("jobs")
+    claimed = []
+    definitions: dict[tuple[str, int], Any] = {}  # read once per flow version
+    with _ending() as ends:
+        for row in rows:
+            key = (row.flow_id, row.flow_version)
+            if key not in definitions:
+                version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
+                definitions[key] = None if version is None else json.loads(version.definition)
+            if definitions[key] is None:  # its flow was deleted meanwhile: the job cannot run
+                _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
+                continue
+            claimed.append(ClaimedJob(job=Job.from_row(row), definition=definitions[key]))
     return claimed
 
 
@@ -328,8 +376,13 @@ def finish(job_id: str, state: str, code: str, message: str, output_json: str | 
 
 def finish_many(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> list[Job | None]:
     """finish() for each (job id, state, code, message, output JSON), in one transaction."""
+    with m.db.atomic():
+        return _finish_rows(outcomes)
+
+
+def _finish_rows(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> list[Job | None]:
     ended: list[Job | None] = []
-    with m.db.atomic(), _ending() as ends:
+    with _ending() as ends:
         rows = {row.id: row for row in _locking(m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes])))}
         for job_id, state, code, message, output_json in outcomes:
             row = rows.get(job_id)
@@ -340,6 +393,18 @@ def finish_many(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> li
             else:
                 ended.append(_end(row, state, code, message, output_json, ends=ends))
     return ended
+
+
+def finish_and_claim(
+    outcomes: Sequence[tuple[str, str, str, str, str | None]], next_ids: Sequence[str], now: int, lease_ms: int
+) -> tuple[list[Job | None], list[ClaimedJob | None]]:
+    """finish_many(outcomes), and claim the jobs of `next_ids` (read by `waiting`)
+    that are still WAITING, in one transaction: a worker ends its job and claims
+    its next one in one write. One ClaimedJob or None per next id, in order.
+    For the embedded database, where a runner queues jobs: on PostgreSQL,
+    claiming rows after an end has taken the change log's lock could deadlock."""
+    with m.db.atomic():
+        return _finish_rows(outcomes), _claim_listed(next_ids, now, lease_ms)
 
 
 def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:
