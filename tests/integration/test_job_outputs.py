@@ -110,3 +110,17 @@ def test_rows_stored_before_outputs_were_checked_are_still_readable(client):
     assert plain(got.output) == {"s": "a\ufffdb", "\ufffd": [None, None, None]}
     shown = client.flows.GetFlow(GetFlowRequest(id=flow.id))
     assert plain(shown.definition)["input_schema"] == {"description": "\ufffd"}
+
+
+def test_a_job_as_deep_as_the_limit_allows_reads_back_everywhere(client):
+    # The deepest input and output the default --max-json-depth (32) lets in must
+    # still parse inside every response that carries them.
+    deepest: Any = "bottom"
+    for _ in range(32):
+        deepest = {"a": deepest}
+    flow = make_flow(client, [{"transform": "@"}])
+    job = start_job(client, flow.id, deepest, correlation_id=unique("deep"))
+    watch_to_end(client, job.id)
+    ended = every_read(client, job)
+    assert ended.state == JobState.JOB_STATE_COMPLETED, ended.message
+    assert plain(ended.output) == deepest

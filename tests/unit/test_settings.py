@@ -100,6 +100,7 @@ def test_a_bad_variable_is_refused_naming_the_variable_and_its_flag(variable: st
         (["--response-capture-bytes", "-1"], "--response-capture-bytes (HOOKLINE_RESPONSE_CAPTURE_BYTES) must not"),
         (["--delivery-lease", "10s"], "--delivery-lease (HOOKLINE_DELIVERY_LEASE) must be longer than"),
         (["--max-url-length", "0"], "--max-url-length (HOOKLINE_MAX_URL_LENGTH) must be positive"),
+        (["--max-json-depth", "33"], "--max-json-depth (HOOKLINE_MAX_JSON_DEPTH) must be at most 32"),
         (["--tls-cert", "cert.pem"], "--tls-cert (HOOKLINE_TLS_CERT) and --tls-key (HOOKLINE_TLS_KEY) go together"),
         (["--database", "mysql://u:pw@db/x"], "--database (HOOKLINE_DATABASE) must be a postgresql:// URL"),
         (["--database", "db.internal"], "must be a postgresql:// URL"),

@@ -119,6 +119,10 @@ class Settings:
             raise ValueError(f"{option('delivery_lease_s')} must be longer than {option('request_timeout_s')}")
 
 
+# A JSON object level is three message levels (Value, Struct, map entry) and a
+# job's output sits two more down in ListJobsResponse; upb and the C++ runtime
+# stop at 100, so deeper JSON would be stored but never read back.
+MAX_READABLE_JSON_DEPTH = 32
 # Settings that count things, of which there must be one at least.
 _AT_LEAST_ONE = ("max_streams", "job_workers", "delivery_concurrency", "webhook_max_in_flight", "delivery_processes")
 # Durations an operator sets, none of which may be zero (a lease or timeout of 0 would fail every time).
@@ -361,6 +365,11 @@ def from_sources(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
         if value is not None:
             if value <= 0:
                 raise ValueError(f"{option(name)} must be positive")
+            if name == "max_json_depth" and value > MAX_READABLE_JSON_DEPTH:
+                raise ValueError(
+                    f"{option(name)} must be at most {MAX_READABLE_JSON_DEPTH}: protobuf readers refuse messages"
+                    " nested deeper than 100 levels, and each JSON level is three inside a listing"
+                )
             limits[name] = value
     if limits:
         values["limits"] = Limits(**limits)

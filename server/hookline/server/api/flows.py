@@ -16,6 +16,7 @@ from ..storage import flows, webhooks
 from ..validation import require
 from . import convert
 from .interceptor import principal
+from .pages import PageBudget
 
 WRITABLE = ("alias", "name", "description", "definition", "webhook_ids")
 MAX_NAME_LENGTH = 200
@@ -70,8 +71,9 @@ class FlowServicer(flows_pb2_grpc.FlowServiceServicer):
         return convert.flow(flows.get_flow(principal().space_id, request.id, request.version))
 
     def ListFlows(self, request, context):  # type: ignore[no-untyped-def]
-        items, token = flows.list_flows(principal().space_id, request.page_size, request.page_token)
-        return flows_pb2.ListFlowsResponse(flows=[convert.flow(f) for f in items], next_page_token=token)
+        page = PageBudget(convert.flow)
+        _, token = flows.list_flows(principal().space_id, request.page_size, request.page_token, page.fits)
+        return flows_pb2.ListFlowsResponse(flows=page.messages, next_page_token=token)
 
     def UpdateFlow(self, request, context):  # type: ignore[no-untyped-def]
         require("flow.id", request.flow.id)

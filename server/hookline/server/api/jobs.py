@@ -12,6 +12,7 @@ from ..storage.groupcommit import GroupCommit
 from ..validation import require
 from . import convert
 from .interceptor import principal
+from .pages import PageBudget
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
@@ -55,15 +56,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
         state = validation.state_filter("state", jobs_pb2.JobState, request.state, "JOB_STATE_")
-        items, token = jobs.list_jobs(
+        page = PageBudget(convert.job)
+        _, token = jobs.list_jobs(
             space_id,
             request.page_size,
             request.page_token,
             flow_ref=request.flow_id,
             state=state,
             correlation_id=request.correlation_id,
+            fits=page.fits,
         )
-        return jobs_pb2.ListJobsResponse(jobs=[convert.job(j) for j in items], next_page_token=token)
+        return jobs_pb2.ListJobsResponse(jobs=page.messages, next_page_token=token)
 
     def CancelJob(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)

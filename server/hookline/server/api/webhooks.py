@@ -19,6 +19,7 @@ from ..storage.database import now_ms
 from ..validation import require
 from . import convert
 from .interceptor import principal
+from .pages import PageBudget
 
 WRITABLE = ("alias", "url", "description", "enabled", "event_types", "headers", "rate_limit_per_s")
 
@@ -135,7 +136,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         space_id = principal().space_id
         webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
         state = validation.state_filter("state", webhooks_pb2.DeliveryState, request.state, "DELIVERY_STATE_")
-        items, token = deliveries.list_deliveries(
+        page = PageBudget(convert.delivery)
+        _, token = deliveries.list_deliveries(
             space_id,
             request.page_size,
             request.page_token,
@@ -145,17 +147,17 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             state=state,
             after=_time_filter(request, "created_after"),
             before=_time_filter(request, "created_before"),
+            fits=page.fits,
         )
-        return webhooks_pb2.ListDeliveriesResponse(
-            deliveries=[convert.delivery(d) for d in items], next_page_token=token
-        )
+        return webhooks_pb2.ListDeliveriesResponse(deliveries=page.messages, next_page_token=token)
 
     def ListAttempts(self, request, context):  # type: ignore[no-untyped-def]
         require("delivery_id", request.delivery_id)
-        items, token = deliveries.list_attempts(
-            principal().space_id, request.delivery_id, request.page_size, request.page_token
+        page = PageBudget(convert.attempt)
+        _, token = deliveries.list_attempts(
+            principal().space_id, request.delivery_id, request.page_size, request.page_token, page.fits
         )
-        return webhooks_pb2.ListAttemptsResponse(attempts=[convert.attempt(a) for a in items], next_page_token=token)
+        return webhooks_pb2.ListAttemptsResponse(attempts=page.messages, next_page_token=token)
 
     def RetryDelivery(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)
@@ -170,7 +172,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         return webhooks_pb2.RecoverDeliveriesResponse(recovered_count=count)
 
     def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
-        items, token = deliveries.list_events(
+        page = PageBudget(convert.event)
+        _, token = deliveries.list_events(
             principal().space_id,
             request.page_size,
             request.page_token,
@@ -179,8 +182,9 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             flow_id=request.flow_id,
             after=_time_filter(request, "created_after"),
             before=_time_filter(request, "created_before"),
+            fits=page.fits,
         )
-        return webhooks_pb2.ListEventsResponse(events=[convert.event(e) for e in items], next_page_token=token)
+        return webhooks_pb2.ListEventsResponse(events=page.messages, next_page_token=token)
 
     def GetEvent(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)

@@ -171,13 +171,14 @@ def list_events(
     flow_id: str = "",
     after: int | None = None,
     before: int | None = None,
+    fits: Callable[[Event], bool] | None = None,
 ) -> tuple[list[Event], str]:
     q = filtered(
         m.Event.select().where(m.Event.space_id == space_id), m.Event,
         event_type=event_type, job_id=job_id, flow_id=flow_id, after=after, before=before,
     )  # fmt: skip
     filters = [event_type, job_id, flow_id, after, before]
-    return paginate(q, m.Event.id, page_size, page_token, filters, Event.from_row)
+    return paginate(q, m.Event.id, page_size, page_token, filters, Event.from_row, fits)
 
 
 def get_delivery(space_id: str, delivery_id: str) -> Delivery:
@@ -198,19 +199,22 @@ def list_deliveries(
     state: str = "",
     after: int | None = None,
     before: int | None = None,
+    fits: Callable[[Delivery], bool] | None = None,
 ) -> tuple[list[Delivery], str]:
     q = filtered(
         m.Delivery.select().where(m.Delivery.space_id == space_id), m.Delivery,
         webhook_id=webhook_id, job_id=job_id, event_id=event_id, state=state, after=after, before=before,
     )  # fmt: skip
     filters = [webhook_id, job_id, event_id, state, after, before]
-    return paginate(q, m.Delivery.id, page_size, page_token, filters, Delivery.from_row)
+    return paginate(q, m.Delivery.id, page_size, page_token, filters, Delivery.from_row, fits)
 
 
-def list_attempts(space_id: str, delivery_id: str, page_size: int, page_token: str) -> tuple[list[Attempt], str]:
+def list_attempts(
+    space_id: str, delivery_id: str, page_size: int, page_token: str, fits: Callable[[Attempt], bool] | None = None
+) -> tuple[list[Attempt], str]:
     get_delivery(space_id, delivery_id)
     q = m.Attempt.select().where(m.Attempt.delivery_id == delivery_id)
-    return paginate(q, m.Attempt.id, page_size, page_token, [delivery_id], Attempt.from_row)
+    return paginate(q, m.Attempt.id, page_size, page_token, [delivery_id], Attempt.from_row, fits)
 
 
 def update_delivery(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from peewee import IntegrityError
@@ -49,9 +50,11 @@ def get_flow(space_id: str, ref: str, version: int = 0) -> Flow:
     return _record(flow_row(space_id, ref), version)
 
 
-def list_flows(space_id: str, page_size: int, page_token: str) -> tuple[list[Flow], str]:
+def list_flows(
+    space_id: str, page_size: int, page_token: str, fits: Callable[[Flow], bool] | None = None
+) -> tuple[list[Flow], str]:
     q = m.Flow.select().where(m.Flow.space_id == space_id)
-    return paginate(q, m.Flow.id, page_size, page_token, [], _record)
+    return paginate(q, m.Flow.id, page_size, page_token, [], _record, fits)
 
 
 def _announce(event_type: str, flow: Flow) -> None:

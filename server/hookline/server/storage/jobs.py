@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,14 +58,21 @@ def jobs_by_id(job_ids: Iterable[str]) -> dict[str, Job]:
 
 
 def list_jobs(
-    space_id: str, page_size: int, page_token: str, *, flow_ref: str = "", state: str = "", correlation_id: str = ""
+    space_id: str,
+    page_size: int,
+    page_token: str,
+    *,
+    flow_ref: str = "",
+    state: str = "",
+    correlation_id: str = "",
+    fits: Callable[[Job], bool] | None = None,
 ) -> tuple[list[Job], str]:
     flow_id = flow_row(space_id, flow_ref).id if flow_ref else ""
     q = filtered(
         m.Job.select().where(m.Job.space_id == space_id), m.Job,
         flow_id=flow_id, state=state, correlation_id=correlation_id,
     )  # fmt: skip
-    return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row)
+    return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row, fits)
 
 
 @dataclass(frozen=True)

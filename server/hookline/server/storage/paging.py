@@ -45,10 +45,13 @@ def paginate(
     page_token: str,
     filters: Any,
     convert: Callable[[Any], T],
+    fits: Callable[[T], bool] | None = None,
 ) -> tuple[list[T], str]:
     """One page of `query` ordered by id, and the token of the next page ('' at the end).
 
-    A token only works with the filters it was issued for."""
+    A token only works with the filters it was issued for. `fits`, when given, is
+    asked about each item in turn and ends the page early at the first it refuses
+    (the caller's bound on the response's size)."""
     if page_size < 0:
         raise InvalidArgument.field("page_size", "must not be negative")
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -65,9 +68,14 @@ def paginate(
             )
         query = query.where(id_field > after)
     rows = list(query.order_by(id_field).limit(size + 1))
-    items = [convert(row) for row in rows[:size]]
+    items: list[T] = []
+    for row in rows[:size]:
+        item = convert(row)
+        if fits is not None and not fits(item):
+            break
+        items.append(item)
     next_token = ""
-    if len(rows) > size:
-        last = getattr(rows[size - 1], id_field.name)
+    if len(rows) > len(items):
+        last = getattr(rows[len(items) - 1], id_field.name)
         next_token = base64.urlsafe_b64encode(json.dumps({"a": last, "f": fingerprint}).encode()).decode()
     return items, next_token
