@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..states import JOB_ENDED, ChangeKind, DeliveryState, JobState
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -71,7 +73,7 @@ class Job:
     flow_id: str
     flow_alias: str
     flow_version: int
-    state: str
+    state: JobState
     code: str
     message: str
     input: Any
@@ -84,7 +86,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("COMPLETED", "ERROR", "CANCELED")
+        return self.state in JOB_ENDED
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -94,7 +96,7 @@ class Job:
             flow_id=row.flow_id,
             flow_alias=row.flow_alias,
             flow_version=row.flow_version,
-            state=row.state,
+            state=JobState(row.state),
             code=row.code,
             message=row.message,
             input=json.loads(row.input),
@@ -149,7 +151,7 @@ class Delivery:
     event_type: str
     job_id: str
     flow_id: str
-    state: str
+    state: DeliveryState
     attempt_count: int
     next_attempt_time: int | None
     last_status_code: int
@@ -167,7 +169,7 @@ class Delivery:
             event_type=row.event_type,
             job_id=row.job_id,
             flow_id=row.flow_id,
-            state=row.state,
+            state=DeliveryState(row.state),
             attempt_count=row.attempt_count,
             next_attempt_time=row.next_attempt_time,
             last_status_code=row.last_status_code,
@@ -182,7 +184,9 @@ class Delivery:
     @classmethod
     def from_snapshot(cls, text: str) -> Delivery:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in names})
+        delivery = cls(**{k: v for k, v in json.loads(text).items() if k in names})
+        delivery.state = DeliveryState(delivery.state)
+        return delivery
 
 
 @dataclass
@@ -219,7 +223,7 @@ class Change:
     """One entry of the delivery change log."""
 
     seq: int
-    kind: str
+    kind: ChangeKind
     delivery: Delivery
     attempt: Attempt | None
     time: int

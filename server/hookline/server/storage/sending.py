@@ -13,6 +13,7 @@ from typing import Any
 from peewee import fn
 
 from .. import notify
+from ..states import ChangeKind, DeliveryState
 from . import models as m
 from . import statements, webhooks
 from .database import is_postgres, now_ms
@@ -42,12 +43,13 @@ def claim_due(
     with m.db.atomic():
         window = capacity * per_webhook_cap
         skipped = _padded(blocked)
-        params = ["PENDING", now, *skipped, window, per_webhook_cap, capacity * 2]
+        params = [DeliveryState.PENDING, now, *skipped, window, per_webhook_cap, capacity * 2]
         candidates = m.db.execute_sql(_candidates_sql(len(skipped), m.db.param), params).fetchall()
         chosen = choose(candidates, capacity)[:capacity]
         if not chosen:
             return []
-        params = ["SENDING", now + lease_ms, now, *chosen, *(["PENDING"] if postgres else []), "", "PENDING"]
+        pending = DeliveryState.PENDING
+        params = [DeliveryState.SENDING, now + lease_ms, now, *chosen, *([pending] if postgres else []), "", pending]
         rows = list(m.Delivery.raw(_take_sql(len(chosen), m.db.param, postgres), *params))
         if not rows:
             return []
@@ -62,11 +64,11 @@ def claim_due(
             hook = hooks.get(d.webhook_id)
             if hook is None or not hook.enabled:
                 # Disabled while this delivery was held elsewhere (e.g. released by a dead worker).
-                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None,
+                update_delivery(d, changes, ChangeKind.FAILED, now, state=DeliveryState.FAILED, next_attempt_time=None,
                                 lease_expire_time=None, last_error="webhook disabled")  # fmt: skip
                 continue
-            d.state = "SENDING"
-            log_change(changes, d, "ATTEMPT_STARTED", now)
+            d.state = DeliveryState.SENDING
+            log_change(changes, d, ChangeKind.ATTEMPT_STARTED, now)
             tasks.append(
                 SendTask(
                     delivery=d,
@@ -99,7 +101,7 @@ def _padded(webhook_ids: Sequence[str]) -> list[str]:
 @lru_cache(maxsize=64)
 def _candidates_sql(blocked: int, param: str) -> str:
     """Parameters: "PENDING", now, the blocked webhooks' ids, window, per-webhook cap, limit."""
-    due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= 0)
+    due_now = (m.Delivery.state == DeliveryState.PENDING) & (m.Delivery.next_attempt_time <= 0)
     if blocked:
         due_now &= m.Delivery.webhook_id.not_in([""] * blocked)
     earliest = (
@@ -126,10 +128,13 @@ def _candidates_sql(blocked: int, param: str) -> str:
 def _take_sql(count: int, param: str, postgres: bool) -> str:
     """Parameters: "SENDING", lease expiry, now, the ids, ("PENDING" on PostgreSQL), "", "PENDING"."""
     return (
-        m.Delivery.update(state="SENDING", lease_expire_time=0, update_time=0)
+        m.Delivery.update(state=DeliveryState.SENDING, lease_expire_time=0, update_time=0)
         # The state as an expression, not the bare column: given the column, SQLite
         # picks the state index and scans every PENDING row instead of the ids' keys.
-        .where(m.Delivery.id.in_(_lockable([""] * count, postgres)) & (m.Delivery.state.concat("") == "PENDING"))
+        .where(
+            m.Delivery.id.in_(_lockable([""] * count, postgres))
+            & (m.Delivery.state.concat("") == DeliveryState.PENDING)
+        )
         .returning(m.Delivery)
         .sql()[0]
     )
@@ -141,7 +146,7 @@ def _lockable(delivery_ids: list[str], postgres: bool) -> Any:
         return delivery_ids
     return (
         m.Delivery.select(m.Delivery.id)
-        .where(m.Delivery.id.in_(delivery_ids) & (m.Delivery.state == "PENDING"))
+        .where(m.Delivery.id.in_(delivery_ids) & (m.Delivery.state == DeliveryState.PENDING))
         .for_update("FOR UPDATE SKIP LOCKED")  # type: ignore[arg-type]  # peewee takes the clause; its stubs say bool
     )
 
@@ -153,9 +158,9 @@ def _requeue(rows: Sequence[m.Delivery], now: int, **fields: Any) -> None:
         update_delivery(
             Delivery.from_row(row),
             changes,
-            "RETRY_SCHEDULED",
+            ChangeKind.RETRY_SCHEDULED,
             now,
-            state="PENDING",
+            state=DeliveryState.PENDING,
             next_attempt_time=now,
             lease_expire_time=None,
             **fields,
@@ -170,7 +175,9 @@ def release(delivery_ids: Sequence[str]) -> None:
     if not delivery_ids:
         return
     with m.db.atomic():
-        rows = m.Delivery.select().where(m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == "SENDING"))
+        rows = m.Delivery.select().where(
+            m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == DeliveryState.SENDING)
+        )
         _requeue(list(rows), now_ms())
 
 
@@ -204,7 +211,7 @@ class AttemptOutcome:
 
 
 # A result as the change that records it.
-_RESULTS = {"SUCCEEDED": "succeeded", "RETRY_SCHEDULED": "retry", "FAILED": "failed"}
+_RESULTS = {ChangeKind.SUCCEEDED: "succeeded", ChangeKind.RETRY_SCHEDULED: "retry", ChangeKind.FAILED: "failed"}
 
 
 @dataclass
@@ -233,7 +240,7 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_a
         held = {
             row.id
             for row in statements.select_in(m.Delivery, "id", leases)
-            if row.state == "SENDING" and row.lease_expire_time == leases[row.id]
+            if row.state == DeliveryState.SENDING and row.lease_expire_time == leases[row.id]
         }
         changes: list[dict[str, Any]] = []
         writes: list[tuple[Any, ...]] = []
@@ -245,7 +252,7 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_a
             d.attempt_count = a.number
             d.last_status_code = a.status_code
             d.last_error = a.error
-            log_change(changes, d, "ATTEMPT_RESULT", now, a.id)
+            log_change(changes, d, ChangeKind.ATTEMPT_RESULT, now, a.id)
             hook = hooks.get(d.webhook_id)
             if d.id not in held:
                 # Canceled (webhook deleted), or its lease lapsed and another claim holds it
@@ -256,18 +263,22 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_a
                 results.append(o.result)
                 continue
             if o.succeeded:
-                kind, d.state, d.next_attempt_time = "SUCCEEDED", "SUCCEEDED", None
+                kind, d.state, d.next_attempt_time = ChangeKind.SUCCEEDED, DeliveryState.SUCCEEDED, None
             elif o.disable_reason and hook is not None and hook.enabled:
                 webhooks.disable(hook.id, o.disable_reason)
                 hook.enabled = False  # later outcomes of this batch see it off
                 d.last_error = f"{a.error}; webhook disabled ({o.disable_reason})"
-                kind, d.state, d.next_attempt_time = "FAILED", "FAILED", None
+                kind, d.state, d.next_attempt_time = ChangeKind.FAILED, DeliveryState.FAILED, None
             elif hook is None or not hook.enabled or o.next_attempt_time is None:
                 if hook is not None and not hook.enabled:
                     d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
-                kind, d.state, d.next_attempt_time = "FAILED", "FAILED", None
+                kind, d.state, d.next_attempt_time = ChangeKind.FAILED, DeliveryState.FAILED, None
             else:
-                kind, d.state, d.next_attempt_time = "RETRY_SCHEDULED", "PENDING", o.next_attempt_time
+                kind, d.state, d.next_attempt_time = (
+                    ChangeKind.RETRY_SCHEDULED,
+                    DeliveryState.PENDING,
+                    o.next_attempt_time,
+                )
             d.update_time = now
             writes.append((d.state, d.next_attempt_time, a.number, a.status_code, d.last_error, None, now, d.id))
             log_change(changes, d, kind, now)
@@ -290,7 +301,7 @@ def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
             m.Delivery.select(m.Delivery.id)
             .where(
                 (m.Delivery.webhook_id == webhook_id)
-                & (m.Delivery.state == "PENDING")
+                & (m.Delivery.state == DeliveryState.PENDING)
                 & (m.Delivery.next_attempt_time > now)
                 & (m.Delivery.attempt_count > 0)
                 & (m.Delivery.last_status_code != 429)
@@ -303,13 +314,13 @@ def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
             return 0
         rows = (
             m.Delivery.update(next_attempt_time=now, update_time=now)
-            .where(m.Delivery.id.in_(ids) & (m.Delivery.state == "PENDING"))
+            .where(m.Delivery.id.in_(ids) & (m.Delivery.state == DeliveryState.PENDING))
             .returning(m.Delivery)
             .execute()
         )
         changes: list[dict[str, Any]] = []
         for row in rows:
-            log_change(changes, Delivery.from_row(row), "RETRY_SCHEDULED", now)
+            log_change(changes, Delivery.from_row(row), ChangeKind.RETRY_SCHEDULED, now)
         flush_changes(changes)
         if changes:
             notify.after_commit("deliveries")
@@ -351,7 +362,7 @@ def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = Fa
     so they are left to it. `all_leases` releases every SENDING delivery (when no
     other process can hold one)."""
     with m.db.atomic():
-        query = m.Delivery.select().where(m.Delivery.state == "SENDING")
+        query = m.Delivery.select().where(m.Delivery.state == DeliveryState.SENDING)
         if not all_leases:
             query = query.where(m.Delivery.lease_expire_time < now)
         if held:
@@ -363,7 +374,7 @@ def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = Fa
 
 def next_due_time(skip_webhooks: Sequence[str] = ()) -> int | None:
     """When the next PENDING delivery falls due, ignoring webhooks that have no room."""
-    query = m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == "PENDING")
+    query = m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == DeliveryState.PENDING)
     if skip_webhooks:
         query = query.where(m.Delivery.webhook_id.not_in(list(skip_webhooks)))
     return query.scalar()
