@@ -52,6 +52,15 @@ class Webhook:
         )
 
 
+@dataclass(frozen=True)
+class WebhookHealth:
+    """A webhook's state as it bears on what an attempt to it leads to
+    (delivery/outcome.py), read when the attempt is recorded."""
+
+    enabled: bool
+    failing_since: int | None  # ms: its deliveries have failed since then with no success; None if not failing
+
+
 @dataclass
 class Flow:
     id: str

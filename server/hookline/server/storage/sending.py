@@ -4,11 +4,12 @@ worker held."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import fn
 
@@ -18,7 +19,10 @@ from . import models as m
 from . import statements, webhooks
 from .database import is_postgres, now_ms
 from .deliveries import flush_changes, log_change, update_delivery
-from .records import Attempt, Delivery, SendTask
+from .records import Attempt, Delivery, SendTask, WebhookHealth
+
+if TYPE_CHECKING:  # storage applies the delivery policy's decisions; it does not import the policy
+    from ..delivery.outcome import Decision, Seen
 
 
 def claim_due(
@@ -193,43 +197,37 @@ def _active_secrets(webhook_ids: set[str], now: int) -> dict[str, list[str]]:
 
 @dataclass
 class AttemptOutcome:
-    """What one HTTP try gave and what happens next, as the worker decided it."""
+    """What one HTTP try gave; what it leads to is decided as it is recorded."""
 
     task: SendTask
     attempt: Attempt
-    succeeded: bool
-    next_attempt_time: int | None  # None: no retry left (FAILED) unless succeeded
-    disable_reason: str = ""  # set when the response disables the webhook (410)
-    timed_out: bool = False  # no complete response within the request timeout
-
-    @property
-    def result(self) -> str:
-        """What the worker decided of the delivery: "succeeded", "retry" or "failed"."""
-        if self.succeeded:
-            return "succeeded"
-        return "retry" if self.next_attempt_time is not None and not self.disable_reason else "failed"
+    seen: Seen
 
 
-# A result as the change that records it.
-_RESULTS = {ChangeKind.SUCCEEDED: "succeeded", ChangeKind.RETRY_SCHEDULED: "retry", ChangeKind.FAILED: "failed"}
+# What a delivery's attempt leads to, given its webhook's state when it is recorded
+# (delivery.outcome.decide, under the worker's retry policy).
+Decide = Callable[["Seen", WebhookHealth | None], "Decision"]
 
 
 @dataclass
 class Recorded:
     """What recording a batch of outcomes did."""
 
-    results: list[str]  # each outcome's result as recorded: "succeeded", "retry" or "failed"
+    decisions: list[Decision]  # one per outcome, in order
     recovered: list[str]  # webhooks that were failing and succeeded again
 
 
-def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None) -> Recorded:
-    """Store attempts and move their deliveries on, all in one transaction.
-    Each outcome's result is the worker's, unless the webhook was disabled meanwhile.
+def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, decide: Decide) -> Recorded:
+    """Store attempts, and move their deliveries and webhooks on as `decide`
+    says, all in one transaction. It is given each webhook's state as of now
+    (disabled or deleted while the attempt was in flight, or failing), where a
+    success anywhere in the batch ends the webhook's failing. A delivery whose
+    lease this claim no longer holds has its attempt recorded, not its state.
 
-    Also tracks each webhook's health: a webhook whose deliveries have failed,
-    with no success, for `auto_disable_after_ms` is disabled (reason "failing");
-    one that was failing and succeeds again has recovered (see expedite_retries)."""
-    results: list[str] = []
+    Also tracks each webhook's health (when it last succeeded, since when it
+    has been failing); one that was failing and succeeds again has recovered
+    (see expedite_retries)."""
+    decisions: list[Decision] = []
     leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
         statements.insert_rows(
@@ -242,52 +240,46 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_a
             for row in statements.select_in(m.Delivery, "id", leases)
             if row.state == DeliveryState.SENDING and row.lease_expire_time == leases[row.id]
         }
+        succeeded = {o.task.delivery.webhook_id for o in outcomes if o.seen.ok}
+        failed = {o.task.delivery.webhook_id for o in outcomes if not o.seen.ok} - succeeded
+        health = {
+            w.id: WebhookHealth(bool(w.enabled), None if w.id in succeeded else w.failing_since) for w in hooks.values()
+        }
+        disabling: dict[str, str] = {}  # webhook id: reason
         changes: list[dict[str, Any]] = []
         writes: list[tuple[Any, ...]] = []
-        succeeded = {o.task.delivery.webhook_id for o in outcomes if o.succeeded}
-        failed = {o.task.delivery.webhook_id for o in outcomes if not o.succeeded} - succeeded
         for o in outcomes:
             d = o.task.delivery
             a = o.attempt
+            decision = decide(o.seen, health.get(d.webhook_id))
+            decisions.append(decision)
+            if decision.disable_webhook:
+                disabling.setdefault(d.webhook_id, decision.disable_webhook)
+                health[d.webhook_id] = dataclasses.replace(health[d.webhook_id], enabled=False)  # for the rest
             d.attempt_count = a.number
             d.last_status_code = a.status_code
             d.last_error = a.error
             log_change(changes, d, ChangeKind.ATTEMPT_RESULT, now, a.id)
-            hook = hooks.get(d.webhook_id)
             if d.id not in held:
                 # Canceled (webhook deleted), or its lease lapsed and another claim holds it
                 # now: the attempt is recorded, the state is not ours to change.
                 m.Delivery.update(
                     attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, update_time=now
                 ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
-                results.append(o.result)
                 continue
-            if o.succeeded:
-                kind, d.state, d.next_attempt_time = ChangeKind.SUCCEEDED, DeliveryState.SUCCEEDED, None
-            elif o.disable_reason and hook is not None and hook.enabled:
-                webhooks.disable(hook.id, o.disable_reason)
-                hook.enabled = False  # later outcomes of this batch see it off
-                d.last_error = f"{a.error}; webhook disabled ({o.disable_reason})"
-                kind, d.state, d.next_attempt_time = ChangeKind.FAILED, DeliveryState.FAILED, None
-            elif hook is None or not hook.enabled or o.next_attempt_time is None:
-                if hook is not None and not hook.enabled:
-                    d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
-                kind, d.state, d.next_attempt_time = ChangeKind.FAILED, DeliveryState.FAILED, None
-            else:
-                kind, d.state, d.next_attempt_time = (
-                    ChangeKind.RETRY_SCHEDULED,
-                    DeliveryState.PENDING,
-                    o.next_attempt_time,
-                )
+            d.state, d.next_attempt_time, d.last_error = decision.state, decision.next_attempt_time, decision.error
             d.update_time = now
             writes.append((d.state, d.next_attempt_time, a.number, a.status_code, d.last_error, None, now, d.id))
-            log_change(changes, d, kind, now)
-            results.append(_RESULTS[kind])
+            log_change(changes, d, decision.change, now)
         statements.update_rows(m.Delivery, OUTCOME_COLUMNS, ["id"], writes)
         recovered = [w for w in succeeded if w in hooks and hooks[w].failing_since is not None]
-        _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
+        _track_health(succeeded, failed, now)
         flush_changes(changes)
-    return Recorded(results, recovered)
+        # After the deliveries are written: a retry this batch scheduled before
+        # its webhook's disabling fails with the webhook's other PENDING deliveries.
+        for webhook_id, reason in disabling.items():
+            webhooks.disable(webhook_id, reason)
+    return Recorded(decisions, recovered)
 
 
 def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
@@ -333,26 +325,13 @@ OUTCOME_COLUMNS = [
 ]  # fmt: skip
 
 
-def _track_health(
-    hooks: dict[str, m.Webhook], succeeded: set[str], failed: set[str], now: int, window_ms: int | None
-) -> None:
+def _track_health(succeeded: set[str], failed: set[str], now: int) -> None:
     if succeeded:
         statements.update_in(m.Webhook, {"last_success_time": now, "failing_since": None}, "id", succeeded)
-    if not failed:
-        return
-    m.Webhook.update(failing_since=now).where(m.Webhook.id.in_(failed) & m.Webhook.failing_since.is_null()).execute()
-    if window_ms is None:
-        return
-    for webhook_id in failed:
-        hook = hooks.get(webhook_id)
-        if (
-            hook is not None
-            and hook.enabled
-            and hook.failing_since is not None
-            and now - hook.failing_since >= window_ms
-        ):
-            webhooks.disable(webhook_id, "failing")
-            hook.enabled = False
+    if failed:
+        m.Webhook.update(failing_since=now).where(
+            m.Webhook.id.in_(failed) & m.Webhook.failing_since.is_null()
+        ).execute()
 
 
 def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = False) -> int:
