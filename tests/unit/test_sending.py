@@ -1,8 +1,17 @@
-"""The delivery worker's side of storage, on a real database: leases given back."""
+"""The delivery worker's side of storage, on a real database: leases given back,
+attempts recorded with what each leads to."""
 
 from __future__ import annotations
 
+import functools
+import json
+import random
+
+from hookline.server.delivery import retry
+from hookline.server.delivery.outcome import Fate, Policy, Seen, decide
 from hookline.server.storage import models, sending
+from hookline.server.storage.records import Attempt, Delivery, SendTask
+from hookline.server.storage.sending import AttemptOutcome
 
 NOW = 1_800_000_000_000
 
@@ -49,3 +58,83 @@ def test_a_recovered_webhook_s_waiting_retries_become_due_in_batches(db: None) -
     }  # fmt: skip
     changes = [(c.delivery_id, c.kind) for c in models.DeliveryChange.select().order_by(models.DeliveryChange.seq)]
     assert changes == [(f"dlv_wait{n}", "RETRY_SCHEDULED") for n in range(3)]
+
+
+# --- recording attempts: each one's decision applied, in one transaction ------------
+
+LEASE = NOW + 60_000
+WINDOW_MS = 3_600_000
+POLICY = Policy(retry.parse_schedule("0,5s,5m"), WINDOW_MS, random.Random(1))
+
+
+def _webhook(webhook_id: str, failing_since: int | None = None) -> None:
+    models.Webhook.insert(
+        id=webhook_id, space_id="spc_1", alias=webhook_id, url="https://example.com/hook", event_types="[]",
+        create_time=NOW, update_time=NOW, failing_since=failing_since,
+    ).execute()  # fmt: skip
+
+
+def _sent(delivery_id: str, status: int) -> AttemptOutcome:
+    """An attempt of a delivery claimed under LEASE that got `status`."""
+    _delivery(delivery_id, state="SENDING", lease_expire_time=LEASE)
+    delivery = Delivery.from_row(models.Delivery.get_by_id(delivery_id))
+    task = SendTask(delivery=delivery, url="", headers={}, secrets=[], body=b"{}", attempt_number=1, lease=LEASE)
+    attempt = Attempt(
+        id=f"att_{delivery_id}", delivery_id=delivery_id, number=1, start_time=NOW, duration_ms=5,
+        status_code=status, error="" if status == 200 else f"HTTP {status}",
+    )  # fmt: skip
+    return AttemptOutcome(task=task, attempt=attempt, seen=Seen(attempt_number=1, end_time=NOW, status_code=status))
+
+
+def _record(*outcomes: AttemptOutcome) -> sending.Recorded:
+    return sending.record_outcomes(outcomes, NOW, functools.partial(decide, policy=POLICY))
+
+
+def _changes(delivery_id: str) -> list[tuple[str, str]]:
+    """The delivery's change-log entries in log order: (kind, the delivery's state it shows)."""
+    entries = models.DeliveryChange.select().where(models.DeliveryChange.delivery_id == delivery_id)
+    return [(e.kind, json.loads(e.delivery)["state"]) for e in entries.order_by(models.DeliveryChange.seq)]
+
+
+def test_a_410_also_fails_the_retry_its_batch_scheduled_earlier_for_the_same_webhook(db: None) -> None:
+    _webhook("wh_1")
+    recorded = _record(_sent("dlv_first", 500), _sent("dlv_gone", 410))
+    hook = models.Webhook.get_by_id("wh_1")
+    assert (hook.enabled, hook.disabled_reason) == (False, "gone")
+    # A disabled webhook keeps no PENDING delivery: the retry fails with the rest.
+    assert _states() == {"dlv_first": "FAILED", "dlv_gone": "FAILED"}
+    assert _changes("dlv_first") == [
+        ("ATTEMPT_RESULT", "SENDING"), ("RETRY_SCHEDULED", "PENDING"), ("FAILED", "FAILED"),
+    ]  # fmt: skip
+    assert [d.fate for d in recorded.decisions] == [Fate.RETRY, Fate.FAILED]
+
+
+def test_the_attempt_that_ends_the_auto_disable_window_fails_its_delivery_and_the_log_ends_there(db: None) -> None:
+    _webhook("wh_1", failing_since=NOW - WINDOW_MS)
+    recorded = _record(_sent("dlv_1", 500))
+    hook = models.Webhook.get_by_id("wh_1")
+    assert (hook.enabled, hook.disabled_reason) == (False, "failing")
+    row = models.Delivery.get_by_id("dlv_1")
+    assert (row.state, row.last_error) == ("FAILED", "HTTP 500; webhook disabled (failing)")
+    # A stream replaying the log ends on the state the delivery is in.
+    assert _changes("dlv_1") == [("ATTEMPT_RESULT", "SENDING"), ("FAILED", "FAILED")]
+    assert [d.fate for d in recorded.decisions] == [Fate.FAILED]
+
+
+def test_a_success_in_the_same_batch_keeps_a_failing_webhook_enabled(db: None) -> None:
+    _webhook("wh_1", failing_since=NOW - WINDOW_MS)
+    recorded = _record(_sent("dlv_failed", 500), _sent("dlv_ok", 200))
+    hook = models.Webhook.get_by_id("wh_1")
+    assert (hook.enabled, hook.failing_since, hook.last_success_time) == (True, None, NOW)
+    assert _states() == {"dlv_failed": "PENDING", "dlv_ok": "SUCCEEDED"}
+    assert [d.fate for d in recorded.decisions] == [Fate.RETRY, Fate.SUCCEEDED]
+    assert recorded.recovered == ["wh_1"]
+
+
+def test_a_webhook_disabled_while_its_attempt_was_in_flight_gets_no_retry(db: None) -> None:
+    _webhook("wh_1")
+    outcome = _sent("dlv_1", 500)
+    models.Webhook.update(enabled=False).execute()
+    assert [d.fate for d in _record(outcome).decisions] == [Fate.FAILED]
+    row = models.Delivery.get_by_id("dlv_1")
+    assert (row.state, row.last_error, row.next_attempt_time) == ("FAILED", "HTTP 500; webhook disabled", None)

@@ -11,15 +11,17 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from hookline.server.delivery.outcome import Decision, ErrorKind, Fate
 from hookline.server.delivery.worker import DeliveryWorker
 from hookline.server.settings import Settings
-from hookline.server.storage.records import Delivery, SendTask
+from hookline.server.storage.records import Delivery, SendTask, WebhookHealth
 from hookline.server.storage.sending import AttemptOutcome
 
 NOW_MS = 1_800_000_000_000
 SECRET = "whsec_" + base64.b64encode(bytes(32)).decode()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HEALTHY = WebhookHealth(enabled=True, failing_since=None)
 
 
 @asynccontextmanager
@@ -45,7 +47,8 @@ def _task(url: str) -> SendTask:
     return SendTask(delivery=delivery, url=url, headers={}, secrets=[SECRET], body=b"{}", attempt_number=1, lease=0)
 
 
-async def _attempt(handler: Handler, **settings: object) -> AttemptOutcome:
+async def _attempt(handler: Handler, **settings: object) -> tuple[AttemptOutcome, Decision]:
+    """The attempt, and what it leads to for a healthy webhook."""
     worker = DeliveryWorker(
         Settings(allow_targets=["127.0.0.0/8"], **settings),  # type: ignore[arg-type]
         clock=lambda: NOW_MS,
@@ -54,7 +57,8 @@ async def _attempt(handler: Handler, **settings: object) -> AttemptOutcome:
     async with loopback_server(handler) as url:
         await worker.open()
         try:
-            return await worker.attempt(_task(url))
+            outcome = await worker.attempt(_task(url))
+            return outcome, worker.decide(outcome.seen, HEALTHY)
         finally:
             await worker.close()
 
@@ -70,11 +74,11 @@ def test_a_body_that_trickles_past_the_timeout_is_a_timeout_not_a_success() -> N
             await asyncio.sleep(0.05)
         return response
 
-    outcome = asyncio.run(_attempt(trickle, request_timeout_s=0.5, retry_schedule="0,1s"))
-    assert outcome.succeeded is False
-    assert outcome.timed_out is True
-    assert outcome.result == "retry"
-    assert outcome.next_attempt_time is not None and outcome.next_attempt_time > NOW_MS
+    outcome, decision = asyncio.run(_attempt(trickle, request_timeout_s=0.5, retry_schedule="0,1s"))
+    assert outcome.seen.ok is False
+    assert outcome.seen.error_kind is ErrorKind.TIMEOUT
+    assert decision.fate is Fate.RETRY
+    assert decision.next_attempt_time is not None and decision.next_attempt_time > NOW_MS
     attempt = outcome.attempt
     assert attempt.status_code == 0  # no complete response: no status to judge by
     assert attempt.error.startswith("timed out (ReadTimeout) after 0.5 s")
@@ -87,6 +91,6 @@ def test_a_whole_response_within_the_timeout_is_a_success() -> None:
         await request.read()
         return web.Response(text="fine")
 
-    outcome = asyncio.run(_attempt(ok, request_timeout_s=0.5))
-    assert (outcome.succeeded, outcome.result, outcome.timed_out) == (True, "succeeded", False)
+    outcome, decision = asyncio.run(_attempt(ok, request_timeout_s=0.5))
+    assert (outcome.seen.ok, decision.fate, outcome.seen.error_kind) == (True, Fate.SUCCEEDED, ErrorKind.NONE)
     assert (outcome.attempt.status_code, outcome.attempt.error, outcome.attempt.response_body) == (200, "", b"fine")

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import jsonvalue
+from .states import JOB_ENDED, JobState
 from .storage.records import Job
 
-JOB_EVENT = {"COMPLETED": "JOB.COMPLETED", "ERROR": "JOB.ERROR", "CANCELED": "JOB.CANCELED"}
+JOB_EVENT = {JobState.COMPLETED: "JOB.COMPLETED", JobState.ERROR: "JOB.ERROR", JobState.CANCELED: "JOB.CANCELED"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ _JOB_DATA = {
         "status": {
             "type": "object",
             "properties": {
-                "state": {"enum": ["COMPLETED", "ERROR", "CANCELED"]},
+                "state": {"enum": [str(state) for state in JOB_ENDED]},
                 "code": {"type": "string"},
                 "message": {"type": "string"},
             },

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from .delivery.outcome import Decision
 from .storage import stats
 from .storage.database import FaultLog, now_ms, release_connection
 from .storage.sending import AttemptOutcome
@@ -104,10 +105,10 @@ class Metrics:
         """Add the gauges read from the database, now open (the port is bound before it is)."""
         self.registry.register(_DatabaseGauges())
 
-    def attempts_recorded(self, outcomes: Sequence[AttemptOutcome], results: Sequence[str]) -> None:
-        """Count attempts by their results as recorded (storage.sending.record_outcomes)."""
-        for o, result in zip(outcomes, results, strict=True):
-            self.deliveries.labels(result).inc()
+    def attempts_recorded(self, outcomes: Sequence[AttemptOutcome], decisions: Sequence[Decision]) -> None:
+        """Count attempts by what each led to, as recorded (storage.sending.record_outcomes)."""
+        for o, decision in zip(outcomes, decisions, strict=True):
+            self.deliveries.labels(decision.fate.value).inc()
             self.attempt_seconds.observe(o.attempt.duration_ms / 1000)
 
     def job_ended(self, state: str, code: str) -> None:

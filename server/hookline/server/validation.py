@@ -4,7 +4,8 @@ naming the field and, for size limits, the limit."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import ids, jsonvalue
@@ -12,6 +13,8 @@ from .delivery import targets, urls
 from .errors import FieldViolation, InvalidArgument, shown
 from .events import EVENT_TYPE_NAMES
 from .settings import Limits, Settings
+
+S = TypeVar("S")
 
 # Headers hookline sets itself; a webhook's extra headers may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -133,14 +136,15 @@ def require(field: str, value: str) -> None:
         raise InvalidArgument.field(field, "is required (an id or an alias)")
 
 
-def state_filter(field: str, enum: Any, value: int, prefix: str) -> str:
-    """The stored state name an enum filter asks for ('' for unspecified)."""
+def state_filter(field: str, enum: Any, value: int, states: Mapping[int, S]) -> S | None:
+    """The state an enum filter asks for, through `states` (the enum's values to
+    states; see api/convert.py), or None for unspecified."""
     if value == 0:
-        return ""
-    if value not in enum.values():
-        names = ", ".join(n for n in enum.keys() if not n.endswith("_UNSPECIFIED"))
+        return None
+    if value not in states:
+        names = ", ".join(enum.Name(v) for v in sorted(states))
         raise InvalidArgument.field(field, f"unknown value {value}; use one of {names}")
-    return enum.Name(value).removeprefix(prefix)
+    return states[value]
 
 
 # Timestamps a database can store and compare: years 1 to 9999.

@@ -1,4 +1,4 @@
-"""Records -> protobuf messages, and protobuf times -> milliseconds.
+"""Records -> protobuf messages, and states <-> the API's protobuf enums.
 
 Stored JSON is converted with jsonvalue.stored_to_value/struct, which repair
 what protobuf cannot hold instead of raising: a row written by an older version
@@ -11,7 +11,37 @@ from google.protobuf import timestamp_pb2
 from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
 
 from .. import jsonvalue
+from ..states import ChangeKind, DeliveryState, JobState
 from ..storage import records
+
+# Each state's protobuf enum value; the API's filters are read back through the
+# inverse tables. A state missing here fails its unit test, not a request.
+JOB_STATES: dict[JobState, jobs_pb2.JobState.ValueType] = {
+    JobState.WAITING: jobs_pb2.JOB_STATE_WAITING,
+    JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
+    JobState.CANCELING: jobs_pb2.JOB_STATE_CANCELING,
+    JobState.COMPLETED: jobs_pb2.JOB_STATE_COMPLETED,
+    JobState.ERROR: jobs_pb2.JOB_STATE_ERROR,
+    JobState.CANCELED: jobs_pb2.JOB_STATE_CANCELED,
+}
+DELIVERY_STATES: dict[DeliveryState, webhooks_pb2.DeliveryState.ValueType] = {
+    DeliveryState.PENDING: webhooks_pb2.DELIVERY_STATE_PENDING,
+    DeliveryState.SENDING: webhooks_pb2.DELIVERY_STATE_SENDING,
+    DeliveryState.SUCCEEDED: webhooks_pb2.DELIVERY_STATE_SUCCEEDED,
+    DeliveryState.FAILED: webhooks_pb2.DELIVERY_STATE_FAILED,
+    DeliveryState.CANCELED: webhooks_pb2.DELIVERY_STATE_CANCELED,
+}
+CHANGE_KINDS: dict[ChangeKind, webhooks_pb2.DeliveryEventKind.ValueType] = {
+    ChangeKind.QUEUED: webhooks_pb2.DELIVERY_EVENT_KIND_QUEUED,
+    ChangeKind.ATTEMPT_STARTED: webhooks_pb2.DELIVERY_EVENT_KIND_ATTEMPT_STARTED,
+    ChangeKind.ATTEMPT_RESULT: webhooks_pb2.DELIVERY_EVENT_KIND_ATTEMPT_RESULT,
+    ChangeKind.RETRY_SCHEDULED: webhooks_pb2.DELIVERY_EVENT_KIND_RETRY_SCHEDULED,
+    ChangeKind.SUCCEEDED: webhooks_pb2.DELIVERY_EVENT_KIND_SUCCEEDED,
+    ChangeKind.FAILED: webhooks_pb2.DELIVERY_EVENT_KIND_FAILED,
+    ChangeKind.CANCELED: webhooks_pb2.DELIVERY_EVENT_KIND_CANCELED,
+}
+JOB_STATES_FROM_PROTO = {value: state for state, value in JOB_STATES.items()}
+DELIVERY_STATES_FROM_PROTO = {value: state for state, value in DELIVERY_STATES.items()}
 
 
 def timestamp(ms: int | None) -> timestamp_pb2.Timestamp | None:
@@ -58,7 +88,7 @@ def job(j: records.Job) -> jobs_pb2.Job:
         flow_id=j.flow_id,
         flow_alias=j.flow_alias,
         flow_version=j.flow_version,
-        state=jobs_pb2.JobState.Value("JOB_STATE_" + j.state),
+        state=JOB_STATES[j.state],
         code=jobs_pb2.JobStatusCode.Value(j.code),
         message=j.message,
         input=jsonvalue.stored_to_value(j.input),
@@ -68,7 +98,7 @@ def job(j: records.Job) -> jobs_pb2.Job:
         end_time=timestamp(j.end_time),
         idempotency_key=j.idempotency_key,
     )
-    if j.output is not None or j.state == "COMPLETED":
+    if j.output is not None or j.state == JobState.COMPLETED:
         message.output.CopyFrom(jsonvalue.stored_to_value(j.output))
     return message
 
@@ -85,10 +115,6 @@ def event(e: records.Event) -> webhooks_pb2.Event:
     )
 
 
-def delivery_state(name: str) -> webhooks_pb2.DeliveryState.ValueType:
-    return webhooks_pb2.DeliveryState.Value("DELIVERY_STATE_" + name)
-
-
 def delivery(d: records.Delivery) -> webhooks_pb2.Delivery:
     return webhooks_pb2.Delivery(
         id=d.id,
@@ -96,7 +122,7 @@ def delivery(d: records.Delivery) -> webhooks_pb2.Delivery:
         event_id=d.event_id,
         event_type=d.event_type,
         job_id=d.job_id,
-        state=delivery_state(d.state),
+        state=DELIVERY_STATES[d.state],
         attempt_count=d.attempt_count,
         next_attempt_time=timestamp(d.next_attempt_time),
         last_status_code=d.last_status_code,
@@ -125,7 +151,7 @@ def attempt(a: records.Attempt) -> webhooks_pb2.Attempt:
 def change(c: records.Change, cursor: str) -> webhooks_pb2.DeliveryEvent:
     return webhooks_pb2.DeliveryEvent(
         cursor=cursor,
-        kind=webhooks_pb2.DeliveryEventKind.Value("DELIVERY_EVENT_KIND_" + c.kind),
+        kind=CHANGE_KINDS[c.kind],
         delivery=delivery(c.delivery),
         attempt=attempt(c.attempt) if c.attempt else None,
         time=timestamp(c.time),

@@ -55,7 +55,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
-        state = validation.state_filter("state", jobs_pb2.JobState, request.state, "JOB_STATE_")
+        state = validation.state_filter("state", jobs_pb2.JobState, request.state, convert.JOB_STATES_FROM_PROTO)
         page = PageBudget(convert.job)
         _, token = jobs.list_jobs(
             space_id,

@@ -135,7 +135,9 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
     def ListDeliveries(self, request, context):  # type: ignore[no-untyped-def]
         space_id = principal().space_id
         webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
-        state = validation.state_filter("state", webhooks_pb2.DeliveryState, request.state, "DELIVERY_STATE_")
+        state = validation.state_filter(
+            "state", webhooks_pb2.DeliveryState, request.state, convert.DELIVERY_STATES_FROM_PROTO
+        )
         page = PageBudget(convert.delivery)
         _, token = deliveries.list_deliveries(
             space_id,

@@ -28,10 +28,11 @@ from ..notify import hub
 from ..settings import Settings
 from ..storage import sending as store
 from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
-from ..storage.records import Attempt, SendTask
+from ..storage.records import Attempt, SendTask, WebhookHealth
 from ..storage.sending import AttemptOutcome
-from . import capacity, retry, targets, urls
+from . import capacity, targets, urls
 from .capacity import Capacity
+from .outcome import Decision, ErrorKind, Policy, Seen, decide
 from .transport import GuardedTransport
 
 log = logging.getLogger("hookline.delivery")
@@ -59,7 +60,7 @@ class DeliveryWorker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._metrics = metrics
-        self._auto_disable_ms = int(settings.auto_disable_after_s * 1000)
+        self._policy = Policy(settings.schedule, int(settings.auto_disable_after_s * 1000), self._rng)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
         self._capacity = Capacity(settings.delivery_concurrency, settings.webhook_max_in_flight)
         self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when its next request may start
@@ -126,7 +127,8 @@ class DeliveryWorker:
             await self._throttle(task)
             self._capacity.sent(webhook_id, delivery_id)
             outcome = await self.attempt(task)
-            slow = outcome.timed_out or outcome.attempt.duration_ms >= capacity.SLOW_S * 1000
+            timed_out = outcome.seen.error_kind is ErrorKind.TIMEOUT
+            slow = timed_out or outcome.attempt.duration_ms >= capacity.SLOW_S * 1000
             if self._capacity.answered(webhook_id, delivery_id, slow) and self._wake is not None:
                 self._wake.set()  # room for another webhook not yet answered, or a slow one
             self._outcomes.append(outcome)
@@ -157,7 +159,7 @@ class DeliveryWorker:
         delay, tries = 0.05, 0
         while True:
             try:
-                recorded = await self._db_call(store.record_outcomes, batch, self._clock(), self._auto_disable_ms)
+                recorded = await self._db_call(store.record_outcomes, batch, self._clock(), self.decide)
             except Exception as error:
                 tries += 1
                 if (database_fault(error) is None or self._stopping.is_set()) and tries >= 5:
@@ -168,7 +170,7 @@ class DeliveryWorker:
                 delay = min(delay * 2, 1.0)
                 continue
             if self._metrics:
-                self._metrics.attempts_recorded(batch, recorded.results)
+                self._metrics.attempts_recorded(batch, recorded.decisions)
             for webhook_id in recorded.recovered:
                 task = asyncio.create_task(self._expedite(webhook_id))
                 self._expediting.add(task)  # held until done, or it could be collected
@@ -198,8 +200,13 @@ class DeliveryWorker:
         if slot > now:
             await asyncio.sleep(slot - now)
 
+    def decide(self, seen: Seen, webhook: WebhookHealth | None) -> Decision:
+        """What an attempt leads to under this worker's retry policy; storage
+        asks as it records the attempt, with the webhook's state at that time."""
+        return decide(seen, webhook, self._policy)
+
     async def attempt(self, task: SendTask) -> AttemptOutcome:
-        """One HTTP try of a delivery, and what happens next."""
+        """One HTTP try of a delivery: what it saw."""
         assert self._client is not None
         d = task.delivery
         start_ms = self._clock()
@@ -210,9 +217,7 @@ class DeliveryWorker:
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = USER_AGENT
         status, error, response_headers, body, truncated = 0, "", {}, b"", False
-        retry_after: float | None = None
-        refused: targets.TargetRefused | None = None
-        timed_out = False
+        error_kind = ErrorKind.NONE
         try:
             problem = urls.problem(task.url)
             if problem:  # stored by an older server that took it
@@ -224,11 +229,9 @@ class DeliveryWorker:
                 status = response.status_code
                 response_headers = dict(response.headers)
                 body, truncated = await _read_capped(response, self._settings.response_capture_bytes)
-                if status in (429, 503):
-                    retry_after = retry.parse_retry_after(response.headers.get("retry-after"), now=time.time())
         except Exception as exc:
             refused = targets.refused_in(exc)
-            timed_out = isinstance(exc, httpx.TimeoutException)
+            error_kind = _error_kind(exc, refused)
             error = _describe(exc, refused, time.monotonic() - started, status)
             # One outcome per attempt: a response that did not arrive whole within
             # the timeout is a failed attempt, whatever its status line said.
@@ -236,19 +239,14 @@ class DeliveryWorker:
             if refused is None and not isinstance(exc, (httpx.HTTPError, httpx.InvalidURL)):
                 log.warning("delivery %s: unexpected failure sending", d.id, exc_info=True)
         duration_ms = int((time.monotonic() - started) * 1000)
-        succeeded = not error and 200 <= status < 300
-        if not succeeded and not error:
-            error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
-        next_time = None
-        disable_reason = ""
-        if status == 410:
-            disable_reason = "gone"  # the receiver says this endpoint is gone for good
-        elif not succeeded and refused is None:  # a refusal is final: no retry could be allowed
-            delay = retry.next_delay(
-                self._settings.schedule, task.attempt_number, rng=self._rng, retry_after=retry_after
-            )
-            if delay is not None:
-                next_time = self._clock() + int(delay * 1000)
+        seen = Seen(
+            attempt_number=task.attempt_number,
+            end_time=self._clock(),
+            status_code=status,
+            error_kind=error_kind,
+            error=error,
+            retry_after=response_headers.get("retry-after"),
+        )
         attempt = Attempt(
             id=ids.new_id("att"),
             delivery_id=d.id,
@@ -256,14 +254,14 @@ class DeliveryWorker:
             start_time=start_ms,
             duration_ms=duration_ms,
             status_code=status,
-            error=error,
+            error=seen.problem,
             response_headers=response_headers,
             response_body=body,
             response_truncated=truncated,
         )
         # Successes are the bulk of the traffic: kept out of the default log.
         log.log(
-            logging.DEBUG if succeeded else logging.INFO,
+            logging.DEBUG if seen.ok else logging.INFO,
             "delivery %s attempt %d to webhook %s: %s in %d ms",
             d.id,
             task.attempt_number,
@@ -271,14 +269,7 @@ class DeliveryWorker:
             status or error,
             duration_ms,
         )
-        return AttemptOutcome(
-            task=task,
-            attempt=attempt,
-            succeeded=succeeded,
-            next_attempt_time=next_time,
-            disable_reason=disable_reason,
-            timed_out=timed_out,
-        )
+        return AttemptOutcome(task=task, attempt=attempt, seen=seen)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -381,6 +372,14 @@ class DeliveryWorker:
 def _url(text: str) -> httpx.URL:
     """A webhook's URL parsed once, not at every send."""
     return httpx.URL(text)
+
+
+def _error_kind(error: Exception, refused: targets.TargetRefused | None) -> ErrorKind:
+    if refused is not None:
+        return ErrorKind.REFUSED
+    if isinstance(error, httpx.TimeoutException):
+        return ErrorKind.TIMEOUT
+    return ErrorKind.TRANSPORT
 
 
 def _describe(error: Exception, refused: targets.TargetRefused | None, elapsed_s: float, status: int = 0) -> str:

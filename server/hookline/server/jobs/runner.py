@@ -23,6 +23,7 @@ from ..errors import InvalidArgument
 from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
+from ..states import JobState
 from ..storage import jobs as job_store
 from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.groupcommit import GroupCommit
@@ -181,7 +182,7 @@ class JobRunner:
             next_id = self._next_queued()
             ended, next_item = self._finish(job.id, outcome, next_id)
             if ended:
-                level = logging.DEBUG if ended.state == "COMPLETED" else logging.INFO
+                level = logging.DEBUG if ended.state == JobState.COMPLETED else logging.INFO
                 log.log(level, "job %s ended %s/%s", job.id, ended.state, ended.code)
                 if self._metrics:
                     self._metrics.job_ended(ended.state, ended.code)
@@ -200,16 +201,16 @@ class JobRunner:
         """(state, code, message, output JSON) of running the job; None when it was
         interrupted because the runner is stopping."""
         try:
-            return ("COMPLETED", "JOB_SUCCESS", "", self._run(item, cancel))
+            return (JobState.COMPLETED, "JOB_SUCCESS", "", self._run(item, cancel))
         except flowdef.JobFailure as failure:
-            return ("ERROR", failure.code, failure.message, None)
+            return (JobState.ERROR, failure.code, failure.message, None)
         except flowdef.Canceled:
             if self._stopping.is_set():
                 return None
-            return ("CANCELED", "JOB_USER_CANCELED", job_store.USER_CANCELED, None)
+            return (JobState.CANCELED, "JOB_USER_CANCELED", job_store.USER_CANCELED, None)
         except Exception as error:  # a bug in a step must still end the job
             log.exception("job %s failed unexpectedly", item.job.id)
-            return ("ERROR", "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
+            return (JobState.ERROR, "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
 
     def _run(self, item: ClaimedJob, cancel: threading.Event) -> str:
         """The job's output as JSON text; raises JobFailure or Canceled."""

@@ -14,6 +14,7 @@ from peewee import fn
 
 from .. import ids, notify
 from ..errors import FailedPrecondition, NotFound, shown
+from ..states import DELIVERY_UNFINISHED, ChangeKind, DeliveryState
 from . import models as m
 from . import statements
 from .database import is_postgres, now_ms
@@ -21,15 +22,13 @@ from .lookup import webhook_row
 from .paging import filtered, paginate
 from .records import Attempt, Change, Delivery, Event
 
-UNFINISHED = ("PENDING", "SENDING")
-
 
 def subscribers(webhooks: Iterable[m.Webhook], event_type: str) -> list[m.Webhook]:
     return [w for w in webhooks if w.enabled and event_type in json.loads(w.event_types)]
 
 
 def log_change(
-    changes: list[dict[str, Any]], delivery: Delivery, kind: str, time: int, attempt_id: str | None = None
+    changes: list[dict[str, Any]], delivery: Delivery, kind: ChangeKind, time: int, attempt_id: str | None = None
 ) -> None:
     changes.append(
         dict(
@@ -107,7 +106,7 @@ class Outbox:
                 event_type=event_type,
                 job_id=job_id,
                 flow_id=flow_id,
-                state="PENDING",
+                state=DeliveryState.PENDING,
                 attempt_count=0,
                 next_attempt_time=now,
                 last_status_code=0,
@@ -119,7 +118,7 @@ class Outbox:
         ]
         for d in deliveries:
             self._deliveries.append(vars(d))
-            log_change(self._changes, d, "QUEUED", now)
+            log_change(self._changes, d, ChangeKind.QUEUED, now)
         return event, deliveries
 
     def flush(self) -> None:
@@ -196,7 +195,7 @@ def list_deliveries(
     webhook_id: str = "",
     job_id: str = "",
     event_id: str = "",
-    state: str = "",
+    state: DeliveryState | None = None,
     after: int | None = None,
     before: int | None = None,
     fits: Callable[[Delivery], bool] | None = None,
@@ -205,7 +204,7 @@ def list_deliveries(
         m.Delivery.select().where(m.Delivery.space_id == space_id), m.Delivery,
         webhook_id=webhook_id, job_id=job_id, event_id=event_id, state=state, after=after, before=before,
     )  # fmt: skip
-    filters = [webhook_id, job_id, event_id, state, after, before]
+    filters = [webhook_id, job_id, event_id, state or "", after, before]
     return paginate(q, m.Delivery.id, page_size, page_token, filters, Delivery.from_row, fits)
 
 
@@ -218,7 +217,12 @@ def list_attempts(
 
 
 def update_delivery(
-    delivery: Delivery, changes: list[dict[str, Any]], kind: str, now: int, attempt_id: str | None = None, **fields: Any
+    delivery: Delivery,
+    changes: list[dict[str, Any]],
+    kind: ChangeKind,
+    now: int,
+    attempt_id: str | None = None,
+    **fields: Any,
 ) -> Delivery:
     for key, value in fields.items():
         if hasattr(delivery, key):  # columns such as the lease are not part of the record
@@ -233,7 +237,7 @@ def retry_delivery(space_id: str, delivery_id: str) -> Delivery:
     """Queue one more attempt now (RetryDelivery)."""
     with m.db.atomic():
         delivery = get_delivery(space_id, delivery_id)
-        if delivery.state in ("SENDING", "CANCELED"):
+        if delivery.state in (DeliveryState.SENDING, DeliveryState.CANCELED):
             raise FailedPrecondition(
                 f"delivery {delivery_id} is {delivery.state}; it can be retried once it is not "
                 "SENDING, and never once CANCELED"
@@ -245,7 +249,9 @@ def retry_delivery(space_id: str, delivery_id: str) -> Delivery:
             )
         now = now_ms()
         changes: list[dict[str, Any]] = []
-        update_delivery(delivery, changes, "RETRY_SCHEDULED", now, state="PENDING", next_attempt_time=now)
+        update_delivery(
+            delivery, changes, ChangeKind.RETRY_SCHEDULED, now, state=DeliveryState.PENDING, next_attempt_time=now
+        )
         flush_changes(changes)
         notify.after_commit("deliveries")
     return delivery
@@ -261,7 +267,7 @@ def recover_deliveries(space_id: str, webhook_ref: str, since: int) -> int:
             m.Delivery.select().where(
                 (m.Delivery.space_id == space_id)
                 & (m.Delivery.webhook_id == hook.id)
-                & (m.Delivery.state == "FAILED")
+                & (m.Delivery.state == DeliveryState.FAILED)
                 & (m.Delivery.create_time >= since)
             )
         )
@@ -269,7 +275,12 @@ def recover_deliveries(space_id: str, webhook_ref: str, since: int) -> int:
         changes: list[dict[str, Any]] = []
         for row in rows:
             update_delivery(
-                Delivery.from_row(row), changes, "RETRY_SCHEDULED", now, state="PENDING", next_attempt_time=now
+                Delivery.from_row(row),
+                changes,
+                ChangeKind.RETRY_SCHEDULED,
+                now,
+                state=DeliveryState.PENDING,
+                next_attempt_time=now,
             )
         flush_changes(changes)
         notify.after_commit("deliveries")
@@ -278,15 +289,17 @@ def recover_deliveries(space_id: str, webhook_ref: str, since: int) -> int:
 
 def fail_pending_of_webhook(webhook_id: str, reason: str) -> None:
     """A disabled webhook's PENDING deliveries become FAILED (in-flight ones finish)."""
-    _finish_unfinished(webhook_id, ("PENDING",), "FAILED", reason)
+    _finish_unfinished(webhook_id, (DeliveryState.PENDING,), DeliveryState.FAILED, ChangeKind.FAILED, reason)
 
 
 def cancel_unfinished_of_webhook(webhook_id: str) -> None:
     """A deleted webhook's unfinished deliveries become CANCELED, which is final."""
-    _finish_unfinished(webhook_id, UNFINISHED, "CANCELED", "webhook deleted")
+    _finish_unfinished(webhook_id, DELIVERY_UNFINISHED, DeliveryState.CANCELED, ChangeKind.CANCELED, "webhook deleted")
 
 
-def _finish_unfinished(webhook_id: str, states: tuple[str, ...], state: str, reason: str) -> None:
+def _finish_unfinished(
+    webhook_id: str, states: tuple[DeliveryState, ...], state: DeliveryState, kind: ChangeKind, reason: str
+) -> None:
     rows = m.Delivery.select().where((m.Delivery.webhook_id == webhook_id) & (m.Delivery.state.in_(states)))
     now = now_ms()
     changes: list[dict[str, Any]] = []
@@ -294,7 +307,7 @@ def _finish_unfinished(webhook_id: str, states: tuple[str, ...], state: str, rea
         update_delivery(
             Delivery.from_row(row),
             changes,
-            state,
+            kind,
             now,
             state=state,
             next_attempt_time=None,
@@ -343,7 +356,7 @@ def as_changes(entries: Sequence[m.DeliveryChange]) -> list[Change]:
     return [
         Change(
             seq=e.seq,
-            kind=e.kind,
+            kind=ChangeKind(e.kind),
             delivery=Delivery.from_snapshot(e.delivery),
             attempt=attempts.get(e.attempt_id) if e.attempt_id else None,
             time=e.time,

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, HooklineError, NotFound, shown
+from ..states import JOB_ACTIVE, JOB_ENDED, JobState
 from . import models as m
 from . import statements
 from .database import is_postgres, now_ms
@@ -21,10 +22,8 @@ from .paging import filtered, paginate
 from .records import ClaimedJob, Job
 from .webhooks import flow_webhooks
 
-TERMINAL = ("COMPLETED", "ERROR", "CANCELED")
 USER_CANCELED = "canceled by a user"
 FLOW_DELETED = "canceled by the system: the flow was deleted"
-ACTIVE = ("RUNNING", "CANCELING")
 
 
 def _locking(query: Any, *, skip_locked: bool = False) -> Any:
@@ -63,7 +62,7 @@ def list_jobs(
     page_token: str,
     *,
     flow_ref: str = "",
-    state: str = "",
+    state: JobState | None = None,
     correlation_id: str = "",
     fits: Callable[[Job], bool] | None = None,
 ) -> tuple[list[Job], str]:
@@ -72,7 +71,7 @@ def list_jobs(
         m.Job.select().where(m.Job.space_id == space_id), m.Job,
         flow_id=flow_id, state=state, correlation_id=correlation_id,
     )  # fmt: skip
-    return paginate(q, m.Job.id, page_size, page_token, [flow_id, state, correlation_id], Job.from_row, fits)
+    return paginate(q, m.Job.id, page_size, page_token, [flow_id, state or "", correlation_id], Job.from_row, fits)
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ def _start(
         flow_id=flow.id,
         flow_alias=flow.alias,
         flow_version=run_version,
-        state="WAITING",
+        state=JobState.WAITING,
         code="JOB_WAITING",
         message="",
         input=r.input_json,
@@ -207,7 +206,7 @@ def _ending() -> Iterator[_Ends]:
 
 
 def _end(
-    row: m.Job, state: str, code: str, message: str, output_json: str | None = None, *, ends: _Ends | None = None
+    row: m.Job, state: JobState, code: str, message: str, output_json: str | None = None, *, ends: _Ends | None = None
 ) -> Job:
     """End a job and record its event, in the caller's transaction: now, or
     with the other `ends` when they are written."""
@@ -239,10 +238,10 @@ def cancel_job(space_id: str, job_id: str) -> Job:
         row = _locking(m.Job.select().where((m.Job.id == job_id) & (m.Job.space_id == space_id))).first()
         if row is None:
             raise NotFound(f"job {shown(job_id)} not found")
-        if row.state == "WAITING":
-            return _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED)
-        if row.state == "RUNNING":
-            m.Job.update(state="CANCELING", cancel_code="JOB_USER_CANCELED").where(m.Job.id == row.id).execute()
+        if row.state == JobState.WAITING:
+            return _end(row, JobState.CANCELED, "JOB_USER_CANCELED", USER_CANCELED)
+        if row.state == JobState.RUNNING:
+            m.Job.update(state=JobState.CANCELING, cancel_code="JOB_USER_CANCELED").where(m.Job.id == row.id).execute()
             notify.after_commit("jobs")
             return get_job(space_id, job_id)
     raise FailedPrecondition(f"job {job_id} is {row.state}; only WAITING or RUNNING jobs can be canceled")
@@ -252,23 +251,23 @@ def cancel_waiting(space_id: str, flow_ref: str) -> int:
     """Cancel every WAITING job of a flow (or of the space when `flow_ref` is
     empty): one event per job."""
     with m.db.atomic():
-        q = m.Job.select().where((m.Job.space_id == space_id) & (m.Job.state == "WAITING"))
+        q = m.Job.select().where((m.Job.space_id == space_id) & (m.Job.state == JobState.WAITING))
         if flow_ref:
             q = q.where(m.Job.flow_id == flow_row(space_id, flow_ref).id)
         rows = list(_locking(q))
         with _ending() as ends:
             for row in rows:
-                _end(row, "CANCELED", "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
+                _end(row, JobState.CANCELED, "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
     return len(rows)
 
 
 def cancel_flow_jobs(flow_id: str) -> None:
     """The flow is being deleted: its WAITING and RUNNING jobs end CANCELED
     (JOB_SYSTEM_CANCELED) now, with their events; runners notice and stop."""
-    rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_(("WAITING",) + ACTIVE)))
+    rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_((JobState.WAITING, *JOB_ACTIVE))))
     with _ending() as ends:
         for row in list(_locking(rows)):
-            _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
+            _end(row, JobState.CANCELED, "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
 
 
 @lru_cache(maxsize=64)
@@ -281,11 +280,12 @@ def _claim_sql(param: str, postgres: bool, listed: int) -> str:
         which = ", ".join([param] * listed)
     else:
         which = (
-            f"""SELECT "id" FROM "job" WHERE "state" = 'WAITING' ORDER BY "create_time" LIMIT {param}{skip_locked}"""
+            f"""SELECT "id" FROM "job" WHERE "state" = '{JobState.WAITING}'"""
+            f""" ORDER BY "create_time" LIMIT {param}{skip_locked}"""
         )
     return (
-        f"""UPDATE "job" SET "state" = 'RUNNING', "code" = 'JOB_RUNNING', "claim_time" = {param},"""
-        f""" "lease_expire_time" = {param} WHERE "state" = 'WAITING' AND "id" IN ({which}) RETURNING *"""
+        f"""UPDATE "job" SET "state" = '{JobState.RUNNING}', "code" = 'JOB_RUNNING', "claim_time" = {param},"""
+        f""" "lease_expire_time" = {param} WHERE "state" = '{JobState.WAITING}' AND "id" IN ({which}) RETURNING *"""
     )
 
 
@@ -306,7 +306,9 @@ def claim(now: int, limit: int, lease_ms: int, *, queued: Sequence[str] = ()) ->
 @lru_cache(maxsize=64)
 def _waiting_sql(param: str, excluded: int) -> str:
     unless = f""" AND "id" NOT IN ({", ".join([param] * excluded)})""" if excluded else ""
-    return f"""SELECT "id" FROM "job" WHERE "state" = 'WAITING'{unless} ORDER BY "create_time" LIMIT {param}"""
+    return (
+        f"""SELECT "id" FROM "job" WHERE "state" = '{JobState.WAITING}'{unless} ORDER BY "create_time" LIMIT {param}"""
+    )
 
 
 def waiting(limit: int, exclude: Collection[str] = ()) -> list[str]:
@@ -348,7 +350,7 @@ def _claimed(sql: str, params: list[Any]) -> list[ClaimedJob]:
                 version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
                 definitions[key] = None if version is None else json.loads(version.definition)
             if definitions[key] is None:  # its flow was deleted meanwhile: the job cannot run
-                _end(row, "CANCELED", "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
+                _end(row, JobState.CANCELED, "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
                 continue
             claimed.append(ClaimedJob(job=Job.from_row(row), definition=definitions[key]))
     return claimed
@@ -362,48 +364,50 @@ def renew(job_ids: Sequence[str], now: int, lease_ms: int) -> set[str]:
     with m.db.atomic():
         active = [
             row.id
-            for row in _locking(m.Job.select(m.Job.id).where(m.Job.id.in_(list(job_ids)) & m.Job.state.in_(ACTIVE)))
+            for row in _locking(m.Job.select(m.Job.id).where(m.Job.id.in_(list(job_ids)) & m.Job.state.in_(JOB_ACTIVE)))
         ]
         if active:
             m.Job.update(lease_expire_time=now + lease_ms).where(m.Job.id.in_(active)).execute()
         running = {
             job_id
             for (job_id,) in m.Job.select(m.Job.id)
-            .where(m.Job.id.in_(list(job_ids)) & (m.Job.state == "RUNNING"))
+            .where(m.Job.id.in_(list(job_ids)) & (m.Job.state == JobState.RUNNING))
             .tuples()
         }
     return set(job_ids) - running
 
 
-def finish(job_id: str, state: str, code: str, message: str, output_json: str | None) -> Job | None:
+def finish(job_id: str, state: JobState, code: str, message: str, output_json: str | None) -> Job | None:
     """End a claimed job with its run's outcome. Once CANCELING is set, cancel
     wins. Returns None when the job had already ended (nothing to do)."""
     return finish_many([(job_id, state, code, message, output_json)])[0]
 
 
-def finish_many(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> list[Job | None]:
+def finish_many(outcomes: Sequence[tuple[str, JobState, str, str, str | None]]) -> list[Job | None]:
     """finish() for each (job id, state, code, message, output JSON), in one transaction."""
     with m.db.atomic():
         return _finish_rows(outcomes)
 
 
-def _finish_rows(outcomes: Sequence[tuple[str, str, str, str, str | None]]) -> list[Job | None]:
+def _finish_rows(outcomes: Sequence[tuple[str, JobState, str, str, str | None]]) -> list[Job | None]:
     ended: list[Job | None] = []
     with _ending() as ends:
         rows = {row.id: row for row in _locking(m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes])))}
         for job_id, state, code, message, output_json in outcomes:
             row = rows.get(job_id)
-            if row is None or row.state in TERMINAL:
+            if row is None or row.state in JOB_ENDED:
                 ended.append(None)
-            elif row.state == "CANCELING":
-                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends))
+            elif row.state == JobState.CANCELING:
+                ended.append(
+                    _end(row, JobState.CANCELED, row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
+                )
             else:
                 ended.append(_end(row, state, code, message, output_json, ends=ends))
     return ended
 
 
 def finish_and_claim(
-    outcomes: Sequence[tuple[str, str, str, str, str | None]], next_ids: Sequence[str], now: int, lease_ms: int
+    outcomes: Sequence[tuple[str, JobState, str, str, str | None]], next_ids: Sequence[str], now: int, lease_ms: int
 ) -> tuple[list[Job | None], list[ClaimedJob | None]]:
     """finish_many(outcomes), and claim the jobs of `next_ids` (read by `waiting`)
     that are still WAITING, in one transaction: a worker ends its job and claims
@@ -420,23 +424,25 @@ def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:
     reaps every active job (when no other process can be running one)."""
     ended = []
     with m.db.atomic(), _ending() as ends:
-        query = m.Job.select().where(m.Job.state.in_(ACTIVE))
+        query = m.Job.select().where(m.Job.state.in_(JOB_ACTIVE))
         if not all_leases:
             query = query.where(m.Job.lease_expire_time < now)
         rows = list(_locking(query, skip_locked=True))  # a locked one is being ended or renewed
         for row in rows:
-            if row.state == "CANCELING":
-                ended.append(_end(row, "CANCELED", row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends))
+            if row.state == JobState.CANCELING:
+                ended.append(
+                    _end(row, JobState.CANCELED, row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
+                )
             else:
                 message = "the job's runner stopped without finishing it"
-                ended.append(_end(row, "ERROR", "ZOMBIE_PROCESS", message, ends=ends))
+                ended.append(_end(row, JobState.ERROR, "ZOMBIE_PROCESS", message, ends=ends))
     return ended
 
 
 def release(job_id: str) -> None:
     """Give a RUNNING job back (graceful shutdown): WAITING again, unclaimed."""
     with m.db.atomic():
-        m.Job.update(state="WAITING", code="JOB_WAITING", claim_time=None, lease_expire_time=None).where(
-            (m.Job.id == job_id) & (m.Job.state == "RUNNING")
+        m.Job.update(state=JobState.WAITING, code="JOB_WAITING", claim_time=None, lease_expire_time=None).where(
+            (m.Job.id == job_id) & (m.Job.state == JobState.RUNNING)
         ).execute()
         notify.after_commit("jobs")

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..states import JOB_ENDED, ChangeKind, DeliveryState, JobState
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -50,6 +52,15 @@ class Webhook:
         )
 
 
+@dataclass(frozen=True)
+class WebhookHealth:
+    """A webhook's state as it bears on what an attempt to it leads to
+    (delivery/outcome.py), read when the attempt is recorded."""
+
+    enabled: bool
+    failing_since: int | None  # ms: its deliveries have failed since then with no success; None if not failing
+
+
 @dataclass
 class Flow:
     id: str
@@ -71,7 +82,7 @@ class Job:
     flow_id: str
     flow_alias: str
     flow_version: int
-    state: str
+    state: JobState
     code: str
     message: str
     input: Any
@@ -84,7 +95,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("COMPLETED", "ERROR", "CANCELED")
+        return self.state in JOB_ENDED
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -94,7 +105,7 @@ class Job:
             flow_id=row.flow_id,
             flow_alias=row.flow_alias,
             flow_version=row.flow_version,
-            state=row.state,
+            state=JobState(row.state),
             code=row.code,
             message=row.message,
             input=json.loads(row.input),
@@ -149,7 +160,7 @@ class Delivery:
     event_type: str
     job_id: str
     flow_id: str
-    state: str
+    state: DeliveryState
     attempt_count: int
     next_attempt_time: int | None
     last_status_code: int
@@ -167,7 +178,7 @@ class Delivery:
             event_type=row.event_type,
             job_id=row.job_id,
             flow_id=row.flow_id,
-            state=row.state,
+            state=DeliveryState(row.state),
             attempt_count=row.attempt_count,
             next_attempt_time=row.next_attempt_time,
             last_status_code=row.last_status_code,
@@ -182,7 +193,9 @@ class Delivery:
     @classmethod
     def from_snapshot(cls, text: str) -> Delivery:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in names})
+        delivery = cls(**{k: v for k, v in json.loads(text).items() if k in names})
+        delivery.state = DeliveryState(delivery.state)
+        return delivery
 
 
 @dataclass
@@ -219,7 +232,7 @@ class Change:
     """One entry of the delivery change log."""
 
     seq: int
-    kind: str
+    kind: ChangeKind
     delivery: Delivery
     attempt: Attempt | None
     time: int

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from peewee import EXCLUDED, JOIN, Cast
 
+from ..states import DELIVERY_UNFINISHED, JOB_ENDED
 from . import models as m
-from .deliveries import UNFINISHED
-from .jobs import TERMINAL
 
 
 def purge_deliveries(cutoff: int, batch: int) -> int:
@@ -16,7 +15,7 @@ def purge_deliveries(cutoff: int, batch: int) -> int:
         ids = [
             d
             for (d,) in m.Delivery.select(m.Delivery.id)
-            .where((m.Delivery.create_time < cutoff) & m.Delivery.state.not_in(UNFINISHED))
+            .where((m.Delivery.create_time < cutoff) & m.Delivery.state.not_in(DELIVERY_UNFINISHED))
             .limit(batch)
             .tuples()
         ]
@@ -71,7 +70,7 @@ def purge_jobs(cutoff: int, batch: int) -> int:
         ids = [
             j
             for (j,) in m.Job.select(m.Job.id)
-            .where(m.Job.state.in_(TERMINAL) & (m.Job.end_time < cutoff))
+            .where(m.Job.state.in_(JOB_ENDED) & (m.Job.end_time < cutoff))
             .limit(batch)
             .tuples()
         ]

@@ -4,20 +4,25 @@ worker held."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import fn
 
 from .. import notify
+from ..states import ChangeKind, DeliveryState
 from . import models as m
 from . import statements, webhooks
 from .database import is_postgres, now_ms
 from .deliveries import flush_changes, log_change, update_delivery
-from .records import Attempt, Delivery, SendTask
+from .records import Attempt, Delivery, SendTask, WebhookHealth
+
+if TYPE_CHECKING:  # storage applies the delivery policy's decisions; it does not import the policy
+    from ..delivery.outcome import Decision, Seen
 
 
 def claim_due(
@@ -42,12 +47,13 @@ def claim_due(
     with m.db.atomic():
         window = capacity * per_webhook_cap
         skipped = _padded(blocked)
-        params = ["PENDING", now, *skipped, window, per_webhook_cap, capacity * 2]
+        params = [DeliveryState.PENDING, now, *skipped, window, per_webhook_cap, capacity * 2]
         candidates = m.db.execute_sql(_candidates_sql(len(skipped), m.db.param), params).fetchall()
         chosen = choose(candidates, capacity)[:capacity]
         if not chosen:
             return []
-        params = ["SENDING", now + lease_ms, now, *chosen, *(["PENDING"] if postgres else []), "", "PENDING"]
+        pending = DeliveryState.PENDING
+        params = [DeliveryState.SENDING, now + lease_ms, now, *chosen, *([pending] if postgres else []), "", pending]
         rows = list(m.Delivery.raw(_take_sql(len(chosen), m.db.param, postgres), *params))
         if not rows:
             return []
@@ -62,11 +68,11 @@ def claim_due(
             hook = hooks.get(d.webhook_id)
             if hook is None or not hook.enabled:
                 # Disabled while this delivery was held elsewhere (e.g. released by a dead worker).
-                update_delivery(d, changes, "FAILED", now, state="FAILED", next_attempt_time=None,
+                update_delivery(d, changes, ChangeKind.FAILED, now, state=DeliveryState.FAILED, next_attempt_time=None,
                                 lease_expire_time=None, last_error="webhook disabled")  # fmt: skip
                 continue
-            d.state = "SENDING"
-            log_change(changes, d, "ATTEMPT_STARTED", now)
+            d.state = DeliveryState.SENDING
+            log_change(changes, d, ChangeKind.ATTEMPT_STARTED, now)
             tasks.append(
                 SendTask(
                     delivery=d,
@@ -99,7 +105,7 @@ def _padded(webhook_ids: Sequence[str]) -> list[str]:
 @lru_cache(maxsize=64)
 def _candidates_sql(blocked: int, param: str) -> str:
     """Parameters: "PENDING", now, the blocked webhooks' ids, window, per-webhook cap, limit."""
-    due_now = (m.Delivery.state == "PENDING") & (m.Delivery.next_attempt_time <= 0)
+    due_now = (m.Delivery.state == DeliveryState.PENDING) & (m.Delivery.next_attempt_time <= 0)
     if blocked:
         due_now &= m.Delivery.webhook_id.not_in([""] * blocked)
     earliest = (
@@ -126,10 +132,13 @@ def _candidates_sql(blocked: int, param: str) -> str:
 def _take_sql(count: int, param: str, postgres: bool) -> str:
     """Parameters: "SENDING", lease expiry, now, the ids, ("PENDING" on PostgreSQL), "", "PENDING"."""
     return (
-        m.Delivery.update(state="SENDING", lease_expire_time=0, update_time=0)
+        m.Delivery.update(state=DeliveryState.SENDING, lease_expire_time=0, update_time=0)
         # The state as an expression, not the bare column: given the column, SQLite
         # picks the state index and scans every PENDING row instead of the ids' keys.
-        .where(m.Delivery.id.in_(_lockable([""] * count, postgres)) & (m.Delivery.state.concat("") == "PENDING"))
+        .where(
+            m.Delivery.id.in_(_lockable([""] * count, postgres))
+            & (m.Delivery.state.concat("") == DeliveryState.PENDING)
+        )
         .returning(m.Delivery)
         .sql()[0]
     )
@@ -141,7 +150,7 @@ def _lockable(delivery_ids: list[str], postgres: bool) -> Any:
         return delivery_ids
     return (
         m.Delivery.select(m.Delivery.id)
-        .where(m.Delivery.id.in_(delivery_ids) & (m.Delivery.state == "PENDING"))
+        .where(m.Delivery.id.in_(delivery_ids) & (m.Delivery.state == DeliveryState.PENDING))
         .for_update("FOR UPDATE SKIP LOCKED")  # type: ignore[arg-type]  # peewee takes the clause; its stubs say bool
     )
 
@@ -153,9 +162,9 @@ def _requeue(rows: Sequence[m.Delivery], now: int, **fields: Any) -> None:
         update_delivery(
             Delivery.from_row(row),
             changes,
-            "RETRY_SCHEDULED",
+            ChangeKind.RETRY_SCHEDULED,
             now,
-            state="PENDING",
+            state=DeliveryState.PENDING,
             next_attempt_time=now,
             lease_expire_time=None,
             **fields,
@@ -170,7 +179,9 @@ def release(delivery_ids: Sequence[str]) -> None:
     if not delivery_ids:
         return
     with m.db.atomic():
-        rows = m.Delivery.select().where(m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == "SENDING"))
+        rows = m.Delivery.select().where(
+            m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == DeliveryState.SENDING)
+        )
         _requeue(list(rows), now_ms())
 
 
@@ -186,43 +197,37 @@ def _active_secrets(webhook_ids: set[str], now: int) -> dict[str, list[str]]:
 
 @dataclass
 class AttemptOutcome:
-    """What one HTTP try gave and what happens next, as the worker decided it."""
+    """What one HTTP try gave; what it leads to is decided as it is recorded."""
 
     task: SendTask
     attempt: Attempt
-    succeeded: bool
-    next_attempt_time: int | None  # None: no retry left (FAILED) unless succeeded
-    disable_reason: str = ""  # set when the response disables the webhook (410)
-    timed_out: bool = False  # no complete response within the request timeout
-
-    @property
-    def result(self) -> str:
-        """What the worker decided of the delivery: "succeeded", "retry" or "failed"."""
-        if self.succeeded:
-            return "succeeded"
-        return "retry" if self.next_attempt_time is not None and not self.disable_reason else "failed"
+    seen: Seen
 
 
-# A result as the change that records it.
-_RESULTS = {"SUCCEEDED": "succeeded", "RETRY_SCHEDULED": "retry", "FAILED": "failed"}
+# What a delivery's attempt leads to, given its webhook's state when it is recorded
+# (delivery.outcome.decide, under the worker's retry policy).
+Decide = Callable[["Seen", WebhookHealth | None], "Decision"]
 
 
 @dataclass
 class Recorded:
     """What recording a batch of outcomes did."""
 
-    results: list[str]  # each outcome's result as recorded: "succeeded", "retry" or "failed"
+    decisions: list[Decision]  # one per outcome, in order
     recovered: list[str]  # webhooks that were failing and succeeded again
 
 
-def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_after_ms: int | None = None) -> Recorded:
-    """Store attempts and move their deliveries on, all in one transaction.
-    Each outcome's result is the worker's, unless the webhook was disabled meanwhile.
+def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, decide: Decide) -> Recorded:
+    """Store attempts, and move their deliveries and webhooks on as `decide`
+    says, all in one transaction. It is given each webhook's state as of now
+    (disabled or deleted while the attempt was in flight, or failing), where a
+    success anywhere in the batch ends the webhook's failing. A delivery whose
+    lease this claim no longer holds has its attempt recorded, not its state.
 
-    Also tracks each webhook's health: a webhook whose deliveries have failed,
-    with no success, for `auto_disable_after_ms` is disabled (reason "failing");
-    one that was failing and succeeds again has recovered (see expedite_retries)."""
-    results: list[str] = []
+    Also tracks each webhook's health (when it last succeeded, since when it
+    has been failing); one that was failing and succeeds again has recovered
+    (see expedite_retries)."""
+    decisions: list[Decision] = []
     leases = {o.task.delivery.id: o.task.lease for o in outcomes}
     with m.db.atomic():
         statements.insert_rows(
@@ -233,50 +238,48 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, auto_disable_a
         held = {
             row.id
             for row in statements.select_in(m.Delivery, "id", leases)
-            if row.state == "SENDING" and row.lease_expire_time == leases[row.id]
+            if row.state == DeliveryState.SENDING and row.lease_expire_time == leases[row.id]
         }
+        succeeded = {o.task.delivery.webhook_id for o in outcomes if o.seen.ok}
+        failed = {o.task.delivery.webhook_id for o in outcomes if not o.seen.ok} - succeeded
+        health = {
+            w.id: WebhookHealth(bool(w.enabled), None if w.id in succeeded else w.failing_since) for w in hooks.values()
+        }
+        disabling: dict[str, str] = {}  # webhook id: reason
         changes: list[dict[str, Any]] = []
         writes: list[tuple[Any, ...]] = []
-        succeeded = {o.task.delivery.webhook_id for o in outcomes if o.succeeded}
-        failed = {o.task.delivery.webhook_id for o in outcomes if not o.succeeded} - succeeded
         for o in outcomes:
             d = o.task.delivery
             a = o.attempt
+            decision = decide(o.seen, health.get(d.webhook_id))
+            decisions.append(decision)
+            if decision.disable_webhook:
+                disabling.setdefault(d.webhook_id, decision.disable_webhook)
+                health[d.webhook_id] = dataclasses.replace(health[d.webhook_id], enabled=False)  # for the rest
             d.attempt_count = a.number
             d.last_status_code = a.status_code
             d.last_error = a.error
-            log_change(changes, d, "ATTEMPT_RESULT", now, a.id)
-            hook = hooks.get(d.webhook_id)
+            log_change(changes, d, ChangeKind.ATTEMPT_RESULT, now, a.id)
             if d.id not in held:
                 # Canceled (webhook deleted), or its lease lapsed and another claim holds it
                 # now: the attempt is recorded, the state is not ours to change.
                 m.Delivery.update(
                     attempt_count=a.number, last_status_code=a.status_code, last_error=a.error, update_time=now
                 ).where((m.Delivery.id == d.id) & (m.Delivery.attempt_count < a.number)).execute()
-                results.append(o.result)
                 continue
-            if o.succeeded:
-                kind, d.state, d.next_attempt_time = "SUCCEEDED", "SUCCEEDED", None
-            elif o.disable_reason and hook is not None and hook.enabled:
-                webhooks.disable(hook.id, o.disable_reason)
-                hook.enabled = False  # later outcomes of this batch see it off
-                d.last_error = f"{a.error}; webhook disabled ({o.disable_reason})"
-                kind, d.state, d.next_attempt_time = "FAILED", "FAILED", None
-            elif hook is None or not hook.enabled or o.next_attempt_time is None:
-                if hook is not None and not hook.enabled:
-                    d.last_error = f"{a.error or 'HTTP ' + str(a.status_code)}; webhook disabled"
-                kind, d.state, d.next_attempt_time = "FAILED", "FAILED", None
-            else:
-                kind, d.state, d.next_attempt_time = "RETRY_SCHEDULED", "PENDING", o.next_attempt_time
+            d.state, d.next_attempt_time, d.last_error = decision.state, decision.next_attempt_time, decision.error
             d.update_time = now
             writes.append((d.state, d.next_attempt_time, a.number, a.status_code, d.last_error, None, now, d.id))
-            log_change(changes, d, kind, now)
-            results.append(_RESULTS[kind])
+            log_change(changes, d, decision.change, now)
         statements.update_rows(m.Delivery, OUTCOME_COLUMNS, ["id"], writes)
         recovered = [w for w in succeeded if w in hooks and hooks[w].failing_since is not None]
-        _track_health(hooks, succeeded, failed, now, auto_disable_after_ms)
+        _track_health(succeeded, failed, now)
         flush_changes(changes)
-    return Recorded(results, recovered)
+        # After the deliveries are written: a retry this batch scheduled before
+        # its webhook's disabling fails with the webhook's other PENDING deliveries.
+        for webhook_id, reason in disabling.items():
+            webhooks.disable(webhook_id, reason)
+    return Recorded(decisions, recovered)
 
 
 def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
@@ -290,7 +293,7 @@ def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
             m.Delivery.select(m.Delivery.id)
             .where(
                 (m.Delivery.webhook_id == webhook_id)
-                & (m.Delivery.state == "PENDING")
+                & (m.Delivery.state == DeliveryState.PENDING)
                 & (m.Delivery.next_attempt_time > now)
                 & (m.Delivery.attempt_count > 0)
                 & (m.Delivery.last_status_code != 429)
@@ -303,13 +306,13 @@ def expedite_retries(webhook_id: str, now: int, limit: int = 500) -> int:
             return 0
         rows = (
             m.Delivery.update(next_attempt_time=now, update_time=now)
-            .where(m.Delivery.id.in_(ids) & (m.Delivery.state == "PENDING"))
+            .where(m.Delivery.id.in_(ids) & (m.Delivery.state == DeliveryState.PENDING))
             .returning(m.Delivery)
             .execute()
         )
         changes: list[dict[str, Any]] = []
         for row in rows:
-            log_change(changes, Delivery.from_row(row), "RETRY_SCHEDULED", now)
+            log_change(changes, Delivery.from_row(row), ChangeKind.RETRY_SCHEDULED, now)
         flush_changes(changes)
         if changes:
             notify.after_commit("deliveries")
@@ -322,26 +325,13 @@ OUTCOME_COLUMNS = [
 ]  # fmt: skip
 
 
-def _track_health(
-    hooks: dict[str, m.Webhook], succeeded: set[str], failed: set[str], now: int, window_ms: int | None
-) -> None:
+def _track_health(succeeded: set[str], failed: set[str], now: int) -> None:
     if succeeded:
         statements.update_in(m.Webhook, {"last_success_time": now, "failing_since": None}, "id", succeeded)
-    if not failed:
-        return
-    m.Webhook.update(failing_since=now).where(m.Webhook.id.in_(failed) & m.Webhook.failing_since.is_null()).execute()
-    if window_ms is None:
-        return
-    for webhook_id in failed:
-        hook = hooks.get(webhook_id)
-        if (
-            hook is not None
-            and hook.enabled
-            and hook.failing_since is not None
-            and now - hook.failing_since >= window_ms
-        ):
-            webhooks.disable(webhook_id, "failing")
-            hook.enabled = False
+    if failed:
+        m.Webhook.update(failing_since=now).where(
+            m.Webhook.id.in_(failed) & m.Webhook.failing_since.is_null()
+        ).execute()
 
 
 def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = False) -> int:
@@ -351,7 +341,7 @@ def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = Fa
     so they are left to it. `all_leases` releases every SENDING delivery (when no
     other process can hold one)."""
     with m.db.atomic():
-        query = m.Delivery.select().where(m.Delivery.state == "SENDING")
+        query = m.Delivery.select().where(m.Delivery.state == DeliveryState.SENDING)
         if not all_leases:
             query = query.where(m.Delivery.lease_expire_time < now)
         if held:
@@ -363,7 +353,7 @@ def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = Fa
 
 def next_due_time(skip_webhooks: Sequence[str] = ()) -> int | None:
     """When the next PENDING delivery falls due, ignoring webhooks that have no room."""
-    query = m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == "PENDING")
+    query = m.Delivery.select(fn.MIN(m.Delivery.next_attempt_time)).where(m.Delivery.state == DeliveryState.PENDING)
     if skip_webhooks:
         query = query.where(m.Delivery.webhook_id.not_in(list(skip_webhooks)))
     return query.scalar()

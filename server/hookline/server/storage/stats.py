@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peewee import fn
 
+from ..states import DeliveryState
 from . import models as m
 
 
@@ -11,7 +12,7 @@ def pending_deliveries() -> tuple[int, int | None]:
     """How many deliveries are PENDING and when the oldest of them was created."""
     count, oldest = (
         m.Delivery.select(fn.COUNT(m.Delivery.id), fn.MIN(m.Delivery.create_time))
-        .where(m.Delivery.state == "PENDING")
+        .where(m.Delivery.state == DeliveryState.PENDING)
         .tuples()
         .get()
     )
