@@ -17,6 +17,7 @@ from hookline.client import (
     WatchDeliveriesRequest,
 )
 from hookline.server.settings import Settings
+from hookline.server.storage import models as m
 
 from .helpers import make_webhook, wait_until
 
@@ -77,7 +78,12 @@ def test_a_body_trickling_past_the_timeout_is_one_outcome_everywhere(client, rec
     )
     retried = hookline_app.metrics.registry.get_sample_value
     labels = [{"outcome": o} for o in ("succeeded", "retry", "failed")]
-    counted = [retried("hookline_delivery_attempts_total", label) or 0 for label in labels]
+    # The worker counts an attempt just after recording it: wait until every recorded one is counted.
+    counted = wait_until(
+        lambda: [retried("hookline_delivery_attempts_total", label) or 0 for label in labels],
+        lambda n: sum(n) == m.Attempt.select().count(),
+        what="every recorded attempt counted",
+    )
     receiver.respond("/trickles", [Reply(200, body=b"x" * 100, trickle_s=0.05), 200])
     webhook = make_webhook(client, receiver.url("/trickles")).webhook
     stream = client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=webhook.id), timeout=20)
