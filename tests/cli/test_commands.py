@@ -320,6 +320,64 @@ def test_events(hl, receiver_process: Process) -> None:
     assert "not a time: 'soon'" in hl("events", "list", "--since", "soon").err
 
 
+def test_documents_nested_too_deep_are_refused_with_the_limit(hl, tmp_path: Path) -> None:
+    """Deep enough, the JSON parser raised RecursionError ("unexpected error") and
+    protobuf its own "Message too deep"; the server takes 32 levels by default."""
+    (tmp_path / "flat.json").write_text('{"steps": []}')
+    ok(hl("flows", "create", "deep-inputs", "--definition", str(tmp_path / "flat.json")))
+
+    def nested(depth: int) -> str:
+        return "[" * depth + "]" * depth
+
+    (tmp_path / "deep.json").write_text(nested(100_000))
+    (tmp_path / "deep-100.json").write_text(nested(100))
+    (tmp_path / "deep-definition.json").write_text('{"steps": [], "x": ' + nested(2_000) + "}")
+    (tmp_path / "definition-100.json").write_text('{"steps": [], "x": ' + nested(100) + "}")
+    for argv, where in [
+        (("jobs", "start", "deep-inputs", "--input-file", str(tmp_path / "deep.json")), "input"),
+        (("jobs", "start", "deep-inputs", "--input-file", str(tmp_path / "deep-100.json")), "input"),
+        (("jobs", "start", "deep-inputs", "--input", nested(2_000)), "--input"),
+        (("flows", "create", "deep", "--definition", str(tmp_path / "deep-definition.json")), "definition"),
+        (("flows", "update", "deep-inputs", "--definition", str(tmp_path / "definition-100.json")), "definition"),
+    ]:
+        result = fails(hl(*argv))
+        assert where in result.err and "nested" in result.err, result.err
+        assert "hookline takes JSON at most 32 levels deep by default" in result.err, result.err
+        assert "unexpected error" not in result.err and len(result.err.splitlines()) == 1
+    endless = fails(
+        hl("jobs", "start", "deep-inputs", "--input-file", "/dev/zero")
+    )  # used to read until memory ran out
+    assert endless.err == "hookline: input /dev/zero is over 64 MiB; a server takes 1 MiB by default\n"
+    assert ok(hl("jobs", "list", "--flow", "deep-inputs", "--quiet")).out == ""  # nothing was started
+
+
+def test_an_imported_secret_is_never_printed_back(hl, receiver_process: Process) -> None:
+    url = receiver_process.url + "/imported"
+    created = ok(hl("webhooks", "create", "imported", "--url", url, "--secret", SECRET))
+    assert fields(created.out)["secret"] == "(the one you gave, not shown)"
+    assert SECRET not in created.out + created.err and "shown only now" not in created.err
+    as_json = ok(hl("webhooks", "create", "imported-json", "--url", url, "--secret", SECRET, "--json"))
+    assert SECRET not in as_json.out and json.loads(as_json.out)["secret"] == ""
+    # A generated one is printed, once, at creation.
+    generated = ok(hl("webhooks", "create", "generated", "--url", url))
+    assert fields(generated.out)["secret"].startswith("whsec_") and "shown only now" in generated.err
+
+
+def test_credentials_in_extra_headers_are_not_shown_to_people(hl, receiver_process: Process) -> None:
+    url = receiver_process.url + "/headers"
+    created = ok(hl("webhooks", "create", "with-headers", "--url", url, "-H", "Authorization=Bearer sk_live_123"))
+    headers = ("-H", "Authorization=Bearer sk_live_123", "-H", "X-Api-Key: key_456", "-H", "X-Tenant=acme")
+    updated = ok(hl("webhooks", "update", "with-headers", *headers))
+    shown = ok(hl("webhooks", "get", "with-headers"))
+    for result in (created, updated, shown):
+        assert "sk_live_123" not in result.out and "key_456" not in result.out
+    assert fields(shown.out)["headers"] == (
+        "Authorization: (set, not shown), X-Api-Key: (set, not shown), X-Tenant: acme"
+    )
+    # Scripts still get the webhook as it is.
+    assert json.loads(ok(hl("webhooks", "get", "with-headers", "--json")).out)["headers"]["X-Api-Key"] == "key_456"
+
+
 def test_flows_set_webhooks(hl, tmp_path: Path, receiver_process: Process) -> None:
     for alias in ("set-a", "set-b"):
         ok(hl("webhooks", "create", alias, "--url", receiver_process.url + "/" + alias))
@@ -506,6 +564,56 @@ def test_a_missing_key_is_a_clear_message(
     assert "no API key" in result.err and "HOOKLINE_API_KEY" in result.err and "--key" in result.err
 
 
+KEY_FORM = "is malformed (a key looks like hl_<key id>_<secret>)"
+
+
+def test_a_malformed_key_is_refused_before_any_call_naming_where_it_came_from(address: str, tmp_path: Path) -> None:
+    """A key with a line break (or a file that holds none) used to reach gRPC,
+    which logged C-core lines and answered INTERNAL: Invalid metadata."""
+    not_a_key = tmp_path / "passwd"
+    not_a_key.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    in_folder = tmp_path / "folder"
+    (in_folder / ".hookline").mkdir(parents=True)
+    (in_folder / ".hookline" / "admin.key").write_text("hl_secretpart\nsecondline\n")
+    cases = [
+        (["--key", "hl_secretpart\nsecondline"], {}, "the API key given with --key"),
+        (["--key-file", str(not_a_key)], {}, f"the API key in --key-file {not_a_key}"),
+        ([], {"HOOKLINE_API_KEY": "hl_secretpart\nsecondline"}, "the API key in HOOKLINE_API_KEY"),
+        ([], {}, "the API key in .hookline/admin.key"),
+    ]
+    for options, env, source in cases:
+        result = subprocess.run(
+            [*HOOKLINE, "--address", address, *options, "jobs", "list"],
+            env=cli_env(**env),
+            cwd=in_folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1 and result.stdout == "", result
+        # One line: no gRPC core log, no INTERNAL, and never the key itself.
+        assert result.stderr == f"hookline: {source} {KEY_FORM}\n", result.stderr
+        assert "secretpart" not in result.stderr and "root:" not in result.stderr
+
+
+def test_a_key_file_that_cannot_be_read_says_why_and_names_the_flag(
+    hl, hookline_app: Hookline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nonexistent"
+    assert fails(hl("--key-file", str(missing), "jobs", "list")).err == (
+        f"hookline: cannot read --key-file {missing}: No such file or directory\n"
+    )
+    assert fails(hl("jobs", "list", "--key-file", str(tmp_path))).err == (
+        f"hookline: cannot read --key-file {tmp_path}: Is a directory\n"
+    )
+    assert fails(hl("--key", "", "jobs", "list")).err == "hookline: the API key given with --key is empty\n"
+    # The flag wins over HOOKLINE_API_KEY, as flags do.
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(hookline_app.admin_key + "\n")
+    monkeypatch.setenv("HOOKLINE_API_KEY", "hl_000000000000_notarealsecret")
+    ok(hl("--key-file", str(key_file), "jobs", "list"))
+
+
 def test_no_server_is_a_clear_message(hl) -> None:
     port = free_port()
     result = fails(hl("--address", f"127.0.0.1:{port}", "webhooks", "list"))
@@ -530,11 +638,90 @@ def test_usage_errors_exit_2(hl) -> None:
         (("webhooks", "update", "anything", "--rate-limit", "-5"), "--rate-limit: must be from 0 to 4294967295"),
         (("jobs", "list", "--page-size", "9999999999"), "--page-size: must be from -2147483648 to 2147483647"),
         (("jobs", "start", "x", "--version", "1e3"), "--version: not a whole number: '1e3'"),
-        (("--timeout", "0", "webhooks", "list"), "--timeout: must be a number of seconds above 0, not 0"),
+        (("--timeout", "0", "webhooks", "list"), "--timeout: must be a number of seconds above 0 and at most 86400"),
         (("receiver", "--port", "99999"), "--port: must be from 0 to 65535, not 99999"),
     ]:
         result = hl(*argv)
         assert result.code == 2 and said in result.err and "Traceback" not in result.err, result.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        # gRPC's deadline overflows: every call used to fail at once with "Deadline Exceeded".
+        (("--timeout", "100000000000", "jobs", "list"), "--timeout: must be a number of seconds above 0 and at most"),
+        (("jobs", "list", "--timeout", "inf"), "--timeout: must be a number of seconds above 0 and at most"),
+        (("--timeout", "nan", "jobs", "list"), "--timeout: must be a number of seconds above 0 and at most"),
+        (("webhooks", "rotate-secret", "x", "--grace", "9" * 400), "--grace: too long a duration: '999"),
+        (("events", "list", "--since", "1000000d"), "--since: 1000000d ago is before the year 1"),
+        (("deliveries", "list", "--until", "0001-01-01T00:00:00+14:00"), "--until: not a time in the years 1 to 9999"),
+        (("deliveries", "recover", "x", "--since", "9999-12-31T23:59:59-14:00"), "--since: not a time in the years"),
+        (("receiver", "--delay-ms", str(10**20)), "--delay-ms: must be from 0 to 3600000"),
+        (("receiver", "--delay-ms", "-1"), "--delay-ms: must be from 0 to 3600000, not -1"),
+        (("receiver", "--status", "1000"), "--status: must be from 100 to 599, not 1000"),
+        (("receiver", "--fail-first", "-2"), "--fail-first: must be from 0 to"),
+        (("receiver", "--tolerance", "-300"), "--tolerance: must be from 0 to"),
+    ],
+)
+def test_numbers_and_durations_out_of_range_are_usage_errors(hl, argv: tuple[str, ...], said: str) -> None:
+    result = hl(*argv)
+    assert result.code == 2 and said in result.err, result.err
+    assert "Traceback" not in result.err and "unexpected error" not in result.err
+
+
+def test_a_bad_option_after_a_command_shows_that_command_s_usage(hl) -> None:
+    """argparse reported arguments nobody knew from the top-level parser, with its usage."""
+    unknown = hl("webhooks", "update", "gen", "--enabled", "maybe")
+    assert unknown.code == 2 and unknown.out == ""
+    assert unknown.err.splitlines() == [
+        "usage: hookline webhooks update [options] id",
+        "hookline webhooks update: error: unrecognized arguments: --enabled maybe (did you mean --enable?)",
+    ]
+    bad_value = hl("webhooks", "update", "gen", "--rate-limit", "x")
+    assert bad_value.err.splitlines() == [
+        "usage: hookline webhooks update [options] id",
+        "hookline webhooks update: error: argument --rate-limit: not a whole number: 'x'",
+    ]
+    assert hl("flows", "link").err.splitlines() == [
+        "usage: hookline flows link [options] flow WEBHOOK [WEBHOOK ...]",
+        "hookline flows link: error: the following arguments are required: flow, WEBHOOK",
+    ]
+    assert hl("jobs", "list", "extra").err.splitlines()[0] == "usage: hookline jobs list [options]"
+
+
+def test_arguments_that_are_not_utf8_are_usage_errors(hl) -> None:
+    """Bytes that are not UTF-8 arrive as lone surrogates, which no request can carry."""
+    undecodable = "a\udcff"  # what Python makes of the bytes 61 ff
+    by_position = hl("jobs", "get", undecodable)
+    assert by_position.code == 2 and "hookline: error: argument 3 is not UTF-8 text" in by_position.err
+    for argv in (("--key", undecodable, "jobs", "list"), ("jobs", "list", f"--key={undecodable}")):
+        result = hl(*argv)
+        assert result.code == 2 and "error: the value of --key is not UTF-8 text" in result.err, result.err
+        assert undecodable not in result.err and "\\udcff" not in result.err  # a key is never echoed
+    named = hl("jobs", "start", "x", "--correlation-id", undecodable)
+    assert named.code == 2 and "the value of --correlation-id is not UTF-8 text" in named.err
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("127.0.0.1:99999", "--address must be HOST:PORT with a port from 1 to 65535, not '127.0.0.1:99999'"),
+        ("127.0.0.1", "--address must be HOST:PORT with a port from 1 to 65535, not '127.0.0.1'"),
+        ("localhost:0", "--address must be HOST:PORT with a port from 1 to 65535, not 'localhost:0'"),
+        ("http://127.0.0.1:50051/", "--address is HOST:PORT, without http:// (try 127.0.0.1:50051)"),
+        ("::1:50051", "--address: write an IPv6 address in brackets, as in [::1]:50051"),
+    ],
+)
+def test_an_address_that_is_not_host_and_port_is_refused(hl, given: str, said: str) -> None:
+    """gRPC took `host` alone as port 443 and wrapped 99999 round to 34463: calls went
+    somewhere else and failed with a message about that other place."""
+    result = fails(hl("--address", given, "webhooks", "list"))
+    assert result.err == f"hookline: {said}\n"
+
+
+def test_a_bad_hookline_address_is_named(hl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOKLINE_ADDRESS", "localhost")
+    assert fails(hl("webhooks", "list")).err.startswith("hookline: HOOKLINE_ADDRESS must be HOST:PORT")
 
 
 def test_the_client_alone_is_enough(address: str, hookline_app: Hookline, tmp_path: Path) -> None:
@@ -596,6 +783,22 @@ def test_receiver_reports_tampered_and_unsigned_requests(receiver_process: Proce
     }
     assert got["/unsigned"]["method"] == "PUT" and got["/unsigned"]["body"] == "plain text"
     assert got["/unsigned"]["signatures"]["standard_webhooks"].startswith("missing")
+
+
+def test_receiver_answers_a_bad_content_length_without_a_traceback(receiver_process: Process) -> None:
+    host, port = receiver_process.url.removeprefix("http://").split(":")
+    answers = []
+    for length in ("abc", "9" * 30):
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(f"POST /bad HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+            answers.append(connection.makefile("rb").readline())
+    assert answers[0].startswith(b"HTTP/1.1 400 ") and answers[1].startswith(b"HTTP/1.1 413 "), answers
+    receiver_process.wait_for("POST /bad: the body is 9{30} bytes; this receiver reads at most", "err")
+    assert "POST /bad: Content-Length must be a number of bytes, not 'abc'" in receiver_process.err
+    assert "Traceback" not in receiver_process.err
+    # It goes on receiving.
+    with urllib.request.urlopen(urllib.request.Request(receiver_process.url + "/after", data=b"{}")) as response:
+        assert response.status == 200
 
 
 def test_receiver_refuses_bad_options(tmp_path: Path) -> None:

@@ -39,3 +39,28 @@ def test_data_json_cannot_carry_is_refused() -> None:
         to_value({"when": object()})
     with pytest.raises(ValueError, match="unexpected type"):
         to_struct({"when": {1, 2}})
+
+
+def _nested(depth: int) -> object:
+    data: object = 1
+    for _ in range(depth):
+        data = [data]
+    return data
+
+
+@pytest.mark.parametrize("depth", [100, 5_000])
+def test_data_nested_too_deep_is_refused_with_the_limit(depth: int) -> None:
+    """Protobuf said "Message too deep. Max recursion depth is 100" at best."""
+    message = f"nested {depth} levels deep; hookline takes JSON at most 32 levels deep by default"
+    with pytest.raises(ValueError, match=message):
+        to_value(_nested(depth))
+    with pytest.raises(ValueError, match=message):
+        to_struct({"steps": [], "deep": _nested(depth - 1)})
+
+
+def test_object_keys_that_are_not_text_are_named() -> None:
+    """YAML reads `1: x` with an int key; protobuf raised a bare TypeError."""
+    with pytest.raises(ValueError, match=r"^object keys must be text, not 1$"):
+        to_value({"items": [{1: "x"}]})
+    with pytest.raises(ValueError, match=r"^object keys must be text, not None$"):
+        to_struct({None: 1})

@@ -8,9 +8,11 @@ come from `hookline.server.cli`, with the `server` extra."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import grpc
 
@@ -25,13 +27,59 @@ _VALUE_OPTIONS = ("--address", "--key", "--key-file", "--timeout")
 
 _EPILOG = """\
 The server is found at --address, HOOKLINE_ADDRESS or 127.0.0.1:50051; the API key
-is --key, HOOKLINE_API_KEY, or the key file the server wrote (.hookline/admin.key,
-or admin.key in HOOKLINE_DATA_DIR). `hookline COMMAND --help` shows each command.
+is --key, the file at --key-file, HOOKLINE_API_KEY, or the key file the server wrote
+(.hookline/admin.key, or admin.key in HOOKLINE_DATA_DIR), in that order.
+`hookline COMMAND --help` shows each command.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose usage errors name the command that failed, in two lines:
+    its short usage and the error."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # The innermost command parsed sets the last value: main() finds the
+        # parser to blame for arguments nobody recognised.
+        self.set_defaults(command_parser=self)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"usage: {self.short_usage()}\n{self.prog}: error: {message}\n")
+
+    def short_usage(self) -> str:
+        """`PROG [options] POSITIONAL...`; --help lists the options."""
+        words = [self.prog, "[options]"]
+        for action in self._actions:
+            if not action.option_strings and action.help != argparse.SUPPRESS:
+                words.append(_positional_usage(action))
+        return " ".join(words)
+
+    def unrecognized(self, extras: list[str]) -> NoReturn:
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        options = [option for option in self._option_string_actions if option.startswith("--")]
+        for extra in extras:
+            close = difflib.get_close_matches(extra.partition("=")[0], options, n=1) if extra.startswith("--") else []
+            if close:
+                message += f" (did you mean {close[0]}?)"
+                break
+        self.error(message)
+
+
+def _positional_usage(action: argparse.Action) -> str:
+    name = str(action.metavar or action.dest)
+    if action.nargs == "?":
+        return f"[{name}]"
+    if action.nargs == "*":
+        return f"[{name} ...]"
+    if action.nargs == "+":
+        return f"{name} [{name} ...]"
+    if action.nargs == argparse.PARSER:
+        return f"{name} ..."
+    return name
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="hookline",
         description="jobs and signed webhooks over gRPC",
         epilog=_EPILOG,
@@ -58,8 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if _command_of(arguments) in SERVER_COMMANDS:
         return _server_main(arguments)
-    args = build_parser().parse_args(arguments)
+    parser = build_parser()
+    _refuse_undecodable(parser, arguments)
+    args, extras = parser.parse_known_args(arguments)
+    if extras:
+        args.command_parser.unrecognized(extras)
     return _guarded(args)
+
+
+def _refuse_undecodable(parser: CommandParser, arguments: list[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no request
+    can carry: a usage error naming the option (never echoing a value: it may be a key)."""
+    for number, word in enumerate(arguments, 1):
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:
+            option = word.partition("=")[0] if word.startswith("--") and "=" in word else None
+            if option is None and number > 1 and arguments[number - 2].startswith("-"):
+                option = arguments[number - 2]
+            what = f"the value of {option}" if option else f"argument {number}"
+            parser.error(f"{what} is not UTF-8 text")
 
 
 def _command_of(arguments: list[str]) -> str | None:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hookline.client import Client, find_api_key
-from hookline.client._connection import DEFAULT_ADDRESS
+from hookline.client._connection import DEFAULT_ADDRESS, check_api_key, read_key_file
 
 from ._errors import CliError
 from ._output import Printer
-from ._values import positive_seconds
+from ._values import call_timeout
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -49,7 +49,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     group.add_argument(
         "--timeout",
         default=default(DEFAULT_TIMEOUT_S),
-        type=positive_seconds,
+        type=call_timeout,
         metavar="SECONDS",
         help=f"deadline of each call (default {DEFAULT_TIMEOUT_S:g}; watches have none)",
     )
@@ -59,6 +59,39 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
         default=default(False),
         help="print JSON (protobuf's JSON mapping) instead of tables; watches print one object per line",
     )
+
+
+# gRPC targets that name their scheme (dns:///host:port, unix:/path, ...) pass as they are.
+_TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
+def _address(given: str | None) -> str:
+    """--address, else HOOKLINE_ADDRESS, else the default, as HOST:PORT. gRPC
+    would take `host` alone as port 443 and wrap a port past 65535 round to
+    another one, and calls would go somewhere else without a word."""
+    if given is not None:
+        address, source = given, "--address"
+    elif os.environ.get("HOOKLINE_ADDRESS"):
+        address, source = os.environ["HOOKLINE_ADDRESS"], "HOOKLINE_ADDRESS"
+    else:
+        return DEFAULT_ADDRESS
+    address = address.strip()
+    scheme, found, rest = address.partition("://")
+    if found and scheme.lower() in ("http", "https", "grpc", "grpcs"):
+        raise CliError(f"{source} is HOST:PORT, without {scheme}:// (try {rest.partition('/')[0]})")
+    if address.startswith(_TARGET_SCHEMES):
+        return address
+    host, _, port = address.rpartition(":")
+    if (
+        not host
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) <= 65535
+        or any(c.isspace() for c in address)
+    ):
+        raise CliError(f"{source} must be HOST:PORT with a port from 1 to 65535, not {address!r}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise CliError(f"{source}: write an IPv6 address in brackets, as in [::1]:50051")
+    return address
 
 
 class Stream(Protocol):
@@ -74,7 +107,7 @@ class Context:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.address: str = args.address or os.environ.get("HOOKLINE_ADDRESS") or DEFAULT_ADDRESS
+        self.address: str = _address(args.address)
         self.timeout: float = args.timeout
         self.out = Printer(as_json=args.json)
         self._client: Client | None = None
@@ -86,17 +119,25 @@ class Context:
     @property
     def client(self) -> Client:
         if self._client is None:
-            key = self.args.key or self._key_from_sources()
-            self._client = Client(self.address, key)
+            self._client = Client(self.address, self._api_key())
         return self._client
 
-    def _key_from_sources(self) -> str:
+    def _api_key(self) -> str:
+        """--key, else --key-file, else HOOKLINE_API_KEY or the server's key file;
+        checked here so that a malformed one is named by where it came from."""
+        given, path = self.args.key, self.args.key_file
         try:
-            return find_api_key(self.args.key_file)
+            if given is not None:
+                return check_api_key(given, "given with --key")
+            if path is not None:
+                return check_api_key(read_key_file(path), f"in --key-file {path}")
+            return find_api_key()
+        except OSError as error:
+            raise CliError(f"cannot read --key-file {path}: {error.strerror or error}") from None
+        except ValueError as error:
+            raise CliError(str(error)) from None
         except RuntimeError as error:
             raise CliError(f"{error}, or pass --key") from None
-        except OSError as error:
-            raise CliError(f"cannot read the key file {self.args.key_file}: {error.strerror or error}") from None
 
     def call(self, method: Callable[..., Any], request: Any) -> Any:
         """A unary call with the command's deadline."""

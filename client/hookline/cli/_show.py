@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import grpc
@@ -84,13 +85,22 @@ def show_webhook(ctx: Context, webhook: webhooks_pb2.Webhook, *extra: tuple[str,
             ("description", webhook.description or None),
             ("enabled", enabled_text(webhook)),
             ("events", ", ".join(webhook.event_types)),
-            ("headers", ", ".join(f"{k}: {v}" for k, v in sorted(webhook.headers.items())) or None),
+            ("headers", ", ".join(_header_text(k, v) for k, v in sorted(webhook.headers.items())) or None),
             ("rate limit", f"{webhook.rate_limit_per_s}/s" if webhook.rate_limit_per_s else None),
             ("created", timestamp(webhook.create_time)),
             ("updated", timestamp(webhook.update_time)),
             *extra,
         ]
     )
+
+
+# Extra headers that carry a credential (Authorization, X-Api-Key, ...): a person
+# sees that they are set; --json, for scripts, still holds them.
+_CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|password|signature", re.IGNORECASE)
+
+
+def _header_text(name: str, value: str) -> str:
+    return f"{name}: (set, not shown)" if _CREDENTIAL_HEADER.search(name) else f"{name}: {value}"
 
 
 # --- flows -----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from ._output import Printer, clock, pretty_json
 from ._values import bounded_int
 
 MAX_BODY_SHOWN = 64 * 1024
+MAX_BODY_READ = 64 * 1024 * 1024
+MAX_DELAY_MS = 3_600_000  # longer than any sender waits
 VERIFIED = "verified"
 
 
@@ -52,11 +54,29 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         metavar="WHSEC",
         help="the webhook's whsec_ secret to verify with; repeat it during a rotation",
     )
-    parser.add_argument("--status", type=int, default=200, metavar="CODE", help="status to answer (default 200)")
-    parser.add_argument("--delay-ms", type=int, default=0, metavar="N", help="wait this long before answering")
-    parser.add_argument("--fail-first", type=int, default=0, metavar="N", help="answer 500 to the first N requests")
     parser.add_argument(
-        "--tolerance", type=int, default=300, metavar="SECONDS", help="webhook-timestamp tolerance (default 300)"
+        "--status", type=bounded_int(100, 599), default=200, metavar="CODE", help="status to answer (default 200)"
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=bounded_int(0, MAX_DELAY_MS),
+        default=0,
+        metavar="N",
+        help="wait this long before answering (at most an hour)",
+    )
+    parser.add_argument(
+        "--fail-first",
+        type=bounded_int(0, 2**31 - 1),
+        default=0,
+        metavar="N",
+        help="answer 500 to the first N requests",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=bounded_int(0, 2**31 - 1),
+        default=300,
+        metavar="SECONDS",
+        help="webhook-timestamp tolerance (default 300)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per request instead")
     parser.set_defaults(handler=None, run=run)
@@ -141,7 +161,7 @@ class Receiver:
         try:
             parsed: Any = json.loads(body) if body else None
             is_json = bool(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # shown as text
             parsed, is_json = None, False
         with self._lock:
             if self.out.as_json:
@@ -207,7 +227,9 @@ def make_server(host: str, port: int, receiver: Receiver) -> ThreadingHTTPServer
         server_version = "hookline-receiver"
 
         def _handle(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
+            length = self._length()
+            if length is None:
+                return
             body = self.rfile.read(length) if length > 0 else b""
             number = receiver.next_number()
             status = receiver.answer_for(number)
@@ -227,6 +249,20 @@ def make_server(host: str, port: int, receiver: Receiver) -> ThreadingHTTPServer
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the sender stopped waiting (its timeout)
 
+        def _length(self) -> int | None:
+            """The body's length; None once a request without a usable one is answered."""
+            text = self.headers.get("content-length") or "0"
+            if not (text.isascii() and text.isdigit()):
+                problem = (400, f"Content-Length must be a number of bytes, not {text!r}")
+            elif len(text) > len(str(MAX_BODY_READ)) or int(text) > MAX_BODY_READ:
+                problem = (413, f"the body is {text} bytes; this receiver reads at most {MAX_BODY_READ}")
+            else:
+                return int(text)
+            print(f"hookline receiver: {self.command} {self.path}: {problem[1]}", file=sys.stderr, flush=True)
+            self.close_connection = True
+            self.send_error(*problem)
+            return None
+
         do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = do_HEAD = _handle  # noqa: N815 (the stdlib's names)
 
         def log_message(self, *args: object) -> None:
@@ -238,10 +274,6 @@ def make_server(host: str, port: int, receiver: Receiver) -> ThreadingHTTPServer
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 100 <= args.status <= 599:
-        raise CliError(f"--status must be an HTTP status code (100-599), not {args.status}")
-    if args.delay_ms < 0 or args.fail_first < 0:
-        raise CliError("--delay-ms and --fail-first must not be negative")
     for secret in args.secrets:
         try:
             signing.check_secret(secret)

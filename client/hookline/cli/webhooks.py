@@ -18,6 +18,7 @@ from ._output import Spinner, timestamp
 from ._show import ENDED_DELIVERY, WebhookNames, delivery_progress, enabled_text, show_delivery, show_webhook
 
 JOB_EVENTS = ["JOB.COMPLETED", "JOB.ERROR", "JOB.CANCELED"]
+IMPORTED_SECRET = "(the one you gave, not shown)"
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -117,11 +118,17 @@ def create_webhook(ctx: Context, args: argparse.Namespace) -> int:
     created = ctx.call(
         ctx.client.webhooks.CreateWebhook, webhooks_pb2.CreateWebhookRequest(webhook=webhook, secret=args.secret)
     )
+    # A credential is printed only when hookline made it, this once; one the
+    # person gave stays off the terminal (and out of logs and scrollback).
+    if args.secret:
+        created.ClearField("secret")
     if ctx.json:
         ctx.out.message(created)
         return 0
-    show_webhook(ctx, created.webhook, ("secret", ctx.out.paint(created.secret, "bold")))
-    if not args.secret:
+    if args.secret:
+        show_webhook(ctx, created.webhook, ("secret", IMPORTED_SECRET))
+    else:
+        show_webhook(ctx, created.webhook, ("secret", ctx.out.paint(created.secret, "bold")))
         print("the secret is shown only now: store it", file=sys.stderr)
     return 0
 
