@@ -31,7 +31,7 @@ from hookline.server.delivery.targets import IPNetwork, TargetRefused, parse_net
 from hookline.server.delivery.transport import GuardedResolver, GuardedTransport
 from hookline.server.delivery.worker import DeliveryWorker
 from hookline.server.settings import Settings
-from hookline.server.storage.records import Delivery, SendTask
+from hookline.server.storage.records import Delivery, SendTask, WebhookHealth
 from hookline.server.storage.sending import AttemptOutcome
 
 LOOPBACK = parse_networks(["127.0.0.0/8"])
@@ -612,7 +612,8 @@ def test_the_worker_sends_through_an_injected_transport_and_records_what_it_answ
     attempt = outcome.attempt
     assert (attempt.status_code, attempt.response_body, attempt.response_truncated) == (503, b"x" * 10, True)
     assert attempt.response_headers["x-answer"] == "busy"
-    assert outcome.next_attempt_time == 1_800_000_000_000 + 7000  # Retry-After read from the answer
+    decision = worker.decide(outcome.seen, WebhookHealth(enabled=True, failing_since=None))
+    assert decision.next_attempt_time == 1_800_000_000_000 + 7000  # Retry-After read from the answer
 
 
 def test_a_cookie_one_webhooks_receiver_sets_never_reaches_another_webhook_on_that_host() -> None:
