@@ -201,7 +201,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         webhook_id = webhooks.resolve_ids(space_id, [request.webhook_id])[0] if request.webhook_id else ""
         flow_id = request.flow_id
         if flow_id:
-            flow_id = lookup.flow_row(space_id, flow_id).id
+            flow_id = lookup.flow_id(space_id, flow_id)
         items = streams.watch_deliveries(
             self._changes,
             principal(),

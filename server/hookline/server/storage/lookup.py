@@ -17,6 +17,11 @@ def webhook_row(space_id: str, ref: str) -> m.Webhook:
     return row
 
 
+def flow_id(space_id: str, ref: str) -> str:
+    """The id of the flow `ref` (an id or an alias) names in the space; NOT_FOUND otherwise."""
+    return flow_row(space_id, ref).id
+
+
 def flow_row(space_id: str, ref: str) -> m.Flow:
     key = "id" if ids.looks_like_id(ref) else "alias"
     row = statements.first_where(m.Flow, **{key: ref, "space_id": space_id})

@@ -31,6 +31,17 @@ class IssuedKey:
     token: str  # hl_<key id>_<secret>: shown once
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as operators list it: never its secret, which is not stored."""
+
+    id: str
+    space_id: str
+    role: str
+    create_time: int  # ms
+    revoke_time: int | None  # ms; None while active
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -88,11 +99,11 @@ def list_spaces() -> list[tuple[str, str]]:
     return [(r.id, r.name) for r in m.Space.select().order_by(m.Space.create_time)]
 
 
-def list_keys(space_id: str | None = None) -> list[m.ApiKey]:
+def list_keys(space_id: str | None = None) -> list[KeyInfo]:
     q = m.ApiKey.select().order_by(m.ApiKey.create_time)
     if space_id:
         q = q.where(m.ApiKey.space_id == space_id)
-    return list(q)
+    return [KeyInfo(r.id, r.space_id, r.role, r.create_time, r.revoke_time) for r in q]
 
 
 def revoke_key(key_id: str) -> None:
