@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -49,9 +50,11 @@ def _task(url: str) -> SendTask:
 
 async def _attempt(handler: Handler, **settings: object) -> tuple[AttemptOutcome, Decision]:
     """The attempt, and what it leads to for a healthy webhook."""
+    started = time.monotonic()
     worker = DeliveryWorker(
         Settings(allow_targets=["127.0.0.0/8"], **settings),  # type: ignore[arg-type]
-        clock=lambda: NOW_MS,
+        # From NOW_MS on, at the pace of real time: the attempt's duration is measured by it.
+        clock=lambda: NOW_MS + int((time.monotonic() - started) * 1000),
         rng=random.Random(1),
     )
     async with loopback_server(handler) as url:

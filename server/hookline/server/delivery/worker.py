@@ -2,16 +2,26 @@
 deliveries, signs and POSTs them, and records every attempt.
 
 Database calls run on one dedicated thread so the event loop never blocks on
-them; attempt results are written in batches, one transaction per batch."""
+them; attempt results are written in batches, one transaction per batch.
+
+Its loop is a repeated `run_once()` inside `running()`, and a test steps it the
+same way: `async with worker.running():` then `await worker.run_once()` and
+`await worker.settled()`, with an httpx transport, a clock and a sleep of its
+own. Every time the worker reads (leases, retry times, rate-limit slots, how
+slow a webhook is, the times of the records it writes) comes from that clock.
+Real time is left only where no delivery's timing depends on it: the
+transport's own deadline (event-loop time, so it can give back time the
+process could not run), the loop's waits for a wake-up, its heartbeat, and the
+note of when the database was last found away."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib.metadata import version
@@ -51,18 +61,25 @@ class DeliveryWorker:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], int] = clock_ms,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
     ):
         self._settings = settings
         self._transport = transport
-        self._clock = clock
+        self._clock = clock  # ms since the epoch
+        self._sleep = sleep  # seconds, by that clock: how the worker waits for a time it chose
         self._rng = rng or random.Random()
         self._metrics = metrics
         self._policy = Policy(settings.schedule, int(settings.auto_disable_after_s * 1000), self._rng)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="delivery-db")
-        self._capacity = Capacity(settings.delivery_concurrency, settings.webhook_max_in_flight)
-        self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when its next request may start
+        self._capacity = Capacity(
+            settings.delivery_concurrency, settings.webhook_max_in_flight, clock=lambda: self._clock() / 1000
+        )
+        self._next_slot: dict[str, float] = {}  # per rate-limited webhook: when (ms) its next request may start
+        # Lapsed leases only matter after a crash; they are looked for at a slow pace.
+        self._release_every_ms = max(settings.poll_interval_s, settings.delivery_lease_s / 2) * 1000
+        self._last_release = float("-inf")
         self._sending: dict[str, asyncio.Task[None]] = {}  # per delivery
         self._outcomes: list[AttemptOutcome] = []
         self._expediting: set[asyncio.Task[None]] = set()
@@ -78,18 +95,24 @@ class DeliveryWorker:
         self.heartbeat: Callable[[], None] | None = None
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._loop is not None
-        return await self._loop.run_in_executor(self._db, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     # --- one iteration --------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim what there is room for and start sending it; returns how many."""
+        """One round of the loop (inside `running()`): give back lapsed leases
+        when it is time to look for them, then claim what is due and there is
+        room for, and start sending it; returns how many were claimed."""
+        await self._release_lapsed()
+        room = self._settings.delivery_concurrency - len(self._sending)
+        if room <= 0:
+            return 0  # a finishing send wakes the loop
         plan = self._capacity.plan()
+        now = self._clock()
         tasks = await self._db_call(
             store.claim_due,
-            self._clock(),
-            self._settings.delivery_concurrency - len(self._sending),
+            now,
+            room,
             int(self._settings.delivery_lease_s * 1000),
             plan.choose,
             self._settings.webhook_max_in_flight,
@@ -100,14 +123,35 @@ class DeliveryWorker:
             self._sending[task.delivery.id] = asyncio.create_task(self._send(task))
         return len(tasks)
 
+    async def settled(self) -> None:
+        """Wait until every send started so far is recorded, and what its
+        recording started (retries of a recovered webhook brought forward) is done."""
+        while self._sending or self._expediting or (self._flusher is not None and not self._flusher.done()):
+            pending: list[asyncio.Task[None]] = [*self._sending.values(), *self._expediting]
+            if self._flusher is not None:
+                pending.append(self._flusher)
+            await asyncio.wait(pending)
+
+    async def _release_lapsed(self) -> None:
+        """SENDING deliveries whose sender died go back to PENDING, every so often;
+        not for one lease after the database was away (nobody could record or
+        renew meanwhile), and never those this worker is still sending."""
+        now = self._clock()
+        since_last = now - self._last_release  # negative if the clock was set back: look again
+        if 0 <= since_last <= self._release_every_ms or seconds_since_outage() <= self._settings.delivery_lease_s:
+            return
+        await self._db_call(store.release_expired, now, list(self._sending))
+        self._capacity.forget_idle()
+        self._last_release = now
+
     async def _step(self) -> float:
-        """Claim what is due if there is room; returns how long to wait for a
-        wake-up before looking again (0: look again at once)."""
+        """A round of the loop; returns how long to wait for a wake-up before
+        the next (0: at once)."""
         poll = self._settings.poll_interval_s
-        if len(self._sending) >= self._settings.delivery_concurrency:
-            return poll  # a finishing send wakes the loop
         if await self.run_once():
             return 0
+        if len(self._sending) >= self._settings.delivery_concurrency:
+            return poll  # a finishing send wakes the loop
         if self._sending:
             # Their webhooks are full, or nothing is due: a finishing send or new
             # deliveries wake the loop, and retries falling due meanwhile are
@@ -165,7 +209,7 @@ class DeliveryWorker:
                     self._faults.failure(f"recording {len(batch)} attempts (given up)", error)
                     return
                 self._faults.failure(f"recording {len(batch)} attempts", error)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
             if self._metrics:
@@ -193,11 +237,15 @@ class DeliveryWorker:
         if task.rate_limit_per_s <= 0:
             return
         webhook_id = task.delivery.webhook_id
-        now = time.monotonic()
-        slot = max(now, self._next_slot.get(webhook_id, now))
-        self._next_slot[webhook_id] = slot + self._settings.delivery_processes / task.rate_limit_per_s
+        every_ms = self._settings.delivery_processes * 1000 / task.rate_limit_per_s
+        now = self._clock()
+        # No further ahead than the webhook's sends in flight can queue up, should
+        # the clock be set back meanwhile.
+        latest = now + every_ms * self._settings.webhook_max_in_flight
+        slot = min(max(now, self._next_slot.get(webhook_id, now)), latest)
+        self._next_slot[webhook_id] = slot + every_ms
         if slot > now:
-            await asyncio.sleep(slot - now)
+            await self._sleep((slot - now) / 1000)
 
     def decide(self, seen: Seen, webhook: WebhookHealth | None) -> Decision:
         """What an attempt leads to under this worker's retry policy; storage
@@ -209,7 +257,6 @@ class DeliveryWorker:
         assert self._http is not None
         d = task.delivery
         start_ms = self._clock()
-        started = time.monotonic()
         timestamp = start_ms // 1000
         headers = dict(task.headers)
         headers.update(signing.signature_headers(task.secrets, d.event_id, timestamp, task.body, task.attempt_number))
@@ -235,16 +282,17 @@ class DeliveryWorker:
         except Exception as exc:
             refused = targets.refused_in(exc)
             error_kind = _error_kind(exc, refused)
-            error = _describe(exc, refused, time.monotonic() - started, status)
+            error = _describe(exc, refused, (self._clock() - start_ms) / 1000, status)
             # One outcome per attempt: a response that did not arrive whole within
             # the timeout is a failed attempt, whatever its status line said.
             status = 0
             if refused is None and not isinstance(exc, (httpx.HTTPError, httpx.InvalidURL)):
                 log.warning("delivery %s: unexpected failure sending", d.id, exc_info=True)
-        duration_ms = int((time.monotonic() - started) * 1000)
+        end_ms = self._clock()
+        duration_ms = max(0, end_ms - start_ms)  # a clock set back meanwhile makes no negative duration
         seen = Seen(
             attempt_number=task.attempt_number,
-            end_time=self._clock(),
+            end_time=end_ms,
             status_code=status,
             error_kind=error_kind,
             error=error,
@@ -277,11 +325,11 @@ class DeliveryWorker:
     # --- the loop -------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Make the HTTP transport, on the event loop that will send with it (the
-        loop does this itself; a test calling `attempt` does it first). Requests
-        go to it straight, not through an httpx client: the worker follows no
-        redirects and keeps no cookies, and a client's layers would double the
-        CPU time of a send."""
+        """Make the HTTP transport, on the event loop that will send with it
+        (`running()` does this; a test calling `attempt` alone does it first).
+        Requests go to it straight, not through an httpx client: the worker
+        follows no redirects and keeps no cookies, and a client's layers would
+        double the CPU time of a send."""
         self._loop = asyncio.get_running_loop()
         self._http = self._transport or GuardedTransport(
             # Read at each check, so a changed allow-list applies to the next send.
@@ -295,31 +343,39 @@ class DeliveryWorker:
         if self._http is not None:
             await self._http.aclose()
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """What `run_once` needs, on the running event loop: the HTTP transport
+        and the wake-up of sends that finish. Leaving it normally drains (sends
+        in flight finish, the rest are given back); the transport closes either way."""
+        self._wake = asyncio.Event()
+        await self.open()
+        try:
+            yield
+            await self.drain()
+        finally:
+            await self.close()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="delivery", daemon=True)
         self._thread.start()
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        loop, wake = self._loop, self._wake
+        beating = asyncio.create_task(self._beat())  # through the drain too
+        try:
+            async with self.running():
+                await self._loop_until_stopped()
+        finally:
+            beating.cancel()
+
+    async def _loop_until_stopped(self) -> None:
+        loop, wake = asyncio.get_running_loop(), self._wake
+        assert wake is not None, "called inside running()"
         unsubscribe = hub.subscribe("deliveries", lambda: loop.call_soon_threadsafe(wake.set))
-        beating = asyncio.create_task(self._beat())
-        await self.open()
-        last_reap = float("-inf")
-        # Lapsed leases only matter after a crash; look for them at a slow pace.
-        lease_s = self._settings.delivery_lease_s
-        reap_every = max(self._settings.poll_interval_s, lease_s / 2)
         try:
             while not self._stopping.is_set():
                 wake.clear()
                 try:
-                    # Not for one lease after the database was away: nobody could
-                    # record or renew meanwhile.
-                    if time.monotonic() - last_reap > reap_every and seconds_since_outage() > lease_s:
-                        await self._db_call(store.release_expired, self._clock(), list(self._sending))
-                        self._capacity.forget_idle()
-                        last_reap = time.monotonic()
                     timeout = await self._step()
                 except Exception as error:
                     self._faults.failure("a round of the delivery loop", error)
@@ -329,19 +385,17 @@ class DeliveryWorker:
                         await asyncio.wait_for(wake.wait(), timeout)
                     except TimeoutError:
                         pass
-            await self._drain()
         finally:
             unsubscribe()
-            beating.cancel()
-            await self.close()
 
     async def _beat(self) -> None:
         while self.heartbeat is not None:
             self.heartbeat()
             await asyncio.sleep(HEARTBEAT_EVERY_S)
 
-    async def _drain(self, grace_s: float = 5.0) -> None:
-        """Graceful stop: let sends in flight finish, give the rest back."""
+    async def drain(self, grace_s: float = 5.0) -> None:
+        """Graceful stop: let sends in flight finish (for up to `grace_s`), give
+        the rest back, due now, and write what is left to write."""
         pending = list(self._sending.values())
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
@@ -349,16 +403,18 @@ class DeliveryWorker:
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-            await self._db_call(store.release, unsent)
+            await self._db_call(store.release, unsent, self._clock())
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
 
     def stop(self) -> None:
+        """Stop the loop `start` began (draining it), and the database thread."""
         self._stopping.set()
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
         if self._thread is not None:
+            if self._loop is not None and self._wake is not None:
+                with contextlib.suppress(RuntimeError):  # its loop has ended already
+                    self._loop.call_soon_threadsafe(self._wake.set)
             self._thread.join()
         self._db.shutdown(wait=True)
 

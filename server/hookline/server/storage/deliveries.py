@@ -81,10 +81,12 @@ class Outbox:
         job_id: str = "",
         flow_id: str = "",
         webhook_id: str = "",
+        now: int | None = None,
     ) -> tuple[Event, list[Delivery]]:
-        """An event and one PENDING delivery per target webhook, written at
-        `flush`. `build_body(event_id, time_ms)` makes the body bytes, fixed from now on."""
-        now = now_ms()
+        """An event and one PENDING delivery per target webhook (due `now`, by
+        default the present), written at `flush`. `build_body(event_id, time_ms)`
+        makes the body bytes, fixed from now on."""
+        now = now_ms() if now is None else now
         event_id = ids.new_id("evt")
         event = Event(
             id=event_id,
@@ -140,14 +142,16 @@ def record_event(
     job_id: str = "",
     flow_id: str = "",
     webhook_id: str = "",
+    now: int | None = None,
 ) -> tuple[Event, list[Delivery]]:
-    """Store an event and one PENDING delivery per target webhook, now.
+    """Store an event and one PENDING delivery per target webhook, at `now`
+    (by default the present).
 
     Call inside the transaction that caused the event (transactional outbox).
     `build_body(event_id, time_ms)` makes the body bytes, fixed from now on."""
     outbox = Outbox()
     recorded = outbox.add(
-        space_id, event_type, build_body, targets, job_id=job_id, flow_id=flow_id, webhook_id=webhook_id
+        space_id, event_type, build_body, targets, job_id=job_id, flow_id=flow_id, webhook_id=webhook_id, now=now
     )
     outbox.flush()
     return recorded
@@ -287,9 +291,9 @@ def recover_deliveries(space_id: str, webhook_ref: str, since: int) -> int:
     return len(rows)
 
 
-def fail_pending_of_webhook(webhook_id: str, reason: str) -> None:
+def fail_pending_of_webhook(webhook_id: str, reason: str, now: int | None = None) -> None:
     """A disabled webhook's PENDING deliveries become FAILED (in-flight ones finish)."""
-    _finish_unfinished(webhook_id, (DeliveryState.PENDING,), DeliveryState.FAILED, ChangeKind.FAILED, reason)
+    _finish_unfinished(webhook_id, (DeliveryState.PENDING,), DeliveryState.FAILED, ChangeKind.FAILED, reason, now)
 
 
 def cancel_unfinished_of_webhook(webhook_id: str) -> None:
@@ -298,10 +302,15 @@ def cancel_unfinished_of_webhook(webhook_id: str) -> None:
 
 
 def _finish_unfinished(
-    webhook_id: str, states: tuple[DeliveryState, ...], state: DeliveryState, kind: ChangeKind, reason: str
+    webhook_id: str,
+    states: tuple[DeliveryState, ...],
+    state: DeliveryState,
+    kind: ChangeKind,
+    reason: str,
+    now: int | None = None,
 ) -> None:
     rows = m.Delivery.select().where((m.Delivery.webhook_id == webhook_id) & (m.Delivery.state.in_(states)))
-    now = now_ms()
+    now = now_ms() if now is None else now
     changes: list[dict[str, Any]] = []
     for row in rows:
         update_delivery(

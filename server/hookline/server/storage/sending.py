@@ -17,7 +17,7 @@ from .. import notify
 from ..states import ChangeKind, DeliveryState
 from . import models as m
 from . import statements, webhooks
-from .database import is_postgres, now_ms
+from .database import is_postgres
 from .deliveries import flush_changes, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask, WebhookHealth
 
@@ -174,15 +174,15 @@ def _requeue(rows: Sequence[m.Delivery], now: int, **fields: Any) -> None:
         notify.after_commit("deliveries")
 
 
-def release(delivery_ids: Sequence[str]) -> None:
-    """Give SENDING deliveries back unsent (graceful shutdown): PENDING, due now."""
+def release(delivery_ids: Sequence[str], now: int) -> None:
+    """Give SENDING deliveries back unsent (graceful shutdown): PENDING, due `now`."""
     if not delivery_ids:
         return
     with m.db.atomic():
         rows = m.Delivery.select().where(
             m.Delivery.id.in_(list(delivery_ids)) & (m.Delivery.state == DeliveryState.SENDING)
         )
-        _requeue(list(rows), now_ms())
+        _requeue(list(rows), now)
 
 
 def _active_secrets(webhook_ids: set[str], now: int) -> dict[str, list[str]]:
@@ -278,7 +278,7 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, decide: Decide
         # After the deliveries are written: a retry this batch scheduled before
         # its webhook's disabling fails with the webhook's other PENDING deliveries.
         for webhook_id, reason in disabling.items():
-            webhooks.disable(webhook_id, reason)
+            webhooks.disable(webhook_id, reason, now)
     return Recorded(decisions, recovered)
 
 

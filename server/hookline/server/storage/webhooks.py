@@ -148,15 +148,13 @@ def send_test_event(space_id: str, ref: str, message: str) -> tuple[Event, Deliv
     return event, delivery
 
 
-def disable(webhook_id: str, reason: str) -> None:
-    """The service switches a webhook off ("gone", "failing"): its PENDING
-    deliveries fail and the space's subscribers get WEBHOOK.DISABLED. Call
-    inside the transaction that decided it."""
+def disable(webhook_id: str, reason: str, now: int) -> None:
+    """The service switches a webhook off ("gone", "failing") at `now`: its
+    PENDING deliveries fail and the space's subscribers get WEBHOOK.DISABLED.
+    Call inside the transaction that decided it."""
     row = m.Webhook.get_by_id(webhook_id)
-    m.Webhook.update(enabled=False, disabled_reason=reason, update_time=now_ms()).where(
-        m.Webhook.id == webhook_id
-    ).execute()
-    deliveries.fail_pending_of_webhook(webhook_id, f"webhook disabled ({reason})")
+    m.Webhook.update(enabled=False, disabled_reason=reason, update_time=now).where(m.Webhook.id == webhook_id).execute()
+    deliveries.fail_pending_of_webhook(webhook_id, f"webhook disabled ({reason})", now)
     deliveries.record_event(
         row.space_id,
         "WEBHOOK.DISABLED",
@@ -165,4 +163,5 @@ def disable(webhook_id: str, reason: str) -> None:
         ),
         [w for w in deliveries.subscribers(space_webhooks(row.space_id), "WEBHOOK.DISABLED") if w.id != webhook_id],
         webhook_id=webhook_id,
+        now=now,
     )
