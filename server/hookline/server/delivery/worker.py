@@ -70,6 +70,7 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = threading.Event()
+        self._grace_s = settings.shutdown_grace_s  # what sends in flight have to finish, once stopping
         self._thread: threading.Thread | None = None
         self._http: httpx.AsyncBaseTransport | None = None  # what requests go out through, once open
         self._faults = FaultLog(log)
@@ -195,7 +196,8 @@ class DeliveryWorker:
         webhook_id = task.delivery.webhook_id
         now = time.monotonic()
         slot = max(now, self._next_slot.get(webhook_id, now))
-        self._next_slot[webhook_id] = slot + self._settings.delivery_processes / task.rate_limit_per_s
+        spacing_s = capacity.request_spacing_s(task.rate_limit_per_s, self._settings.delivery_processes)
+        self._next_slot[webhook_id] = slot + spacing_s
         if slot > now:
             await asyncio.sleep(slot - now)
 
@@ -340,11 +342,11 @@ class DeliveryWorker:
             self.heartbeat()
             await asyncio.sleep(HEARTBEAT_EVERY_S)
 
-    async def _drain(self, grace_s: float = 5.0) -> None:
-        """Graceful stop: let sends in flight finish, give the rest back."""
+    async def _drain(self) -> None:
+        """Graceful stop: let sends in flight finish within the grace, give the rest back."""
         pending = list(self._sending.values())
         if pending:
-            _, late = await asyncio.wait(pending, timeout=grace_s)
+            _, late = await asyncio.wait(pending, timeout=self._grace_s)
             unsent = [d for d, t in self._sending.items() if t in late]
             for t in late:
                 t.cancel()
@@ -354,7 +356,11 @@ class DeliveryWorker:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming; sends in flight have `grace_s` (by default the shutdown
+        grace) to finish, the rest are given back to the queue."""
+        if grace_s is not None:
+            self._grace_s = grace_s
         self._stopping.set()
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
