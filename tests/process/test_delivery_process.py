@@ -6,6 +6,7 @@ once; `--single-process` keeps everything in one."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -48,9 +49,14 @@ def _delivery_processes(pid: int) -> list[int]:
             command = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # it ended meanwhile
-        if int(fields[1]) == pid and fields[0] != "Z" and b"hookline.server.delivery_process" in command:
+        if int(fields[1]) == pid and fields[0] != "Z" and _entry_module(command).startswith("hookline.server.delivery"):
             found.append(int(stat.parent.name))
     return found
+
+
+def _entry_module(command: list[bytes]) -> str:
+    """The module a `python -m MODULE ...` command line runs ("" if it is not one)."""
+    return command[2].decode() if len(command) > 2 and command[1] == b"-m" else ""
 
 
 def _alive(pid: int) -> bool:
@@ -61,7 +67,7 @@ def _alive(pid: int) -> bool:
 
 
 class Serve:
-    def __init__(self, storage: Storage, log: Path, *extra: str):
+    def __init__(self, storage: Storage, log: Path, *extra: str, env: dict[str, str] | None = None):
         self.storage, self.log = storage, log
         self.address = f"127.0.0.1:{free_port()}"
         self.metrics_port = free_port()
@@ -72,7 +78,7 @@ class Serve:
                     *storage.args, "--allow-target", "127.0.0.0/8", "--retry-schedule", "0,200ms,500ms",
                     *extra,
                 ],
-                env=storage.env, stdout=out, stderr=subprocess.STDOUT,
+                env={**storage.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_serving(self.address)
         self.client = Client(self.address, (storage.data_dir / "admin.key").read_text().strip())
@@ -200,6 +206,98 @@ def test_sigterm_stops_both_processes(serve, storage, tmp_path) -> None:  # type
     assert server.process.wait(timeout=60) == 0
     assert not _alive(child)
     assert "was killed" not in server.log.read_text()
+
+
+# A sitecustomize for every Python process of a server: at exit, it writes down
+# the files of hookline it loaded under more than one module name (the standard
+# library has aliases of its own, such as os.path).
+MODULE_CENSUS = """
+import atexit, collections, json, os, sys
+
+
+def _census():
+    folder = os.environ.get("MODULE_CENSUS_DIR")
+    if not folder:
+        return
+    names = collections.defaultdict(list)
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and (name == "__main__" or name.split(".")[0] == "hookline"):
+            names[os.path.realpath(path)].append(name)
+    with open(os.path.join(folder, f"{os.getpid()}.json"), "w") as out:
+        json.dump({path: sorted(n) for path, n in names.items() if len(n) > 1}, out)
+
+
+atexit.register(_census)
+"""
+
+
+def test_the_delivery_process_loads_each_module_once(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]
+    census = tmp_path / "census"
+    census.mkdir()
+    (census / "sitecustomize.py").write_text(MODULE_CENSUS)
+    path = os.pathsep.join(p for p in (str(census), storage.env.get("PYTHONPATH")) if p)
+    server = Serve(storage, tmp_path / "serve.log", env={"PYTHONPATH": path, "MODULE_CENSUS_DIR": str(census)})
+    serve.append(server)
+    child = server.delivery_process()
+    # Once it has sent something it is running, with every module it uses loaded.
+    server.flow(receiver, "dp-census")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-census"))
+    receiver.wait_for("/dp-census", 1, timeout=10)
+    server.process.terminate()
+    assert server.process.wait(timeout=60) == 0
+    # Loaded twice, a module has two of every class and global (e.g. notify's relays).
+    assert json.loads((census / f"{child}.json").read_text()) == {}
+
+
+def test_a_send_in_flight_at_sigterm_finishes_within_the_grace_and_is_not_sent_again(  # type: ignore[no-untyped-def]
+    serve, storage, tmp_path, receiver
+) -> None:
+    server = Serve(storage, tmp_path / "serve.log")
+    serve.append(server)
+    # SIGTERM while the receiver takes 1 s to answer: within the grace (5 s by default).
+    receiver.respond("/dp-grace", [Reply(200, delay_s=1.0, on_arrival=server.process.terminate), 200])
+    webhook_id = server.flow(receiver, "dp-grace")
+    server.client.jobs.StartJob(StartJobRequest(flow="dp-grace"))
+    assert server.process.wait(timeout=30) == 0
+    again = Serve(storage, tmp_path / "again.log")
+    serve.append(again)
+    # A second event, sent after anything given back (that would be due first).
+    again.client.jobs.StartJob(StartJobRequest(flow="dp-grace"))
+    arrived = receiver.wait_for("/dp-grace", 2, timeout=30)
+    assert len({r.headers["webhook-id"] for r in arrived}) == 2  # the first one was not sent again
+    eventually(lambda: len(_attempts(again, webhook_id)) == 2, 10, "the second attempt was not recorded")
+    assert [(a.status_code, a.error) for a in _attempts(again, webhook_id)] == [(200, "")] * 2
+    assert "did not stop" not in server.log.read_text()
+
+
+@pytest.mark.parametrize("mode", [[], ["--single-process"]], ids=["delivery-process", "single-process"])
+def test_a_send_slower_than_the_shutdown_grace_is_given_back_and_sent_once_more(  # type: ignore[no-untyped-def]
+    serve, storage, tmp_path, receiver, mode
+) -> None:
+    alias = f"dp-grace-over-{len(mode)}"
+    server = Serve(storage, tmp_path / "serve.log", "--shutdown-grace", "1s", *mode)
+    serve.append(server)
+    terminated = []
+
+    def terminate() -> None:
+        terminated.append(time.monotonic())
+        server.process.terminate()
+
+    # Answered 6 s after SIGTERM, 5 s after the grace ran out.
+    receiver.respond(f"/{alias}", [Reply(200, delay_s=6.0, on_arrival=terminate), 200])
+    webhook_id = server.flow(receiver, alias)
+    server.client.jobs.StartJob(StartJobRequest(flow=alias))
+    assert server.process.wait(timeout=30) == 0
+    assert time.monotonic() - terminated[0] < 6.0  # it did not wait for the answer
+    again = Serve(storage, tmp_path / "again.log", *mode)
+    serve.append(again)
+    first, second = receiver.wait_for(f"/{alias}", 2, timeout=30)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    eventually(lambda: len(_attempts(again, webhook_id)) == 1, 10, "the attempt was not recorded")
+    [attempt] = _attempts(again, webhook_id)
+    assert (attempt.status_code, attempt.error) == (200, ""), attempt.error
+    assert len(receiver.at(f"/{alias}")) == 2  # once more, not again after the success
 
 
 def test_single_process_delivers_without_a_delivery_process(serve, storage, tmp_path, receiver) -> None:  # type: ignore[no-untyped-def]

@@ -220,6 +220,7 @@ def test_serve_help_names_the_variable_of_each_flag(storage: Storage) -> None:
         ("--listen", "HOOKLINE_LISTEN"),
         ("--metrics-host", "HOOKLINE_METRICS_HOST"),
         ("--job-lease", "HOOKLINE_JOB_LEASE"),
+        ("--shutdown-grace", "HOOKLINE_SHUTDOWN_GRACE"),
         ("--max-json-bytes", "HOOKLINE_MAX_JSON_BYTES"),
     ]:
         assert flag in shown and f"[{variable}]" in shown

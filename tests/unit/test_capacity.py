@@ -3,7 +3,19 @@ clock passed in."""
 
 from __future__ import annotations
 
-from hookline.server.delivery.capacity import FAST, FORGET_S, SLOW, SLOW_S, UNPROVEN, Capacity
+import pytest
+
+from hookline.server.delivery.capacity import (
+    FAST,
+    FORGET_S,
+    SLOW,
+    SLOW_S,
+    UNPROVEN,
+    Capacity,
+    ProcessShare,
+    process_share,
+    request_spacing_s,
+)
 
 
 class Clock:
@@ -142,3 +154,47 @@ def test_an_idle_webhook_is_forgotten() -> None:
     clock.now += FORGET_S + 1
     capacity.forget_idle()
     assert capacity.kind("wh") == UNPROVEN
+
+
+# --- several delivery processes: each one's share of the limits -----------------------
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "per_webhook", "processes", "shares"),
+    [
+        (64, 8, 1, [(64, 8)]),
+        (64, 8, 2, [(32, 4), (32, 4)]),
+        # A remainder goes one each to the first processes: 22 + 21 + 21 = 64, 3 + 3 + 2 = 8.
+        (64, 8, 3, [(22, 3), (21, 3), (21, 2)]),
+        (10, 4, 4, [(3, 1), (3, 1), (2, 1), (2, 1)]),
+        # Fewer than one each: one each all the same, or a process could never send.
+        (2, 1, 3, [(1, 1), (1, 1), (1, 1)]),
+        (1, 1, 2, [(1, 1), (1, 1)]),
+    ],
+)
+def test_each_delivery_process_takes_its_share_of_the_limits(
+    concurrency: int, per_webhook: int, processes: int, shares: list[tuple[int, int]]
+) -> None:
+    assert [process_share(concurrency, per_webhook, processes, n) for n in range(processes)] == [
+        ProcessShare(delivery_concurrency=c, webhook_max_in_flight=w) for c, w in shares
+    ]
+
+
+@pytest.mark.parametrize(("concurrency", "per_webhook"), [(64, 8), (7, 5), (100, 3), (5, 5)])
+@pytest.mark.parametrize("processes", [1, 2, 3, 4, 5])
+def test_the_shares_add_up_to_the_limits_when_there_is_one_each(
+    concurrency: int, per_webhook: int, processes: int
+) -> None:
+    shares = [process_share(concurrency, per_webhook, processes, n) for n in range(processes)]
+    assert sum(s.delivery_concurrency for s in shares) == concurrency
+    assert sum(s.webhook_max_in_flight for s in shares) == max(per_webhook, processes)
+
+
+@pytest.mark.parametrize(
+    ("rate_limit_per_s", "processes", "spacing_s"),
+    [(4, 1, 0.25), (4, 2, 0.5), (10, 4, 0.4), (0.5, 1, 2.0), (0.5, 3, 6.0)],
+)
+def test_each_delivery_process_spaces_a_webhook_s_requests_by_its_share_of_the_rate_limit(
+    rate_limit_per_s: float, processes: int, spacing_s: float
+) -> None:
+    assert request_spacing_s(rate_limit_per_s, processes) == pytest.approx(spacing_s)

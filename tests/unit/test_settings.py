@@ -41,6 +41,13 @@ def test_delivery_processes_default_to_one_and_need_the_split() -> None:
         _parse(["--single-process", "--delivery-processes", "2"], {})
 
 
+def test_the_shutdown_grace_defaults_to_5_s_and_is_set_by_flag_or_variable() -> None:
+    assert _parse([], {}).shutdown_grace_s == 5.0
+    assert _parse(["--shutdown-grace", "20s"], {}).shutdown_grace_s == 20.0
+    assert _parse([], {"HOOKLINE_SHUTDOWN_GRACE": "500ms"}).shutdown_grace_s == 0.5
+    assert _parse([], {"HOOKLINE_SHUTDOWN_GRACE": "0"}).shutdown_grace_s == 0.0  # give everything back at once
+
+
 def test_job_memory_limit_defaults_to_256_mib_and_is_set_by_flag_or_variable() -> None:
     assert _parse([], {}).job_memory_limit_mib == 256
     assert _parse(["--job-memory-limit", "512"], {}).job_memory_limit_mib == 512
@@ -58,6 +65,7 @@ def test_job_memory_limit_defaults_to_256_mib_and_is_set_by_flag_or_variable() -
         ("HOOKLINE_MAX_JSON_BYTES", "1MB", "'1MB' is not a whole number"),
         ("HOOKLINE_CONNECT_TIMEOUT", "5s", "'5s' is not a number"),
         ("HOOKLINE_JOB_LEASE", "soon", "'soon' is not a duration"),
+        ("HOOKLINE_SHUTDOWN_GRACE", "-1s", "'-1s' is not a duration"),
         ("HOOKLINE_RETRY_SCHEDULE", "x", "entry 1 ('x')"),
         ("HOOKLINE_ALLOW_TARGET", "10.0.0.0/33", "'10.0.0.0/33' is not a CIDR"),
         ("HOOKLINE_ROLE", "solver", "must be api, worker or all, not 'solver'"),
@@ -97,6 +105,7 @@ def test_a_bad_variable_is_refused_naming_the_variable_and_its_flag(variable: st
         (["--job-retention", "0d"], "--job-retention (HOOKLINE_JOB_RETENTION) must be a positive"),
         (["--auto-disable-after", "0"], "--auto-disable-after (HOOKLINE_AUTO_DISABLE_AFTER) must be a positive"),
         (["--delivery-stall-timeout", "0"], "--delivery-stall-timeout (HOOKLINE_DELIVERY_STALL_TIMEOUT) must be"),
+        (["--shutdown-grace", "9" * 400], "--shutdown-grace (HOOKLINE_SHUTDOWN_GRACE) must be a finite duration"),
         (["--response-capture-bytes", "-1"], "--response-capture-bytes (HOOKLINE_RESPONSE_CAPTURE_BYTES) must not"),
         (["--delivery-lease", "10s"], "--delivery-lease (HOOKLINE_DELIVERY_LEASE) must be longer than"),
         (["--max-url-length", "0"], "--max-url-length (HOOKLINE_MAX_URL_LENGTH) must be positive"),

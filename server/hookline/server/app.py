@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -337,15 +338,19 @@ class Hookline:
         self.stopping.set()
         self.feeds.stop()
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop everything; jobs running and sends in flight have `grace_s` from
+        now (by default the shutdown grace), all at once, to finish."""
+        deadline = time.monotonic() + (self.settings.shutdown_grace_s if grace_s is None else grace_s)
         self.end_streams()
         self.senders.stop()
         self.database_health.stop()
         self.health.enter_graceful_shutdown()
+        # The worker sends on while the runner waits for its jobs.
         if self.runner:
-            self.runner.stop()
+            self.runner.stop(grace_s=max(0.0, deadline - time.monotonic()))
         if self.worker:
-            self.worker.stop()
+            self.worker.stop(grace_s=max(0.0, deadline - time.monotonic()))
         if self.purger:
             self.purger.stop()
         if self.listener:
@@ -520,8 +525,13 @@ def serve(settings: Settings) -> None:
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     log.info("shutting down")
+    # One grace for all: calls, jobs and sends in flight finish side by side.
+    grace_s = settings.shutdown_grace_s
+    deadline = time.monotonic() + grace_s
     app.end_streams()
-    server.stop(grace=5).wait()
+    if deliveries:
+        deliveries.stop_soon()
+    server.stop(grace=grace_s).wait()
     if deliveries:
         deliveries.stop()
-    app.stop()
+    app.stop(grace_s=max(0.0, deadline - time.monotonic()))

@@ -15,17 +15,16 @@ the parent, which serves their sum. On the embedded database all of them take
 turns writing (TurnTakingSqliteDatabase); only the API process holds the data
 dir's lock and settles work that dead processes left behind.
 
-The child reads its settings from stdin (pickled: they may hold the master key,
-which must not show on a command line)."""
+This module is the API process's side (and the Link both use); a delivery
+process runs delivery_main, which nothing imports: run as __main__, it is
+loaded once."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
@@ -33,21 +32,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from . import notify
+from .delivery.capacity import process_share
 from .metrics import Metrics
 from .settings import Settings
 
-if TYPE_CHECKING:
-    from .app import Hookline
-
 log = logging.getLogger("hookline.delivery")
 
+# What a delivery process runs (named, not imported: it imports this module).
+ENTRY_MODULE = "hookline.server.delivery_main"
 RESTART_DELAY_S = 1.0
-METRICS_EVERY_S = 1.0
-PR_SET_PDEATHSIG = 1
-# Deliveries in flight get their request timeout to finish on shutdown.
+# What a stopping delivery process has beyond the shutdown grace to record what
+# it sent, give back the rest and exit, before it is killed.
 STOP_MARGIN_S = 10.0
 TOPICS, METRICS, HEARTBEAT = b"t", b"m", b"h"
 # How often the supervisor looks for a delivery process that stopped beating,
@@ -135,16 +132,10 @@ class DeliveryProcesses:
     def __init__(self, settings: Settings, metrics: Metrics, release_abandoned: Callable[[], None]):
         self._settings = settings
         self._count = settings.delivery_processes
-        # Each takes its share of the limits, so that together they keep to them.
-        self._share = replace(
-            settings,
-            metrics_port=None,  # the API process serves the metrics
-            delivery_concurrency=-(-settings.delivery_concurrency // self._count),
-            webhook_max_in_flight=max(1, settings.webhook_max_in_flight // self._count),
-        )
         self._metrics = metrics
         self._release_abandoned = release_abandoned
         self._stopping = threading.Event()
+        self._stop_deadline = 0.0  # time.monotonic() by which stopping processes must have exited
         self._lock = threading.Lock()
         self._processes: list[subprocess.Popen[bytes]] = []
         # A child's death signal fires when the thread that started it ends:
@@ -208,7 +199,7 @@ class DeliveryProcesses:
     def _start(self, number: int, ended: threading.Event) -> tuple[subprocess.Popen[bytes], Link]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
+            [sys.executable, "-m", ENTRY_MODULE, str(theirs.fileno()), str(os.getpid())],
             stdin=subprocess.PIPE,
             pass_fds=[theirs.fileno()],
         )
@@ -218,7 +209,7 @@ class DeliveryProcesses:
         assert process.stdin is not None
         try:
             with process.stdin:
-                process.stdin.write(pickle.dumps(self._share))
+                process.stdin.write(pickle.dumps(self._settings_of(number)))
         except BrokenPipeError:
             pass  # it died at once; its exit is reported by the supervisor
 
@@ -229,79 +220,57 @@ class DeliveryProcesses:
         threading.Thread(target=wait_for_exit, name="delivery-exit", daemon=True).start()
         return process, link
 
+    def _settings_of(self, number: int) -> Settings:
+        """Delivery process `number`'s settings: its share of the limits, so that
+        together they keep to them."""
+        share = process_share(
+            self._settings.delivery_concurrency, self._settings.webhook_max_in_flight, self._count, number
+        )
+        return replace(
+            self._settings,
+            metrics_port=None,  # the API process serves the metrics
+            delivery_concurrency=share.delivery_concurrency,
+            webhook_max_in_flight=share.webhook_max_in_flight,
+        )
+
     def _stop_all(self, processes: list[subprocess.Popen[bytes]]) -> None:
-        """Ask the delivery processes to finish or give back their work, and wait for them."""
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        timeout = self._settings.request_timeout_s + STOP_MARGIN_S
-        for process in processes:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("delivery process %d did not stop within %.0f s; killing it", process.pid, timeout)
-                process.kill()
+        """Ask the delivery processes to finish or give back their sends, and wait for them."""
+        _terminate(processes)
+        _await_exit(processes, time.monotonic() + self._settings.shutdown_grace_s + STOP_MARGIN_S)
+
+    def stop_soon(self) -> None:
+        """Ask the delivery processes to finish or give back their sends within
+        the shutdown grace, from now; none is started again."""
+        with self._lock:
+            if not self._stopping.is_set():
+                self._stopping.set()
+                self._stop_deadline = time.monotonic() + self._settings.shutdown_grace_s + STOP_MARGIN_S
+            processes = list(self._processes)
+        _terminate(processes)
 
     def stop(self) -> None:
+        """stop_soon, then wait for the delivery processes to end."""
+        self.stop_soon()
         with self._lock:
-            self._stopping.set()
             processes = list(self._processes)
-        self._stop_all(processes)
+        _await_exit(processes, self._stop_deadline)
         self._thread.join()
 
 
-def _die_with(parent_pid: int) -> None:
-    """Be killed when the API process ends, however it ends (Linux)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # it ended before the line above
-        os._exit(1)
+def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
 
 
-def _open(settings: Settings, done: threading.Event) -> Hookline | None:
-    """This process's part of hookline, once the database answers (the API
-    process is running already, so it is worth waiting for); None if told to stop first."""
-    from .app import DatabaseUnreachable, Hookline, Part
-
-    while True:
+def _await_exit(processes: list[subprocess.Popen[bytes]], deadline: float) -> None:
+    """Wait for the processes to exit until `deadline` (time.monotonic()), then kill those still running."""
+    for process in processes:
         try:
-            return Hookline(settings, parts={Part.DELIVERIES}, lock_data_dir=False)
-        except DatabaseUnreachable as error:
-            log.warning("%s; trying again in %.0f s", error, RESTART_DELAY_S)
-        if done.wait(RESTART_DELAY_S):
-            return None
-
-
-def main() -> None:
-    from .app import configure_logging
-
-    fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
-    _die_with(parent_pid)
-    # Ctrl-C reaches the whole process group; the API process decides when this one stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    settings: Settings = pickle.load(sys.stdin.buffer)
-    configure_logging(settings.database)
-    sys.setswitchinterval(0.001)  # as in the API process (app.serve)
-    # The API process serves the metrics (this one sends it its own) and settles
-    # the work of dead delivery processes (this one holds no data dir lock).
-    app = _open(settings, done)
-    if app is None:
-        return
-    # The pair closes when the API process is gone: stop then too.
-    link = Link(socket.socket(fileno=fd), on_close=done.set)
-    link.start()
-    assert app.worker is not None
-    app.worker.heartbeat = link.send_heartbeat
-    app.start_background()
-    log.info("delivery process %d running", os.getpid())
-    while not done.wait(METRICS_EVERY_S):
-        link.send_metrics(app.metrics.snapshot())
-    app.stop()
-    link.send_metrics(app.metrics.snapshot())
-    link.close()
-
-
-if __name__ == "__main__":
-    main()
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "delivery process %d did not stop within the shutdown grace and %.0f s more; killing it",
+                process.pid, STOP_MARGIN_S,
+            )  # fmt: skip
+            process.kill()

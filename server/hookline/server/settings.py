@@ -67,6 +67,9 @@ class Settings:
     # A delivery process whose event loop gives no sign of life for this long
     # (stopped, or stuck) is killed and replaced.
     delivery_stall_timeout_s: float = 10.0
+    # At SIGTERM: how long calls, running jobs and sends in flight have, all at
+    # once, to finish; what has not is then given back to the queue.
+    shutdown_grace_s: float = 5.0
     # The fallback when no wake-up arrives (they come in-process, or by LISTEN/NOTIFY).
     poll_interval_s: float = 5.0
     stream_heartbeat_s: float = 15.0
@@ -109,6 +112,8 @@ class Settings:
             seconds = getattr(self, name)
             if not (math.isfinite(seconds) and seconds > 0):
                 raise ValueError(f"{option(name)} must be a positive, finite duration, not {seconds}")
+        if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
+            raise ValueError(f"{option('shutdown_grace_s')} must be a finite duration, not {self.shutdown_grace_s}")
         if self.response_capture_bytes < 0:
             raise ValueError(f"{option('response_capture_bytes')} must not be negative")
         if self.single_process and self.delivery_processes > 1:
@@ -225,6 +230,12 @@ _FLAGS: dict[str, dict] = {
     "delivery_stall_timeout_s": {
         "flag": "--delivery-stall-timeout",
         "help": "replace a delivery process that shows no progress for this long (default 10s)",
+        "type": parse_duration,
+    },
+    "shutdown_grace_s": {
+        "flag": "--shutdown-grace",
+        "help": "at SIGTERM, time for calls, jobs and sends in flight to finish before the rest is given back "
+        "to the queue (default 5s)",
         "type": parse_duration,
     },
     "auto_disable_after_s": {

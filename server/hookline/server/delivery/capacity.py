@@ -19,7 +19,11 @@ cap. Within a claim, deliveries are taken level by level (every webhook's first
 before any webhook's second), so one webhook's backlog cannot crowd out others.
 
 The state lives on the worker's event loop; a claim, on the database thread,
-decides from a snapshot of it (a Plan)."""
+decides from a snapshot of it (a Plan).
+
+With several delivery processes (--delivery-processes), each applies these
+rules to its share of the limits (process_share, request_spacing_s), so that
+together they keep to the server's."""
 
 from __future__ import annotations
 
@@ -34,6 +38,35 @@ SLOW_SHARE = 0.375
 FORGET_S = 600.0
 
 FAST, SLOW, UNPROVEN = "fast", "slow", "unproven"
+
+
+@dataclass(frozen=True)
+class ProcessShare:
+    """The limits one delivery process keeps to."""
+
+    delivery_concurrency: int
+    webhook_max_in_flight: int
+
+
+def process_share(delivery_concurrency: int, webhook_max_in_flight: int, processes: int, number: int) -> ProcessShare:
+    """The share of delivery process `number` (0 to processes - 1): each limit
+    split as evenly as whole numbers allow, the first processes taking one more
+    of a remainder, so that the shares add up to the limit; but at least one
+    each, or a process could never send (to a webhook)."""
+    return ProcessShare(
+        delivery_concurrency=_part(delivery_concurrency, processes, number),
+        webhook_max_in_flight=_part(webhook_max_in_flight, processes, number),
+    )
+
+
+def _part(total: int, processes: int, number: int) -> int:
+    return max(1, total // processes + (number < total % processes))
+
+
+def request_spacing_s(rate_limit_per_s: float, processes: int) -> float:
+    """Seconds between one delivery process's requests to a webhook whose rate
+    limit is `rate_limit_per_s`: each of the processes takes an equal part of it."""
+    return processes / rate_limit_per_s
 
 
 @dataclass

@@ -87,6 +87,7 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = threading.Event()
+        self._grace_s = settings.shutdown_grace_s  # what sends in flight have to finish, once stopping
         self._thread: threading.Thread | None = None
         self._http: httpx.AsyncBaseTransport | None = None  # what requests go out through, once open
         self._faults = FaultLog(log)
@@ -237,7 +238,7 @@ class DeliveryWorker:
         if task.rate_limit_per_s <= 0:
             return
         webhook_id = task.delivery.webhook_id
-        every_ms = self._settings.delivery_processes * 1000 / task.rate_limit_per_s
+        every_ms = capacity.request_spacing_s(task.rate_limit_per_s, self._settings.delivery_processes) * 1000
         now = self._clock()
         # No further ahead than the webhook's sends in flight can queue up, should
         # the clock be set back meanwhile.
@@ -393,9 +394,11 @@ class DeliveryWorker:
             self.heartbeat()
             await asyncio.sleep(HEARTBEAT_EVERY_S)
 
-    async def drain(self, grace_s: float = 5.0) -> None:
-        """Graceful stop: let sends in flight finish (for up to `grace_s`), give
-        the rest back, due now, and write what is left to write."""
+    async def drain(self, grace_s: float | None = None) -> None:
+        """Graceful stop: let sends in flight finish (for up to `grace_s`, by
+        default the shutdown grace), give the rest back, due now, and write what
+        is left to write."""
+        grace_s = self._grace_s if grace_s is None else grace_s
         pending = list(self._sending.values())
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
@@ -408,8 +411,12 @@ class DeliveryWorker:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
 
-    def stop(self) -> None:
-        """Stop the loop `start` began (draining it), and the database thread."""
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop the loop `start` began and the database thread; sends in flight
+        have `grace_s` (by default the shutdown grace) to finish, the rest are
+        given back to the queue."""
+        if grace_s is not None:
+            self._grace_s = grace_s
         self._stopping.set()
         if self._thread is not None:
             if self._loop is not None and self._wake is not None:

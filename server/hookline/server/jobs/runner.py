@@ -291,10 +291,10 @@ class JobRunner:
             except Exception as error:
                 self._quiet.failure("the job heartbeat", error)
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """Let running jobs finish for `grace_s`, then interrupt the rest and
-        put them back to WAITING for another runner."""
-        deadline = time.monotonic() + grace_s
+    def stop(self, grace_s: float | None = None) -> None:
+        """Let running jobs finish for `grace_s` (by default the shutdown grace),
+        then interrupt the rest and put them back to WAITING for another runner."""
+        deadline = time.monotonic() + (self._settings.shutdown_grace_s if grace_s is None else grace_s)
         self._stopping.set()
         hub.publish("jobs")
         for thread in self._threads:
