@@ -13,6 +13,7 @@ A test module can override `hookline_settings`, building it with
 from __future__ import annotations
 
 import base64
+import datetime
 import os
 import socket
 import threading
@@ -27,6 +28,9 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hookline.client import Client
@@ -41,6 +45,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def self_signed_certificate(key: Any, names: list[Any], *, ca: bool = False) -> bytes:
+    """A PEM certificate of `key` for `names` (x509 general names; the first
+    names its subject too), signed by itself; `ca` makes it its own root."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(names[0].value))])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+    )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def wait_serving(address: str, timeout: float = 30.0) -> None:

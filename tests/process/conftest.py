@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import ipaddress
 import os
 import shutil
@@ -24,16 +23,16 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import psycopg2
 import pytest
-from conftest import BACKEND, free_port, postgres_database, wait_serving
+from conftest import BACKEND, free_port, postgres_database, self_signed_certificate, wait_serving
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import struct_pb2
 
 from hookline.client import Client, CreateFlowRequest, CreateWebhookRequest, Flow, Webhook
 
 HOOKLINE = [sys.executable, "-m", "hookline.cli"]
+LOCALHOST_NAMES = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
 
 
 @dataclass
@@ -69,24 +68,34 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storage]:
         yield Storage(data_dir, url, {**os.environ, "HOOKLINE_MASTER_KEY": key})
 
 
-def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
-    """A self-signed certificate of `key` for localhost and 127.0.0.1, its own root."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM)
+class RestartableServer:
+    """`hookline serve` on one address and one storage, to kill and start again
+    (its log appended to across starts); `extra` flags follow the storage's."""
+
+    def __init__(self, storage: Storage, log: Path, extra: tuple[str, ...] = (), address: str | None = None):
+        self.storage, self.log, self.extra = storage, log, extra
+        self.address = address or f"127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [*HOOKLINE, "serve", "--listen", self.address, *self.storage.args, *self.extra],
+                env=self.storage.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_serving(self.address)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey, encryption: serialization.KeySerializationEncryption) -> bytes:
@@ -100,7 +109,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("tls")
     key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     contents = {
-        "cert.pem": _certificate(key),
+        "cert.pem": self_signed_certificate(key, LOCALHOST_NAMES, ca=True),
         "key.pem": _pem_key(key, serialization.NoEncryption()),
         "other-key.pem": _pem_key(other, serialization.NoEncryption()),
         "locked-key.pem": _pem_key(key, serialization.BestAvailableEncryption(b"passphrase")),

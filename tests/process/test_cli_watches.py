@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from cli.helpers import Process as Command
 from cli.helpers import cli_env
-from conftest import free_port, wait_serving
 from google.protobuf import struct_pb2
 
 from hookline.client import (
@@ -28,39 +27,16 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import HOOKLINE, Storage
+from .conftest import HOOKLINE, RestartableServer, Storage
 
 DELIVERY_KINDS = ("QUEUED", "ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED")
 
 
-class Server:
-    """`hookline serve` on one address and one storage, to kill and start again."""
+class Server(RestartableServer):
+    """The server the watches follow, with its key and operator commands at hand."""
 
     def __init__(self, storage: Storage, log: Path):
-        self.storage, self.log = storage, log
-        self.address = f"127.0.0.1:{free_port()}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [
-                    *HOOKLINE, "serve", "--listen", self.address, *self.storage.args,
-                    "--allow-target", "127.0.0.0/8", "--job-lease", "1s",
-                ],
-                env=self.storage.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_serving(self.address)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        super().__init__(storage, log, ("--allow-target", "127.0.0.0/8", "--job-lease", "1s"))
 
     @property
     def admin_key(self) -> str:

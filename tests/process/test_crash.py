@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_serving
 from google.protobuf import struct_pb2
 
 from hookline.client import (
@@ -34,49 +31,25 @@ from hookline.client import (
     Webhook,
 )
 
-from .conftest import HOOKLINE, Storage, all_pages, eventually
+from .conftest import RestartableServer, Storage, all_pages, eventually
 
 JOBS = 500
 PATHS = ("/crash-a", "/crash-b")
-
-
-class Server:
-    def __init__(self, storage: Storage, address: str, log: Path):
-        self.storage, self.address, self.log = storage, address, log
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [
-                    *HOOKLINE, "serve", "--listen", self.address, *self.storage.args,
-                    "--allow-target", "127.0.0.0/8", "--retry-schedule", "0,200ms,500ms,1s,1s,2s,5s",
-                    "--job-lease", "1s", "--job-workers", "4", "--request-timeout", "2", "--delivery-lease", "4s",
-                ],
-                env=self.storage.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_serving(self.address)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+CRASH_FLAGS = (
+    "--allow-target", "127.0.0.0/8", "--retry-schedule", "0,200ms,500ms,1s,1s,2s,5s",
+    "--job-lease", "1s", "--job-workers", "4", "--request-timeout", "2", "--delivery-lease", "4s",
+)  # fmt: skip
 
 
 @pytest.fixture
-def server(storage: Storage, tmp_path: Path) -> Iterator[Server]:
-    s = Server(storage, f"127.0.0.1:{free_port()}", tmp_path / "serve.log")
+def server(storage: Storage, tmp_path: Path) -> Iterator[RestartableServer]:
+    s = RestartableServer(storage, tmp_path / "serve.log", CRASH_FLAGS)
     s.start()
     yield s
     s.stop()
 
 
-def test_a_killed_server_loses_nothing(server: Server, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_server_loses_nothing(server: RestartableServer, receiver) -> None:  # type: ignore[no-untyped-def]
     client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
     hooks = [
         client.webhooks.CreateWebhook(
@@ -189,7 +162,7 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-def test_a_killed_server_leaves_no_process_behind_even_one_computing(server: Server) -> None:
+def test_a_killed_server_leaves_no_process_behind_even_one_computing(server: RestartableServer) -> None:
     client = Client(server.address, (server.storage.data_dir / "admin.key").read_text().strip())
     shared = "|".join(["[@, @]"] * 40)
     definition = struct_pb2.Struct()

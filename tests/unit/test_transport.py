@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import gzip
 import socket
 import ssl
@@ -22,10 +21,10 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from conftest import self_signed_certificate
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hookline.server.delivery.targets import IPNetwork, TargetRefused, parse_networks, refused_in
 from hookline.server.delivery.transport import GuardedResolver, GuardedTransport
@@ -511,23 +510,11 @@ def test_a_connection_not_accepted_in_time_is_a_connect_timeout_well_before_the_
 def _self_signed(host: str) -> tuple[bytes, bytes]:
     """A certificate for `host` signed by itself (so no CA bundle trusts it), and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed_certificate(key, [x509.DNSName(host)])
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return certificate.public_bytes(serialization.Encoding.PEM), pem_key
+    return certificate, pem_key
 
 
 def test_tls_goes_to_the_checked_address_under_the_urls_name_and_an_untrusted_certificate_is_a_connect_error(
