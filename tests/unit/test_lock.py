@@ -37,8 +37,9 @@ def test_every_declared_dependency_is_pinned_within_its_range() -> None:
     for requirement in declared():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement.name} is in pyproject.toml but not in requirements.lock: run scripts/lock"
-        assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"requirements.lock pins {requirement.name}=={pins[name]}, outside {requirement.specifier}: run scripts/lock"
+        pinned = pins[name]
+        assert requirement.specifier.contains(pinned, prereleases=True), (
+            f"requirements.lock pins {requirement.name}=={pinned}, outside {requirement.specifier}: run scripts/lock"
         )
 
 
