@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hookline.client import Client, ListWebhooksRequest, StartJobRequest
 
-from .conftest import BACKEND, HOOKLINE, Storage, with_password
+from .conftest import BACKEND, HOOKLINE, Storage, eventually, with_password
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,14 @@ def test_metrics_listen_on_loopback_unless_told_another_host(
 def test_the_database_password_is_never_logged(tmp_path: Path, storage: Storage) -> None:
     assert storage.database
     password = "s3cret-" + os.urandom(4).hex()
-    with running(tmp_path, storage, [], database=with_password(storage.database, password)) as output:
+
+    def delivery_process_running(address: str) -> None:
+        # Its log lines are checked too: wait until it has written one.
+        wait_serving(address)
+        eventually(lambda: "delivery process" in (tmp_path / "serve.log").read_text(), 30, "the delivery process")
+
+    database = with_password(storage.database, password)
+    with running(tmp_path, storage, [], database=database, ready=delivery_process_running) as output:
         pass
     logged = output()
     assert "hookline listening on" in logged and "delivery process" in logged
