@@ -782,9 +782,9 @@ class Run:
 
     def write_backlog(self, deliveries: int) -> float:
         """PENDING deliveries, written through the storage layer while no server runs."""
-        from hookline.server.storage import deliveries as store
         from hookline.server.storage import models as m
         from hookline.server.storage.database import open_database
+        from hookline.server.storage.deliveries import record_event
 
         assert self.template is not None
         body, template_id = self.template
@@ -798,7 +798,7 @@ class Run:
             for start in range(0, events, per_tx):
                 with m.db.atomic():
                     for _ in range(min(per_tx, events - start)):
-                        store.record_event(
+                        record_event(
                             hooks[0].space_id,
                             "JOB.COMPLETED",
                             lambda event_id, _now: body.replace(template_id.encode(), event_id.encode()),

@@ -68,8 +68,11 @@ def run(jobs: int, with_hanging: bool, timeout_s: float) -> tuple[float, float]:
     receiver = Receiver(hang_s=timeout_s + 5)
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(
-            data_dir=Path(data_dir), listen="127.0.0.1:0", allow_targets=["127.0.0.0/8"],
-            request_timeout_s=timeout_s, retry_schedule="0,1h",
+            data_dir=Path(data_dir),
+            listen="127.0.0.1:0",
+            allow_targets=["127.0.0.0/8"],
+            request_timeout_s=timeout_s,
+            retry_schedule="0,1h",
         )
         app = Hookline(settings)
         server, port = create_server(app)

@@ -13,7 +13,7 @@ from conftest import Watching
 
 from hookline.client import Client, DeliveryEventKind, SendTestEventRequest, WatchDeliveriesRequest
 from hookline.server.app import Hookline, create_server
-from hookline.server.retention import Purger
+from hookline.server.purger import Purger
 from hookline.server.settings import Settings
 from hookline.server.storage.database import now_ms
 

@@ -23,7 +23,7 @@ from hookline.client import (
     JobStatusCode,
     WatchJobRequest,
 )
-from hookline.server.jobs.runner import JobRunner
+from hookline.server.execution.runner import JobRunner
 from hookline.server.settings import Settings
 from hookline.server.storage import stats
 

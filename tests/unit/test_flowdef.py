@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from hookline.server.errors import InvalidArgument
-from hookline.server.jobs.flowdef import (
+from hookline.server.execution.flowdef import (
     DEFAULT_TIMEOUT_SECONDS,
     Canceled,
     FailIf,

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hookline.server.errors import InvalidArgument
-from hookline.server.jobs import flowdef
+from hookline.server.execution import flowdef
 
 
 def _violations(raw: dict) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 from conftest import Listener
 
 from hookline.server.errors import InvalidArgument
-from hookline.server.jobs.flowdef import (
+from hookline.server.execution.flowdef import (
     DEFAULT_TIMEOUT_SECONDS,
     FlowDefinition,
     JobFailure,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from hookline.server.jobs import flowdef
-from hookline.server.jobs.workers import WorkerPool
+from hookline.server.execution import flowdef
+from hookline.server.execution.workers import WorkerPool
 
 MEMORY_LIMIT_MIB = 64
 

@@ -3,7 +3,7 @@
 People's commands (`webhooks`, `flows`, `jobs`, `deliveries`, `events`,
 `receiver`) talk to a running server over gRPC and need only the client (grpcio
 and protobuf). The operator commands (`serve`, `spaces`, `keys`) work on the storage directly and
-come from `hookline.server.cli`, with the `server` extra."""
+come from `hookline.server.operator_commands`, with the `server` extra."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def build_parser() -> CommandParser:
     deliveries.add_commands(sub, common)
     events.add_commands(sub, common)
     receiver.add_command(sub)
-    # Listed for --help; main() hands these to hookline.server.cli before parsing.
+    # Listed for --help; main() hands these to hookline.server.operator_commands before parsing.
     sub.add_parser("serve", help="run the hookline server (needs hookline[server])", add_help=False)
     sub.add_parser("spaces", help="manage spaces, on the server's storage", add_help=False)
     sub.add_parser("keys", help="manage API keys, on the server's storage", add_help=False)
@@ -143,14 +143,14 @@ def _command_of(arguments: list[str]) -> str | None:
 
 def _server_main(arguments: list[str]) -> int:
     try:
-        from hookline.server import cli as server_cli
+        from hookline.server import operator_commands
     except ImportError as error:  # the client alone was installed
         print(f"hookline: the server commands need 'pip install hookline[server]' ({error})", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="hookline", description="jobs and signed webhooks over gRPC")
     sub = parser.add_subparsers(dest="command", required=True)
-    server_cli.add_commands(sub)
-    return server_cli.run(parser.parse_args(arguments))
+    operator_commands.add_commands(sub)
+    return operator_commands.run(parser.parse_args(arguments))
 
 
 def _guarded(args: argparse.Namespace) -> int:

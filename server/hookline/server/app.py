@@ -28,21 +28,21 @@ from grpc_reflection.v1alpha import reflection
 from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 
 from . import secretbox
-from .api.flows import FlowServicer
+from .api.flow_service import FlowServicer
 from .api.interceptor import ApiInterceptor
-from .api.jobs import JobServicer
+from .api.job_service import JobServicer
 from .api.senders import Senders
-from .api.webhooks import WebhookServicer
+from .api.webhook_service import WebhookServicer
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
 from .errors import Unimplemented
+from .execution.runner import JobRunner
 from .feeds import Feeds
 from .health import DatabaseHealth
-from .jobs.runner import JobRunner
 from .metrics import Metrics
 from .notify import Listener
+from .purger import Purger
 from .redact import RedactingFormatter, redact_url
-from .retention import Purger
 from .settings import Settings
 from .storage import jobs as job_store
 from .storage import models, sending, spaces, webhooks

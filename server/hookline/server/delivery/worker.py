@@ -35,7 +35,7 @@ from .. import ids
 from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
-from ..storage import sending as store
+from ..storage import sending
 from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.records import Attempt, SendTask, WebhookHealth
 from ..storage.sending import AttemptOutcome
@@ -111,7 +111,7 @@ class DeliveryWorker:
         plan = self._capacity.plan()
         now = self._clock()
         tasks = await self._db_call(
-            store.claim_due,
+            sending.claim_due,
             now,
             room,
             int(self._settings.delivery_lease_s * 1000),
@@ -141,7 +141,7 @@ class DeliveryWorker:
         since_last = now - self._last_release  # negative if the clock was set back: look again
         if 0 <= since_last <= self._release_every_ms or seconds_since_outage() <= self._settings.delivery_lease_s:
             return
-        await self._db_call(store.release_expired, now, list(self._sending))
+        await self._db_call(sending.release_expired, now, list(self._sending))
         self._capacity.forget_idle()
         self._last_release = now
 
@@ -158,7 +158,7 @@ class DeliveryWorker:
             # deliveries wake the loop, and retries falling due meanwhile are
             # looked for at a short, fixed pace rather than after every send.
             return min(poll, 0.25)
-        due = await self._db_call(store.next_due_time, self._capacity.plan().blocked)
+        due = await self._db_call(sending.next_due_time, self._capacity.plan().blocked)
         if due is None:
             return poll
         wait_s = (due - self._clock()) / 1000
@@ -203,7 +203,7 @@ class DeliveryWorker:
         delay, tries = 0.05, 0
         while True:
             try:
-                recorded = await self._db_call(store.record_outcomes, batch, self._clock(), self.decide)
+                recorded = await self._db_call(sending.record_outcomes, batch, self._clock(), self.decide)
             except Exception as error:
                 tries += 1
                 if (database_fault(error) is None or self._stopping.is_set()) and tries >= 5:
@@ -226,7 +226,7 @@ class DeliveryWorker:
         not at its scheduled time (a batch at a time, between other writes)."""
         try:
             while True:
-                moved = await self._db_call(store.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH)
+                moved = await self._db_call(sending.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH)
                 if moved < EXPEDITE_BATCH:
                     return
         except Exception as error:
@@ -406,7 +406,7 @@ class DeliveryWorker:
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-            await self._db_call(store.release, unsent, self._clock())
+            await self._db_call(sending.release, unsent, self._clock())
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from .settings import Settings
-from .storage import retention as store
+from .storage import retention
 from .storage.database import FaultLog, now_ms
 
 log = logging.getLogger("hookline.retention")
@@ -30,10 +30,10 @@ class Purger:
         cutoff = now - int(self._settings.retention_s * 1000)
         job_cutoff = now - int(self._settings.job_retention_s * 1000)
         steps: list[tuple[str, Callable[[int, int], int], int]] = [
-            ("deliveries", store.purge_deliveries, cutoff),
-            ("events", store.purge_events, cutoff),
-            ("changes", store.purge_changes, cutoff),
-            ("jobs", store.purge_jobs, job_cutoff),
+            ("deliveries", retention.purge_deliveries, cutoff),
+            ("events", retention.purge_events, cutoff),
+            ("changes", retention.purge_changes, cutoff),
+            ("jobs", retention.purge_jobs, job_cutoff),
         ]
         counts = {}
         for name, purge, limit in steps:

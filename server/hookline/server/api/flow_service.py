@@ -10,7 +10,7 @@ from hookline.v1 import flows_pb2, flows_pb2_grpc
 
 from .. import jsonvalue, validation
 from ..errors import InvalidArgument
-from ..jobs import flowdef
+from ..execution import flowdef
 from ..settings import Settings
 from ..storage import flows, webhooks
 from ..validation import require
