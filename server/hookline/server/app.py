@@ -45,7 +45,7 @@ from .purger import Purger
 from .redact import RedactingFormatter, redact_url
 from .settings import Settings
 from .storage import jobs as job_store
-from .storage import models, sending, spaces, webhooks
+from .storage import master_key, sending, spaces, webhooks
 from .storage.database import (
     PRIVATE_DIR_MODE,
     CannotOpen,
@@ -197,7 +197,7 @@ class Hookline:
         except CannotOpen as error:
             raise DatabaseUnreachable(str(error)) from None
         try:
-            check = models.Meta.get_or_none(models.Meta.key == secretbox.KEY_CHECK_NAME)
+            check = master_key.stored_check()
             text, source = self._read_master_key(create=check is None)
             try:
                 box = secretbox.SecretBox.from_text(text)
@@ -207,9 +207,8 @@ class Hookline:
                 ) from None
             if check is None:
                 # The first process stores the check value; one racing it must then open the winner's.
-                models.Meta.insert(key=secretbox.KEY_CHECK_NAME, value=box.key_check()).on_conflict_ignore().execute()
-                check = models.Meta.get_by_id(secretbox.KEY_CHECK_NAME)
-            if not box.matches(check.value):
+                check = master_key.store_check(box.key_check())
+            if not box.matches(check):
                 raise StartupError(
                     f"the master key does not match the one this database was created with (key from {source}); "
                     "start with that key: every process of one database must share it"

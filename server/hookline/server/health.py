@@ -10,8 +10,7 @@ from collections.abc import Iterable
 
 from grpc_health.v1 import health, health_pb2
 
-from .storage import models
-from .storage.database import database_fault, note_outage, outage_noticed, release_connection
+from .storage.database import database_fault, note_outage, outage_noticed, ping, release_connection
 
 log = logging.getLogger("hookline.health")
 
@@ -22,7 +21,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def database_answers() -> bool:
     """Whether a trivial query gets through (a fault other than the database's own is raised)."""
     try:
-        models.db.execute_sql("SELECT 1").fetchone()
+        ping()
         return True
     except Exception as error:
         if database_fault(error) is None:

@@ -17,7 +17,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-from .storage import database, models
+from .storage import database
 
 log = logging.getLogger("hookline.notify")
 CHANNEL = "hookline"
@@ -71,10 +71,10 @@ def after_commit(*topics: str) -> None:
     of it exactly when it commits; on SQLite the relays hear of it after."""
     if database.is_postgres():
         for topic in topics:
-            models.db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
-        models.db.after_commit(lambda: hub.publish(*topics))
+            database.send_notification(CHANNEL, topic)
+        database.after_commit(lambda: hub.publish(*topics))
     else:
-        models.db.after_commit(lambda: _publish_and_relay(topics))
+        database.after_commit(lambda: _publish_and_relay(topics))
 
 
 # Where else a commit's topics go: the other process of a server on the

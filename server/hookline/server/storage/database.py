@@ -172,6 +172,21 @@ class FaultLog:
             self._log.warning("%s failed: %s; retrying until the database is back", what, _first_line(error))
 
 
+def ping() -> None:
+    """One trivial query; raises what the database raised if it did not answer."""
+    models.db.execute_sql("SELECT 1").fetchone()
+
+
+def after_commit(callback: Callable[[], object]) -> None:
+    """Call `callback` once the current transaction commits (at once outside one)."""
+    models.db.after_commit(callback)
+
+
+def send_notification(channel: str, payload: str) -> None:
+    """NOTIFY `channel` (PostgreSQL), as part of the current transaction: heard when it commits."""
+    models.db.execute_sql("SELECT pg_notify(%s, %s)", (channel, payload))
+
+
 def release_connection() -> None:
     """Give this thread's connection back to the pool (PostgreSQL), so threads
     that serve calls do not each hold one between calls."""

@@ -1,5 +1,8 @@
 """Addressing resources by id or alias, within one space. Another space's
-resources are NOT_FOUND like missing ones: their existence is never revealed."""
+resources are NOT_FOUND like missing ones: their existence is never revealed.
+
+The `*_row` functions hand out Peewee rows, for storage's own modules; the rest
+of the server gets ids (`flow_id`) or records (e.g. webhooks.get_webhook)."""
 
 from __future__ import annotations
 
