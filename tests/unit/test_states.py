@@ -1,6 +1,6 @@
-"""The names of job and delivery states and of change kinds: the text they store
-(the same as before they had names, so no migration), and the one table each
-that converts them to and from the API's protobuf enums."""
+"""The names of job and delivery states, of job codes and of change kinds: the
+text they store (the same as before they had names, so no migration), and the
+one table each that converts them to and from the API's protobuf enums."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from enum import StrEnum
 import pytest
 
 from hookline.server.api import convert
-from hookline.server.states import ChangeKind, DeliveryState, JobState
+from hookline.server.states import ChangeKind, DeliveryState, JobCode, JobState
 from hookline.v1 import jobs_pb2, webhooks_pb2
 
 STORED_TEXT = [
     (JobState, {"WAITING", "RUNNING", "CANCELING", "COMPLETED", "ERROR", "CANCELED"}),
+    (
+        JobCode,
+        set(
+            "JOB_WAITING JOB_RUNNING JOB_SUCCESS JOB_USER_CANCELED JOB_SYSTEM_CANCELED"
+            " JOB_EXECUTION_ERROR JOB_VALIDATION_ERROR JOB_TIMEOUT ZOMBIE_PROCESS".split()
+        ),
+    ),
     (DeliveryState, {"PENDING", "SENDING", "SUCCEEDED", "FAILED", "CANCELED"}),
     (
         ChangeKind,
@@ -32,6 +39,7 @@ def test_each_name_stores_the_text_rows_already_hold(names: type[StrEnum], store
 # its value names, the table back, or None where nothing is read back)
 TABLES = [
     (JobState, convert.JOB_STATES, jobs_pb2.JobState, "JOB_STATE_", convert.JOB_STATES_FROM_PROTO),
+    (JobCode, convert.JOB_CODES, jobs_pb2.JobStatusCode, "", None),  # DecisionRules' codes, verbatim
     (
         DeliveryState,
         convert.DELIVERY_STATES,
@@ -73,3 +81,17 @@ def test_a_stored_state_read_back_is_its_name() -> None:
     again = Delivery.from_snapshot(delivery.snapshot())
     assert again == delivery
     assert again.state is DeliveryState.PENDING
+
+
+def test_a_stored_job_state_and_code_read_back_are_their_names() -> None:
+    from types import SimpleNamespace
+
+    from hookline.server.storage.records import Job
+
+    row = SimpleNamespace(
+        id="job_1", space_id="spc_1", flow_id="flow_1", flow_alias="f", flow_version=1, state="ERROR",
+        code="ZOMBIE_PROCESS", message="", input="{}", output=None, correlation_id="", idempotency_key=None,
+        create_time=1, claim_time=1, end_time=2,
+    )  # fmt: skip
+    job = Job.from_row(row)
+    assert job.state is JobState.ERROR and job.code is JobCode.ZOMBIE_PROCESS

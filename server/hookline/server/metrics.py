@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from .delivery.outcome import Decision
+from .states import JobCode, JobState
 from .storage import stats
 from .storage.database import FaultLog, now_ms, release_connection
 from .storage.sending import AttemptOutcome
@@ -111,7 +112,7 @@ class Metrics:
             self.deliveries.labels(decision.fate.value).inc()
             self.attempt_seconds.observe(o.attempt.duration_ms / 1000)
 
-    def job_ended(self, state: str, code: str) -> None:
+    def job_ended(self, state: JobState, code: JobCode) -> None:
         self.jobs_ended.labels(state, code).inc()
 
     def snapshot(self) -> list[tuple[str, dict[str, str], float]]:

@@ -1,5 +1,6 @@
-"""The names of the states jobs and deliveries move through, and of the changes
-the delivery change log records (DESIGN §3, §5, §6).
+"""The names of the states jobs and deliveries move through, of the codes a
+job's state comes with, and of the changes the delivery change log records
+(DESIGN §3, §5, §6).
 
 Each value is the text stored in the database, so these names read and write
 the same rows as the bare strings they replace. The API's protobuf enums are
@@ -17,6 +18,20 @@ class JobState(StrEnum):
     COMPLETED = "COMPLETED"
     ERROR = "ERROR"
     CANCELED = "CANCELED"
+
+
+class JobCode(StrEnum):
+    """The code beside a job's state: DecisionRules' status codes, verbatim."""
+
+    JOB_WAITING = "JOB_WAITING"
+    JOB_RUNNING = "JOB_RUNNING"  # also while CANCELING
+    JOB_SUCCESS = "JOB_SUCCESS"
+    JOB_USER_CANCELED = "JOB_USER_CANCELED"
+    JOB_SYSTEM_CANCELED = "JOB_SYSTEM_CANCELED"  # its flow was deleted
+    JOB_EXECUTION_ERROR = "JOB_EXECUTION_ERROR"  # a step failed, or the job's worker process died
+    JOB_VALIDATION_ERROR = "JOB_VALIDATION_ERROR"  # input not fitting input_schema, or a definition gone invalid
+    JOB_TIMEOUT = "JOB_TIMEOUT"
+    ZOMBIE_PROCESS = "ZOMBIE_PROCESS"  # its runner stopped without ending it
 
 
 # A job in one of these states has ended for good.

@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2
 from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
 
 from .. import jsonvalue
-from ..states import ChangeKind, DeliveryState, JobState
+from ..states import ChangeKind, DeliveryState, JobCode, JobState
 from ..storage import records
 
 # Each state's protobuf enum value; the API's filters are read back through the
@@ -23,6 +23,17 @@ JOB_STATES: dict[JobState, jobs_pb2.JobState.ValueType] = {
     JobState.COMPLETED: jobs_pb2.JOB_STATE_COMPLETED,
     JobState.ERROR: jobs_pb2.JOB_STATE_ERROR,
     JobState.CANCELED: jobs_pb2.JOB_STATE_CANCELED,
+}
+JOB_CODES: dict[JobCode, jobs_pb2.JobStatusCode.ValueType] = {
+    JobCode.JOB_WAITING: jobs_pb2.JOB_WAITING,
+    JobCode.JOB_RUNNING: jobs_pb2.JOB_RUNNING,
+    JobCode.JOB_SUCCESS: jobs_pb2.JOB_SUCCESS,
+    JobCode.JOB_USER_CANCELED: jobs_pb2.JOB_USER_CANCELED,
+    JobCode.JOB_SYSTEM_CANCELED: jobs_pb2.JOB_SYSTEM_CANCELED,
+    JobCode.JOB_EXECUTION_ERROR: jobs_pb2.JOB_EXECUTION_ERROR,
+    JobCode.JOB_VALIDATION_ERROR: jobs_pb2.JOB_VALIDATION_ERROR,
+    JobCode.JOB_TIMEOUT: jobs_pb2.JOB_TIMEOUT,
+    JobCode.ZOMBIE_PROCESS: jobs_pb2.ZOMBIE_PROCESS,
 }
 DELIVERY_STATES: dict[DeliveryState, webhooks_pb2.DeliveryState.ValueType] = {
     DeliveryState.PENDING: webhooks_pb2.DELIVERY_STATE_PENDING,
@@ -89,7 +100,7 @@ def job(j: records.Job) -> jobs_pb2.Job:
         flow_alias=j.flow_alias,
         flow_version=j.flow_version,
         state=JOB_STATES[j.state],
-        code=jobs_pb2.JobStatusCode.Value(j.code),
+        code=JOB_CODES[j.code],
         message=j.message,
         input=jsonvalue.stored_to_value(j.input),
         correlation_id=j.correlation_id,

@@ -31,6 +31,7 @@ from jsonschema.exceptions import ValidationError
 
 from hookline.server import jsonvalue
 from hookline.server.errors import FieldViolation, InvalidArgument, shown, storable
+from hookline.server.states import JobCode
 
 from . import schemarefs
 
@@ -46,7 +47,8 @@ MAX_MESSAGE_LENGTH = 2000
 _TOP_LEVEL_KEYS = ("input_schema", "timeout_seconds", "steps")
 _STEP_KINDS = ("transform", "sleep_ms", "fail_if")
 
-JobErrorCode = Literal["JOB_EXECUTION_ERROR", "JOB_VALIDATION_ERROR", "JOB_TIMEOUT"]
+# The codes a run that fails ends with (the others are the runner's to give).
+JobErrorCode = Literal[JobCode.JOB_EXECUTION_ERROR, JobCode.JOB_VALIDATION_ERROR, JobCode.JOB_TIMEOUT]
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ class FlowDefinition:
 
 
 class JobFailure(Exception):
-    """The run ended in ERROR; .code is one of "JOB_EXECUTION_ERROR", "JOB_VALIDATION_ERROR",
-    "JOB_TIMEOUT"; .message for the job's message."""
+    """The run ended in ERROR; .code says how (JobErrorCode), .message is the job's message."""
 
     def __init__(self, code: JobErrorCode, message: str):
         # An error can quote the job's data, which may hold what no database stores.
@@ -446,7 +447,7 @@ def _apply(step: Transform | FailIf, document: Any, index: int) -> Any:
     if isinstance(step, Transform):
         return _search(step.expression, document, index)
     if _truthy(_search(step.expression, document, index)):
-        raise JobFailure("JOB_EXECUTION_ERROR", step.message)
+        raise JobFailure(JobCode.JOB_EXECUTION_ERROR, step.message)
     return document
 
 
@@ -474,7 +475,7 @@ def output_json(output: Any, *, source: str, max_bytes: int, max_depth: int) -> 
         if len(data) > max_bytes:
             raise InvalidArgument.field("output", f"is {len(data)} bytes as JSON; the limit is {max_bytes} bytes")
     except InvalidArgument as error:
-        raise JobFailure("JOB_EXECUTION_ERROR", f"{source}: {error.message}") from None
+        raise JobFailure(JobCode.JOB_EXECUTION_ERROR, f"{source}: {error.message}") from None
     return data.decode()
 
 
@@ -559,29 +560,33 @@ def _check_input(schema: dict[str, Any], document: Any) -> None:
     except referencing.exceptions.Unresolvable as e:
         # Only a definition stored before references were checked on save gets here.
         raise JobFailure(
-            "JOB_VALIDATION_ERROR", f"input_schema cannot be applied: {e}; only references inside it are followed"
+            JobCode.JOB_VALIDATION_ERROR, f"input_schema cannot be applied: {e}; only references inside it are followed"
         ) from None
     except RecursionError:
-        raise JobFailure("JOB_VALIDATION_ERROR", "input_schema refers to itself without end") from None
+        raise JobFailure(JobCode.JOB_VALIDATION_ERROR, "input_schema refers to itself without end") from None
     if not errors:
         return
     best = jsonschema.exceptions.best_match(errors)
     assert best is not None  # errors is non-empty
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     where = jsonvalue.path_text("input", best.absolute_path)
-    raise JobFailure("JOB_VALIDATION_ERROR", f"input does not match input_schema at {where}: {best.message}{more}")
+    raise JobFailure(
+        JobCode.JOB_VALIDATION_ERROR, f"input does not match input_schema at {where}: {best.message}{more}"
+    )
 
 
 def _search(expression: ParsedResult, document: Any, index: int) -> Any:
     try:
         return expression.search(document)
     except jmespath_exceptions.JMESPathError as e:
-        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: {e}") from None
+        raise JobFailure(JobCode.JOB_EXECUTION_ERROR, f"step {index}: {e}") from None
     except RecursionError:
-        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: the document is nested too deeply for it") from None
+        raise JobFailure(
+            JobCode.JOB_EXECUTION_ERROR, f"step {index}: the document is nested too deeply for it"
+        ) from None
     except (ArithmeticError, ValueError, TypeError) as e:
         # jmespath's functions compute in Python: sum() of a huge integer and a float overflows.
-        raise JobFailure("JOB_EXECUTION_ERROR", f"step {index}: cannot compute its value: {e}") from None
+        raise JobFailure(JobCode.JOB_EXECUTION_ERROR, f"step {index}: cannot compute its value: {e}") from None
 
 
 def _truthy(value: Any) -> bool:
@@ -594,7 +599,7 @@ def timeout_message(timeout_seconds: float) -> str:
 
 
 def _timeout(definition: FlowDefinition) -> JobFailure:
-    return JobFailure("JOB_TIMEOUT", timeout_message(definition.timeout_seconds))
+    return JobFailure(JobCode.JOB_TIMEOUT, timeout_message(definition.timeout_seconds))
 
 
 # --------------------------------------------------------------------------- helpers

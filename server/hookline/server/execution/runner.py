@@ -23,11 +23,11 @@ from ..errors import InvalidArgument
 from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
-from ..states import JobState
+from ..states import JobCode, JobState
 from ..storage import jobs as job_store
 from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
 from ..storage.groupcommit import GroupCommit
-from ..storage.records import ClaimedJob, Job
+from ..storage.records import ClaimedJob, Job, JobEnd
 from . import flowdef
 from .workers import WorkerPool
 
@@ -46,7 +46,13 @@ def _definition(definition_json: str) -> flowdef.FlowDefinition:
     try:
         return _parsed(definition_json)
     except InvalidArgument as error:
-        raise flowdef.JobFailure("JOB_VALIDATION_ERROR", f"the flow definition is not valid: {error.message}") from None
+        raise flowdef.JobFailure(
+            JobCode.JOB_VALIDATION_ERROR, f"the flow definition is not valid: {error.message}"
+        ) from None
+
+
+# How a run ended: (state, code, message, output JSON or None).
+RunOutcome = tuple[JobState, JobCode, str, str | None]
 
 
 class JobRunner:
@@ -197,20 +203,20 @@ class JobRunner:
                 hub.publish("jobs")  # a worker is free
         return next_item, cancel
 
-    def _outcome(self, item: ClaimedJob, cancel: threading.Event) -> tuple | None:
-        """(state, code, message, output JSON) of running the job; None when it was
-        interrupted because the runner is stopping."""
+    def _outcome(self, item: ClaimedJob, cancel: threading.Event) -> RunOutcome | None:
+        """How running the job ended; None when it was interrupted because the
+        runner is stopping."""
         try:
-            return (JobState.COMPLETED, "JOB_SUCCESS", "", self._run(item, cancel))
+            return (JobState.COMPLETED, JobCode.JOB_SUCCESS, "", self._run(item, cancel))
         except flowdef.JobFailure as failure:
             return (JobState.ERROR, failure.code, failure.message, None)
         except flowdef.Canceled:
             if self._stopping.is_set():
                 return None
-            return (JobState.CANCELED, "JOB_USER_CANCELED", job_store.USER_CANCELED, None)
+            return (JobState.CANCELED, JobCode.JOB_USER_CANCELED, job_store.USER_CANCELED, None)
         except Exception as error:  # a bug in a step must still end the job
             log.exception("job %s failed unexpectedly", item.job.id)
-            return (JobState.ERROR, "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}", None)
+            return (JobState.ERROR, JobCode.JOB_EXECUTION_ERROR, f"internal error: {type(error).__name__}", None)
 
     def _run(self, item: ClaimedJob, cancel: threading.Event) -> str:
         """The job's output as JSON text; raises JobFailure or Canceled."""
@@ -228,7 +234,7 @@ class JobRunner:
             max_depth=limits.max_json_depth,
         )
 
-    def _finish(self, job_id: str, outcome: tuple, next_id: str | None) -> tuple[Job | None, ClaimedJob | None]:
+    def _finish(self, job_id: str, outcome: RunOutcome, next_id: str | None) -> tuple[Job | None, ClaimedJob | None]:
         """End the job with its run's outcome, and claim `next_id` (a queued job)
         in the same write: the ended job (None if it had ended already) and the
         claimed one (None if it is no longer WAITING).
@@ -249,7 +255,7 @@ class JobRunner:
                 raise RuntimeError("stopped before the database came back")
             delay = min(delay * 2, 1.0)
 
-    def _write_ends(self, items: list[tuple[tuple, str | None]]) -> list[tuple[Job | None, ClaimedJob | None]]:
+    def _write_ends(self, items: list[tuple[JobEnd, str | None]]) -> list[tuple[Job | None, ClaimedJob | None]]:
         """One group commit of job ends, each with the queued job its worker claims next."""
         next_ids = [next_id for _, next_id in items if next_id is not None]
         ended, claimed = job_store.finish_and_claim(

@@ -43,6 +43,7 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..states import JobCode
 from . import flowdef
 
 log = logging.getLogger("hookline.jobs")
@@ -98,7 +99,7 @@ class WorkerPool:
         kind, *detail = answer
         if kind == OUT_OF_MEMORY:
             self._retire(worker)  # give its memory back to the system
-            raise flowdef.JobFailure("JOB_EXECUTION_ERROR", detail[0])
+            raise flowdef.JobFailure(JobCode.JOB_EXECUTION_ERROR, detail[0])
         self._give_back(worker)
         if kind == FAILURE:
             raise flowdef.JobFailure(*detail)
@@ -125,7 +126,7 @@ class WorkerPool:
         try:
             worker.send(message)
         except OSError:
-            raise flowdef.JobFailure("JOB_EXECUTION_ERROR", self._died(worker)) from None
+            raise flowdef.JobFailure(JobCode.JOB_EXECUTION_ERROR, self._died(worker)) from None
 
     def _answer(
         self, worker: _Worker, definition: flowdef.FlowDefinition, cancel: threading.Event, deadline: float
@@ -135,11 +136,11 @@ class WorkerPool:
                 raise flowdef.Canceled()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise flowdef.JobFailure("JOB_TIMEOUT", flowdef.timeout_message(definition.timeout_seconds))
+                raise flowdef.JobFailure(JobCode.JOB_TIMEOUT, flowdef.timeout_message(definition.timeout_seconds))
             try:
                 answer = worker.answer(min(remaining, CANCEL_CHECK_S))
             except (EOFError, OSError):
-                raise flowdef.JobFailure("JOB_EXECUTION_ERROR", self._died(worker)) from None
+                raise flowdef.JobFailure(JobCode.JOB_EXECUTION_ERROR, self._died(worker)) from None
             if answer is not None:
                 return answer
 
@@ -342,4 +343,4 @@ def _run_job(
         return None
     except Exception as error:  # a bug in a step must still end the job
         log.exception("a job's steps failed unexpectedly")
-        return (FAILURE, "JOB_EXECUTION_ERROR", f"internal error: {type(error).__name__}")
+        return (FAILURE, JobCode.JOB_EXECUTION_ERROR, f"internal error: {type(error).__name__}")

@@ -12,14 +12,14 @@ from typing import Any
 
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, HooklineError, NotFound, shown
-from ..states import JOB_ACTIVE, JOB_ENDED, JobState
+from ..states import JOB_ACTIVE, JOB_ENDED, JobCode, JobState
 from . import models as m
 from . import statements
 from .database import is_postgres, now_ms
 from .deliveries import Outbox, subscribers
 from .lookup import flow_row
 from .paging import filtered, paginate
-from .records import ClaimedJob, Job
+from .records import ClaimedJob, Job, JobEnd
 from .webhooks import flow_webhooks
 
 USER_CANCELED = "canceled by a user"
@@ -161,7 +161,7 @@ def _start(
         flow_alias=flow.alias,
         flow_version=run_version,
         state=JobState.WAITING,
-        code="JOB_WAITING",
+        code=JobCode.JOB_WAITING,
         message="",
         input=r.input_json,
         output=None,
@@ -206,7 +206,13 @@ def _ending() -> Iterator[_Ends]:
 
 
 def _end(
-    row: m.Job, state: JobState, code: str, message: str, output_json: str | None = None, *, ends: _Ends | None = None
+    row: m.Job,
+    state: JobState,
+    code: JobCode,
+    message: str,
+    output_json: str | None = None,
+    *,
+    ends: _Ends | None = None,
 ) -> Job:
     """End a job and record its event, in the caller's transaction: now, or
     with the other `ends` when they are written."""
@@ -232,6 +238,11 @@ def _end(
     return job
 
 
+def _cancel_code(row: m.Job) -> JobCode:
+    """The code a CANCELING job ends with: the one its cancel chose."""
+    return JobCode(row.cancel_code or JobCode.JOB_USER_CANCELED)
+
+
 def cancel_job(space_id: str, job_id: str) -> Job:
     """WAITING ends CANCELED at once; RUNNING becomes CANCELING for its runner to stop."""
     with m.db.atomic():
@@ -239,9 +250,10 @@ def cancel_job(space_id: str, job_id: str) -> Job:
         if row is None:
             raise NotFound(f"job {shown(job_id)} not found")
         if row.state == JobState.WAITING:
-            return _end(row, JobState.CANCELED, "JOB_USER_CANCELED", USER_CANCELED)
+            return _end(row, JobState.CANCELED, JobCode.JOB_USER_CANCELED, USER_CANCELED)
         if row.state == JobState.RUNNING:
-            m.Job.update(state=JobState.CANCELING, cancel_code="JOB_USER_CANCELED").where(m.Job.id == row.id).execute()
+            canceling = m.Job.update(state=JobState.CANCELING, cancel_code=JobCode.JOB_USER_CANCELED)
+            canceling.where(m.Job.id == row.id).execute()
             notify.after_commit("jobs")
             return get_job(space_id, job_id)
     raise FailedPrecondition(f"job {job_id} is {row.state}; only WAITING or RUNNING jobs can be canceled")
@@ -257,7 +269,7 @@ def cancel_waiting(space_id: str, flow_ref: str) -> int:
         rows = list(_locking(q))
         with _ending() as ends:
             for row in rows:
-                _end(row, JobState.CANCELED, "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
+                _end(row, JobState.CANCELED, JobCode.JOB_USER_CANCELED, USER_CANCELED, ends=ends)
     return len(rows)
 
 
@@ -267,7 +279,7 @@ def cancel_flow_jobs(flow_id: str) -> None:
     rows = m.Job.select().where((m.Job.flow_id == flow_id) & (m.Job.state.in_((JobState.WAITING, *JOB_ACTIVE))))
     with _ending() as ends:
         for row in list(_locking(rows)):
-            _end(row, JobState.CANCELED, "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
+            _end(row, JobState.CANCELED, JobCode.JOB_SYSTEM_CANCELED, FLOW_DELETED, ends=ends)
 
 
 @lru_cache(maxsize=64)
@@ -350,7 +362,7 @@ def _claimed(sql: str, params: list[Any]) -> list[ClaimedJob]:
                 version = statements.first_where(m.FlowVersion, flow_id=row.flow_id, version=row.flow_version)
                 definitions[key] = None if version is None else json.loads(version.definition)
             if definitions[key] is None:  # its flow was deleted meanwhile: the job cannot run
-                _end(row, JobState.CANCELED, "JOB_SYSTEM_CANCELED", FLOW_DELETED, ends=ends)
+                _end(row, JobState.CANCELED, JobCode.JOB_SYSTEM_CANCELED, FLOW_DELETED, ends=ends)
                 continue
             claimed.append(ClaimedJob(job=Job.from_row(row), definition=definitions[key]))
     return claimed
@@ -377,19 +389,19 @@ def renew(job_ids: Sequence[str], now: int, lease_ms: int) -> set[str]:
     return set(job_ids) - running
 
 
-def finish(job_id: str, state: JobState, code: str, message: str, output_json: str | None) -> Job | None:
+def finish(job_id: str, state: JobState, code: JobCode, message: str, output_json: str | None) -> Job | None:
     """End a claimed job with its run's outcome. Once CANCELING is set, cancel
     wins. Returns None when the job had already ended (nothing to do)."""
     return finish_many([(job_id, state, code, message, output_json)])[0]
 
 
-def finish_many(outcomes: Sequence[tuple[str, JobState, str, str, str | None]]) -> list[Job | None]:
+def finish_many(outcomes: Sequence[JobEnd]) -> list[Job | None]:
     """finish() for each (job id, state, code, message, output JSON), in one transaction."""
     with m.db.atomic():
         return _finish_rows(outcomes)
 
 
-def _finish_rows(outcomes: Sequence[tuple[str, JobState, str, str, str | None]]) -> list[Job | None]:
+def _finish_rows(outcomes: Sequence[JobEnd]) -> list[Job | None]:
     ended: list[Job | None] = []
     with _ending() as ends:
         rows = {row.id: row for row in _locking(m.Job.select().where(m.Job.id.in_([o[0] for o in outcomes])))}
@@ -398,16 +410,14 @@ def _finish_rows(outcomes: Sequence[tuple[str, JobState, str, str, str | None]])
             if row is None or row.state in JOB_ENDED:
                 ended.append(None)
             elif row.state == JobState.CANCELING:
-                ended.append(
-                    _end(row, JobState.CANCELED, row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
-                )
+                ended.append(_end(row, JobState.CANCELED, _cancel_code(row), USER_CANCELED, ends=ends))
             else:
                 ended.append(_end(row, state, code, message, output_json, ends=ends))
     return ended
 
 
 def finish_and_claim(
-    outcomes: Sequence[tuple[str, JobState, str, str, str | None]], next_ids: Sequence[str], now: int, lease_ms: int
+    outcomes: Sequence[JobEnd], next_ids: Sequence[str], now: int, lease_ms: int
 ) -> tuple[list[Job | None], list[ClaimedJob | None]]:
     """finish_many(outcomes), and claim the jobs of `next_ids` (read by `waiting`)
     that are still WAITING, in one transaction: a worker ends its job and claims
@@ -430,19 +440,17 @@ def reap_expired(now: int, *, all_leases: bool = False) -> list[Job]:
         rows = list(_locking(query, skip_locked=True))  # a locked one is being ended or renewed
         for row in rows:
             if row.state == JobState.CANCELING:
-                ended.append(
-                    _end(row, JobState.CANCELED, row.cancel_code or "JOB_USER_CANCELED", USER_CANCELED, ends=ends)
-                )
+                ended.append(_end(row, JobState.CANCELED, _cancel_code(row), USER_CANCELED, ends=ends))
             else:
                 message = "the job's runner stopped without finishing it"
-                ended.append(_end(row, JobState.ERROR, "ZOMBIE_PROCESS", message, ends=ends))
+                ended.append(_end(row, JobState.ERROR, JobCode.ZOMBIE_PROCESS, message, ends=ends))
     return ended
 
 
 def release(job_id: str) -> None:
     """Give a RUNNING job back (graceful shutdown): WAITING again, unclaimed."""
     with m.db.atomic():
-        m.Job.update(state=JobState.WAITING, code="JOB_WAITING", claim_time=None, lease_expire_time=None).where(
+        m.Job.update(state=JobState.WAITING, code=JobCode.JOB_WAITING, claim_time=None, lease_expire_time=None).where(
             (m.Job.id == job_id) & (m.Job.state == JobState.RUNNING)
         ).execute()
         notify.after_commit("jobs")

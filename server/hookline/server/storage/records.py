@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..states import JOB_ENDED, ChangeKind, DeliveryState, JobState
+from ..states import JOB_ENDED, ChangeKind, DeliveryState, JobCode, JobState
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Job:
     flow_alias: str
     flow_version: int
     state: JobState
-    code: str
+    code: JobCode
     message: str
     input: Any
     output: Any
@@ -106,7 +106,7 @@ class Job:
             flow_alias=row.flow_alias,
             flow_version=row.flow_version,
             state=JobState(row.state),
-            code=row.code,
+            code=JobCode(row.code),
             message=row.message,
             input=json.loads(row.input),
             output=None if row.output is None else json.loads(row.output),
@@ -116,6 +116,11 @@ class Job:
             claim_time=row.claim_time,
             end_time=row.end_time,
         )
+
+
+# How a run ended, as a runner hands it to storage to record:
+# (job id, state, code, message, output JSON or None).
+JobEnd = tuple[str, JobState, JobCode, str, str | None]
 
 
 @dataclass
