@@ -1,10 +1,14 @@
 """Which database errors are the caller's to retry (UNAVAILABLE), which mean a
 full disk (RESOURCE_EXHAUSTED), and which are bugs (None: INTERNAL), read from
-real errors of SQLite and PostgreSQL's driver, bare and as Peewee wraps them."""
+real errors of SQLite and PostgreSQL's driver, bare and as Peewee wraps them;
+and the one exception (DatabaseFault) that the first two reach the job runner
+and the delivery worker as."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -15,7 +19,8 @@ from conftest import free_port
 from peewee import IntegrityError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
-from hookline.server.storage.database import database_fault
+from hookline.server.errors import Unavailable
+from hookline.server.storage.database import DatabaseFault, FaultLog, database_fault, raising_database_faults
 
 
 def sqlite_error(tmp_path: Path, kind: str) -> sqlite3.Error:
@@ -104,3 +109,78 @@ def test_a_peewee_error_wrapped_twice_is_read_to_its_cause() -> None:
     inner = OperationalError(psycopg2.OperationalError("server closed the connection unexpectedly"))
     fault = database_fault(OperationalError(inner, *inner.args))
     assert fault is not None and fault.code == grpc.StatusCode.UNAVAILABLE
+
+
+def sqlite_table_locked() -> sqlite3.OperationalError:
+    """SQLITE_LOCKED: a table another statement of the same connection holds."""
+    error = sqlite3.OperationalError("database table is locked")
+    error.sqlite_errorcode = 6  # type: ignore[attr-defined]
+    return error
+
+
+# Every kind of "try again" there is, bare and as Peewee wraps it, then errors
+# that are the call's own (retrying could not help): (what, the error, the code
+# an API caller is told, None for those that are not the database's fault).
+RAISED = [
+    ("SQLite busy", lambda p: OperationalError(sqlite_error(p, "locked")), "UNAVAILABLE"),
+    ("SQLite table locked", lambda p: OperationalError(sqlite_table_locked()), "UNAVAILABLE"),
+    ("SQLite read-only", lambda p: sqlite_error(p, "read-only"), "UNAVAILABLE"),
+    ("SQLite disk full", lambda p: OperationalError(sqlite_error(p, "full")), "RESOURCE_EXHAUSTED"),
+    ("serialization failure", lambda p: psycopg2.errors.lookup("40001")("could not serialize access"), "UNAVAILABLE"),
+    ("deadlock", lambda p: OperationalError(psycopg2.errors.lookup("40P01")("deadlock detected")), "UNAVAILABLE"),
+    ("server shut down", lambda p: psycopg2.errors.lookup("57P01")("terminating connection"), "UNAVAILABLE"),
+    (
+        "connection lost",
+        lambda p: OperationalError(psycopg2.OperationalError("server closed the connection unexpectedly")),
+        "UNAVAILABLE",
+    ),
+    ("connection closed", lambda p: psycopg2.InterfaceError("connection already closed"), "UNAVAILABLE"),
+    ("pool exhausted", lambda p: MaxConnectionsExceeded("Exceeded maximum connections."), "UNAVAILABLE"),
+    ("PostgreSQL disk full", lambda p: psycopg2.errors.lookup("53100")("No space left"), "RESOURCE_EXHAUSTED"),
+    ("SQLite unique", lambda p: IntegrityError(sqlite_error(p, "unique")), None),
+    ("SQLite syntax", lambda p: OperationalError(sqlite_error(p, "syntax")), None),
+    ("PostgreSQL unique", lambda p: psycopg2.errors.lookup("23505")("duplicate key value"), None),
+    ("misuse", lambda p: OperationalError("Attempting to close database while transaction is open."), None),
+    ("a bug", lambda p: ValueError("a bug"), None),
+]
+
+
+@pytest.mark.parametrize(("make", "code"), [(make, code) for _, make, code in RAISED], ids=[r[0] for r in RAISED])
+def test_only_faults_of_the_database_come_out_as_a_database_fault(
+    tmp_path: Path, make: Callable[[Path], Exception], code: str | None
+) -> None:
+    error = make(tmp_path)
+    with pytest.raises(Exception) as caught, raising_database_faults():
+        raise error
+    if code is None:
+        assert caught.value is error
+        return
+    assert isinstance(caught.value, DatabaseFault)
+    assert caught.value.fault.code.name == code and caught.value.__cause__ is error
+    assert database_fault(caught.value) is caught.value.fault  # what the API and the loops' logs read
+
+
+def test_a_database_fault_raised_again_is_not_wrapped_twice() -> None:
+    fault = DatabaseFault(Unavailable("the database is unavailable; try again shortly"))
+    with pytest.raises(DatabaseFault) as caught, raising_database_faults():
+        raise fault
+    assert caught.value is fault
+
+
+def test_a_background_loop_logs_a_database_fault_in_one_line_and_a_bug_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    faults = FaultLog(logging.getLogger("hookline.test"))
+    for _ in range(2):  # once per few seconds
+        with pytest.raises(DatabaseFault) as caught, raising_database_faults():
+            raise OperationalError(psycopg2.OperationalError("server closed the connection unexpectedly\n..."))
+        faults.failure("claiming", caught.value)
+    faults.failure("recording", ValueError("a bug"))
+    assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        (
+            "WARNING",
+            "claiming failed: server closed the connection unexpectedly; retrying until the database is back",
+            False,
+        ),
+        ("ERROR", "recording failed; retrying", True),
+    ]

@@ -1,6 +1,7 @@
 """Fixtures of the worker tier: a delivery worker the test steps through
 (`run_once`, `settled`) on a real database of the suite's backend, with a clock
-the test moves and receivers played by httpx.MockTransport."""
+the test moves and receivers played by httpx.MockTransport; and the job runner,
+stepped the same way (`claim_once`, `reap_once`)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import httpx
 from hookline.server.delivery.worker import DeliveryWorker
 from hookline.server.settings import Settings
 from hookline.server.storage import deliveries, models, spaces, webhooks
+from hookline.server.storage.queues import DeliveryQueue
 from hookline.server.storage.records import Delivery
 
 T = TypeVar("T")
@@ -134,7 +135,8 @@ class Bench:
                 made.append(delivery.id)
         return made
 
-    def worker(self, **settings: Any) -> DeliveryWorker:
+    def worker(self, deliveries: DeliveryQueue | None = None, **settings: Any) -> DeliveryWorker:
+        """A worker with these settings, over the database or the `deliveries` given."""
         values: dict[str, Any] = dict(retry_schedule="0,10s,1m", poll_interval_s=1.0)
         values.update(settings)
         return DeliveryWorker(
@@ -143,6 +145,7 @@ class Bench:
             clock=self.clock,
             sleep=self.clock.elapse,
             rng=NoJitter(),
+            deliveries=deliveries,
         )
 
 

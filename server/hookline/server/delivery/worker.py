@@ -7,8 +7,9 @@ them; attempt results are written in batches, one transaction per batch.
 Its loop is a repeated `run_once()` inside `running()`, and a test steps it the
 same way: `async with worker.running():` then `await worker.run_once()` and
 `await worker.settled()`, with an httpx transport, a clock and a sleep of its
-own. Every time the worker reads (leases, retry times, rate-limit slots, how
-slow a webhook is, the times of the records it writes) comes from that clock.
+own, and, if it likes, storage of its own (a storage.queues.DeliveryQueue).
+Every time the worker reads (leases, retry times, rate-limit slots, how slow a
+webhook is, the times of the records it writes) comes from that clock.
 Real time is left only where no delivery's timing depends on it: the
 transport's own deadline (event-loop time, so it can give back time the
 process could not run), the loop's waits for a wake-up, its heartbeat, and the
@@ -35,8 +36,8 @@ from .. import ids
 from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
-from ..storage import sending
-from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
+from ..storage.database import DatabaseFault, FaultLog, clock_ms, seconds_since_outage
+from ..storage.queues import DatabaseDeliveries, DeliveryQueue
 from ..storage.records import Attempt, SendTask, WebhookHealth
 from ..storage.sending import AttemptOutcome
 from . import capacity, targets, urls
@@ -64,8 +65,10 @@ class DeliveryWorker:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        deliveries: DeliveryQueue | None = None,
     ):
         self._settings = settings
+        self._deliveries = deliveries or DatabaseDeliveries()
         self._transport = transport
         self._clock = clock  # ms since the epoch
         self._sleep = sleep  # seconds, by that clock: how the worker waits for a time it chose
@@ -111,7 +114,7 @@ class DeliveryWorker:
         plan = self._capacity.plan()
         now = self._clock()
         tasks = await self._db_call(
-            sending.claim_due,
+            self._deliveries.claim_due,
             now,
             room,
             int(self._settings.delivery_lease_s * 1000),
@@ -141,7 +144,7 @@ class DeliveryWorker:
         since_last = now - self._last_release  # negative if the clock was set back: look again
         if 0 <= since_last <= self._release_every_ms or seconds_since_outage() <= self._settings.delivery_lease_s:
             return
-        await self._db_call(sending.release_expired, now, list(self._sending))
+        await self._db_call(self._deliveries.release_expired, now, list(self._sending))
         self._capacity.forget_idle()
         self._last_release = now
 
@@ -158,7 +161,7 @@ class DeliveryWorker:
             # deliveries wake the loop, and retries falling due meanwhile are
             # looked for at a short, fixed pace rather than after every send.
             return min(poll, 0.25)
-        due = await self._db_call(sending.next_due_time, self._capacity.plan().blocked)
+        due = await self._db_call(self._deliveries.next_due_time, self._capacity.plan().blocked)
         if due is None:
             return poll
         wait_s = (due - self._clock()) / 1000
@@ -197,16 +200,16 @@ class DeliveryWorker:
 
     async def _record(self, batch: list[AttemptOutcome]) -> None:
         """Write a batch of outcomes, trying again for as long as the database is
-        away (their sends hold their slots meanwhile); other errors, or a stop,
-        end the tries after a few, and then the leases lapse and the deliveries
-        are sent again."""
+        away (a DatabaseFault; their sends hold their slots meanwhile); other
+        errors, or a stop, end the tries after a few, and then the leases lapse
+        and the deliveries are sent again."""
         delay, tries = 0.05, 0
         while True:
             try:
-                recorded = await self._db_call(sending.record_outcomes, batch, self._clock(), self.decide)
+                recorded = await self._db_call(self._deliveries.record_outcomes, batch, self._clock(), self.decide)
             except Exception as error:
                 tries += 1
-                if (database_fault(error) is None or self._stopping.is_set()) and tries >= 5:
+                if (not isinstance(error, DatabaseFault) or self._stopping.is_set()) and tries >= 5:
                     self._faults.failure(f"recording {len(batch)} attempts (given up)", error)
                     return
                 self._faults.failure(f"recording {len(batch)} attempts", error)
@@ -226,7 +229,9 @@ class DeliveryWorker:
         not at its scheduled time (a batch at a time, between other writes)."""
         try:
             while True:
-                moved = await self._db_call(sending.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH)
+                moved = await self._db_call(
+                    self._deliveries.expedite_retries, webhook_id, self._clock(), EXPEDITE_BATCH
+                )
                 if moved < EXPEDITE_BATCH:
                     return
         except Exception as error:
@@ -406,7 +411,7 @@ class DeliveryWorker:
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-            await self._db_call(sending.release, unsent, self._clock())
+            await self._db_call(self._deliveries.release, unsent, self._clock())
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()

@@ -6,7 +6,10 @@ runs in a worker process (workers.py), killed at the job's deadline or cancel;
 one that only sleeps runs in its runner thread. A heartbeat renews the leases
 of running jobs and interrupts those that were canceled; a job whose runner
 died is found by its expired lease (by any process's heartbeat) and ends
-ERROR/ZOMBIE_PROCESS."""
+ERROR/ZOMBIE_PROCESS.
+
+Everything it asks of storage goes through a storage.queues.JobQueue (the
+database's by default), so a test can hand it one of its own."""
 
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from ..metrics import Metrics
 from ..notify import hub
 from ..settings import Settings
 from ..states import JobCode, JobState
-from ..storage import jobs as job_store
-from ..storage.database import FaultLog, clock_ms, database_fault, seconds_since_outage
+from ..storage.database import DatabaseFault, FaultLog, clock_ms, seconds_since_outage
 from ..storage.groupcommit import GroupCommit
+from ..storage.jobs import USER_CANCELED
+from ..storage.queues import DatabaseJobs, JobQueue
 from ..storage.records import ClaimedJob, Job, JobEnd
 from . import flowdef
 from .workers import WorkerPool
@@ -56,8 +60,15 @@ RunOutcome = tuple[JobState, JobCode, str, str | None]
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, clock: Callable[[], int] = clock_ms, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], int] = clock_ms,
+        metrics: Metrics | None = None,
+        jobs: JobQueue | None = None,
+    ):
         self._settings = settings
+        self._jobs = jobs or DatabaseJobs()
         self._clock = clock
         self._metrics = metrics
         self._pool = ThreadPoolExecutor(settings.job_workers, thread_name_prefix="job")
@@ -108,7 +119,7 @@ class JobRunner:
             self._taking.update(taken)
         claimed, started = [], []
         try:
-            claimed = job_store.claim(self._clock(), idle, self._lease_ms, queued=taken) if idle > 0 else []
+            claimed = self._jobs.claim(self._clock(), idle, self._lease_ms, queued=taken) if idle > 0 else []
         finally:
             with self._lock:
                 self._taking.difference_update(taken)  # claimed, or WAITING still if the claim failed
@@ -123,7 +134,7 @@ class JobRunner:
         with self._lock:
             room = ahead - len(self._queue)
             queued = [*self._queue, *self._taking]
-        later = job_store.waiting(room, exclude=queued) if room > 0 else []
+        later = self._jobs.waiting(room, exclude=queued) if room > 0 else []
         with self._lock:
             self._queue.extend(later)
         return len(claimed) + len(later)
@@ -135,7 +146,7 @@ class JobRunner:
         with self._lock:
             running = dict(self._running)
         if running:
-            for job_id in job_store.renew(list(running), self._clock(), self._lease_ms):
+            for job_id in self._jobs.renew(list(running), self._clock(), self._lease_ms):
                 running[job_id].set()
 
     def reap_once(self) -> None:
@@ -144,7 +155,7 @@ class JobRunner:
         meanwhile, and the live runners need that long to renew theirs."""
         if seconds_since_outage() < self._settings.job_lease_s:
             return
-        for job in job_store.reap_expired(self._clock()):
+        for job in self._jobs.reap_expired(self._clock()):
             log.warning("job %s ended %s/%s: its runner stopped", job.id, job.state, job.code)
 
     # --- running one job ----------------------------------------------------------
@@ -183,7 +194,7 @@ class JobRunner:
         try:
             outcome = self._outcome(item, cancel)
             if outcome is None:
-                job_store.release(job.id)  # shutting down: another runner takes it
+                self._jobs.release(job.id)  # shutting down: another runner takes it
                 return None, cancel
             next_id = self._next_queued()
             ended, next_item = self._finish(job.id, outcome, next_id)
@@ -213,7 +224,7 @@ class JobRunner:
         except flowdef.Canceled:
             if self._stopping.is_set():
                 return None
-            return (JobState.CANCELED, JobCode.JOB_USER_CANCELED, job_store.USER_CANCELED, None)
+            return (JobState.CANCELED, JobCode.JOB_USER_CANCELED, USER_CANCELED, None)
         except Exception as error:  # a bug in a step must still end the job
             log.exception("job %s failed unexpectedly", item.job.id)
             return (JobState.ERROR, JobCode.JOB_EXECUTION_ERROR, f"internal error: {type(error).__name__}", None)
@@ -239,18 +250,18 @@ class JobRunner:
         in the same write: the ended job (None if it had ended already) and the
         claimed one (None if it is no longer WAITING).
 
-        However long the database is away: the job stays ours meanwhile (the
-        heartbeat renews its lease whenever the database answers), so the run's
-        real result is what is recorded, not a zombie's. Gives up only when a
-        stop's grace period is over."""
+        However long the database is away (a DatabaseFault): the job stays ours
+        meanwhile (the heartbeat renews its lease whenever the database
+        answers), so the run's real result is what is recorded, not a zombie's.
+        Gives up only when a stop's grace period is over."""
         delay = 0.05
         while True:
             try:
                 return self._ends.submit(((job_id, *outcome), next_id))
-            except Exception as error:
-                if database_fault(error) is None or self._abandoning.is_set():
+            except DatabaseFault as fault:
+                if self._abandoning.is_set():
                     raise
-                self._quiet.fault(f"recording the end of job {job_id}", error)
+                self._quiet.fault(f"recording the end of job {job_id}", fault)
             if self._abandoning.wait(delay):
                 raise RuntimeError("stopped before the database came back")
             delay = min(delay * 2, 1.0)
@@ -258,7 +269,7 @@ class JobRunner:
     def _write_ends(self, items: list[tuple[JobEnd, str | None]]) -> list[tuple[Job | None, ClaimedJob | None]]:
         """One group commit of job ends, each with the queued job its worker claims next."""
         next_ids = [next_id for _, next_id in items if next_id is not None]
-        ended, claimed = job_store.finish_and_claim(
+        ended, claimed = self._jobs.finish_and_claim(
             [outcome for outcome, _ in items], next_ids, self._clock(), self._lease_ms
         )
         by_id = dict(zip(next_ids, claimed, strict=True))

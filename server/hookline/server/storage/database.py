@@ -8,7 +8,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,11 @@ def database_fault(error: BaseException) -> HooklineError | None:
     UNAVAILABLE while it is unreachable (a restart, a dropped connection, a
     lock timeout), RESOURCE_EXHAUSTED when its disk is full. None for anything
     else (a bug, to be reported as INTERNAL)."""
+    if isinstance(error, DatabaseFault):
+        return error.fault
     if isinstance(error, MaxConnectionsExceeded):
         return Unavailable("every database connection of this server is in use; try again shortly")
-    original = error
-    # Peewee wraps the driver's error, sometimes twice (a failed connect inside BEGIN).
-    while getattr(original, "orig", None) is not None:
-        original = original.orig  # type: ignore[attr-defined]
+    original = _driver_error(error)
     if isinstance(original, sqlite3.Error):
         code = (getattr(original, "sqlite_errorcode", 0) or 0) & 0xFF
         if code == _SQLITE_FULL or "database or disk is full" in str(original):
@@ -135,6 +135,40 @@ def database_fault(error: BaseException) -> HooklineError | None:
         ):
             return Unavailable(f"the database is unavailable ({_first_line(original)}); try again shortly")
     return None
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's error that Peewee wrapped, sometimes twice (a failed connect inside BEGIN)."""
+    while getattr(error, "orig", None) is not None:
+        error = error.orig  # type: ignore[attr-defined]
+    return error
+
+
+class DatabaseFault(Exception):
+    """The database failed, not the call: unreachable, locked or busy, out of
+    connections, a serialization failure or deadlock, or its disk full. The
+    same call may succeed when tried again; `fault` is what an API caller
+    would be told (UNAVAILABLE, or RESOURCE_EXHAUSTED for a full disk)."""
+
+    def __init__(self, fault: HooklineError):
+        super().__init__(fault.message)
+        self.fault = fault
+
+
+@contextmanager
+def raising_database_faults() -> Iterator[None]:
+    """Within it, a fault of the database itself is raised as DatabaseFault
+    (whatever the driver or Peewee raised: see database_fault); any other
+    error passes unchanged."""
+    try:
+        yield
+    except DatabaseFault:
+        raise
+    except Exception as error:
+        fault = database_fault(error)
+        if fault is None:
+            raise
+        raise DatabaseFault(fault) from error
 
 
 def _disk_full(error: BaseException) -> ResourceExhausted:
@@ -169,6 +203,8 @@ class FaultLog:
         now = time.monotonic()
         if now - self._last.get(what, float("-inf")) >= self._every_s:
             self._last[what] = now
+            if isinstance(error, DatabaseFault) and error.__cause__ is not None:
+                error = _driver_error(error.__cause__)  # what the database said, not what a caller is told
             self._log.warning("%s failed: %s; retrying until the database is back", what, _first_line(error))
 
 
