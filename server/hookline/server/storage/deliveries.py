@@ -16,7 +16,7 @@ from .. import ids, notify
 from ..errors import FailedPrecondition, NotFound, shown
 from ..states import DELIVERY_UNFINISHED, ChangeKind, DeliveryState
 from . import models as m
-from . import statements
+from . import queries, statements
 from .database import is_postgres, now_ms
 from .lookup import webhook_row
 from .paging import filtered, paginate
@@ -58,7 +58,7 @@ def flush_changes(changes: list[dict[str, Any]]) -> None:
     if is_postgres():
         m.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOG_LOCK,))
     notify.after_commit("changes")
-    statements.insert_rows(m.DeliveryChange, changes)
+    queries.APPEND_CHANGES.execute(changes=changes)
 
 
 class Outbox:
