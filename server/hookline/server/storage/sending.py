@@ -14,7 +14,7 @@ from .. import notify
 from ..states import ChangeKind, DeliveryState
 from . import models as m
 from . import queries, webhooks
-from .deliveries import flush_changes, log_change, update_delivery
+from .deliveries import flush_changes, log_attempt_result, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask, WebhookHealth
 
 if TYPE_CHECKING:  # storage applies the delivery policy's decisions; it does not import the policy
@@ -184,17 +184,18 @@ def record_outcomes(outcomes: Sequence[AttemptOutcome], now: int, decide: Decide
         for o, decision in zip(outcomes, decisions, strict=True):
             d, a = o.task.delivery, o.attempt
             d.attempt_count, d.last_status_code, d.last_error = a.number, a.status_code, a.error
-            log_change(changes, d, ChangeKind.ATTEMPT_RESULT, now, a.id)
             if d.id not in held:
                 # Canceled (webhook deleted), or its lease lapsed and another claim holds it
                 # now: the attempt is recorded, the state is not ours to change.
+                log_change(changes, d, ChangeKind.ATTEMPT_RESULT, now, a.id)
                 queries.RECORD_LATE_ATTEMPT.execute(
                     id=d.id, number=a.number, status_code=a.status_code, error=a.error, now=now
                 )
                 continue
+            at_result = dict(vars(d))
             d.state, d.next_attempt_time, d.last_error = decision.state, decision.next_attempt_time, decision.error
             d.update_time = now
-            log_change(changes, d, decision.change, now)
+            log_attempt_result(changes, at_result, d, decision.change, now, a.id)
         recovered = [w for w in sorted(succeeded) if failing_since.get(w) is not None]
         _track_health(succeeded, failed, now)
         flush_changes(changes)
