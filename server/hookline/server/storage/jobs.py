@@ -290,10 +290,7 @@ def waiting(limit: int, exclude: Collection[str] = ()) -> list[str]:
     stay WAITING meanwhile, for a cancel to end at once or another runner to take."""
     if limit <= 0:
         return []
-    excluded = list(exclude)
-    # Padded with "" (no job's id) to a power of two, so that few shapes are compiled.
-    excluded += [""] * ((1 << max(0, len(excluded) - 1).bit_length()) - len(excluded))
-    return [job_id for (job_id,) in queries.WAITING_JOBS.rows(excluded=excluded, limit=limit)]
+    return [job_id for (job_id,) in queries.WAITING_JOBS.rows(excluded=statements.padded(list(exclude)), limit=limit)]
 
 
 def _claim_listed(job_ids: Sequence[str], now: int, lease_ms: int) -> list[ClaimedJob | None]:

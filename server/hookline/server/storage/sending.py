@@ -16,6 +16,7 @@ from . import models as m
 from . import queries, webhooks
 from .deliveries import flush_changes, log_attempt_result, log_change, update_delivery
 from .records import Attempt, Delivery, SendTask, WebhookHealth
+from .statements import padded
 
 if TYPE_CHECKING:  # storage applies the delivery policy's decisions; it does not import the policy
     from ..delivery.outcome import Decision, Seen
@@ -42,7 +43,7 @@ def claim_due(
     with m.db.atomic():
         candidates = queries.DUE_CANDIDATES.rows(
             now=now,
-            blocked=_padded(blocked),
+            blocked=padded(blocked),
             window=capacity * per_webhook_cap,
             per_webhook=per_webhook_cap,
             limit=capacity * 2,
@@ -88,13 +89,6 @@ def claim_due(
 def _deliveries(rows: Sequence[dict[str, Any]]) -> list[Delivery]:
     """Delivery records of rows read with queries.DELIVERY_COLUMNS."""
     return [Delivery(**dict(row, state=DeliveryState(row["state"]))) for row in rows]
-
-
-def _padded(webhook_ids: Sequence[str]) -> list[str]:
-    """The ids padded with "" (no webhook's id) to a power of two, so that few
-    shapes of a statement are ever compiled; [""] for none."""
-    size = 1 << max(0, len(webhook_ids) - 1).bit_length()
-    return [*webhook_ids, *[""] * (size - len(webhook_ids))]
 
 
 def _requeued(rows: Sequence[dict[str, Any]], now: int) -> None:
@@ -279,12 +273,12 @@ def release_expired(now: int, held: Sequence[str] = (), *, all_leases: bool = Fa
         if all_leases:
             rows = queries.RELEASE_ALL.dicts(now=now, error=error)
         else:
-            rows = queries.RELEASE_LAPSED.dicts(now=now, error=error, held=_padded(held))
+            rows = queries.RELEASE_LAPSED.dicts(now=now, error=error, held=padded(held))
         _requeued(rows, now)
     return len(rows)
 
 
 def next_due_time(skip_webhooks: Sequence[str] = ()) -> int | None:
     """When the next PENDING delivery falls due, ignoring webhooks that have no room."""
-    due: int | None = queries.NEXT_DUE.scalar(blocked=_padded(skip_webhooks))
+    due: int | None = queries.NEXT_DUE.scalar(blocked=padded(skip_webhooks))
     return due

@@ -195,6 +195,14 @@ class Statement:
             m.db.cursor().executemany(sql, [params for _, params in bound])
 
 
+def padded(values: Sequence[str]) -> list[str]:
+    """Ids for a list parameter, padded with "" (no row's id) to a power of two,
+    so that few shapes of its statement are ever compiled; [""] for none, as a
+    statement takes no empty list."""
+    size = 1 << max(0, len(values) - 1).bit_length()
+    return [*values, *[""] * (size - len(values))]
+
+
 def _placeholders(text: str) -> list[_Placeholder]:
     found = []
     for match in _TOKENS.finditer(text):
