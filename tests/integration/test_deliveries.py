@@ -44,6 +44,7 @@ from .helpers import (
 )
 
 SUCCEEDED = DeliveryState.DELIVERY_STATE_SUCCEEDED
+SENDING = DeliveryState.DELIVERY_STATE_SENDING
 FAILED = DeliveryState.DELIVERY_STATE_FAILED
 
 
@@ -455,6 +456,35 @@ def test_watch_deliveries_resumes_after_a_cursor_without_gap_or_repeat(client, r
     assert kinds_of(rest, sent.delivery.id) == ["ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED"]
 
 
+def test_watch_deliveries_resumes_between_an_attempt_s_result_and_what_it_led_to(client, receiver):
+    # The result and the success are stored as one change-log entry; each message has a cursor of its own.
+    hook, _ = hook_at(client, receiver)
+    stream = client.webhooks.WatchDeliveries(WatchDeliveriesRequest(webhook_id=hook.id), timeout=20)
+    next(stream)
+    sent = send_test(client, hook.id)
+    live = read_stream(stream, lambda ms: "SUCCEEDED" in kinds_of(ms, sent.delivery.id))
+    result, success = [m for m in live if m.delivery.id == sent.delivery.id][-2:]
+    assert (result.kind, success.kind) == (
+        DeliveryEventKind.DELIVERY_EVENT_KIND_ATTEMPT_RESULT, DeliveryEventKind.DELIVERY_EVENT_KIND_SUCCEEDED,
+    )  # fmt: skip
+    assert result.cursor != success.cursor
+    assert (result.delivery.state, result.attempt.status_code, success.HasField("attempt")) == (SENDING, 200, False)
+
+    after_result = client.webhooks.WatchDeliveries(
+        WatchDeliveriesRequest(webhook_id=hook.id, cursor=result.cursor), timeout=20
+    )
+    assert next(after_result).cursor == result.cursor  # the SYNC: where it resumes
+    assert next(after_result) == success  # then only what the result led to, as it was sent live
+    after_result.cancel()
+    later = send_test(client, hook.id)
+    after_success = client.webhooks.WatchDeliveries(
+        WatchDeliveriesRequest(webhook_id=hook.id, cursor=success.cursor), timeout=20
+    )
+    rest = read_stream(after_success, lambda ms: "SUCCEEDED" in kinds_of(ms, later.delivery.id))
+    assert sent.delivery.id not in {m.delivery.id for m in rest}
+    assert kinds_of(rest, later.delivery.id) == ["QUEUED", "ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED"]
+
+
 def test_watch_deliveries_filters_by_job_and_flow(client, receiver):
     hook, _ = hook_at(client, receiver, event_types=["JOB.COMPLETED", "WEBHOOK.TEST"])
     flow = make_flow(client, [{"sleep_ms": 200}], webhook_ids=[hook.id])
@@ -529,8 +559,8 @@ def test_a_stream_too_far_behind_catches_up_from_the_log_without_gap_or_repeat(
                 changes.append(item.change)
     finally:
         items.close()
-    seqs = [c.seq for c in changes]
-    assert seqs == sorted(set(seqs))
+    positions = [c.position for c in changes]
+    assert positions == sorted(set(positions))
     for delivery_id in sent:
         kinds = [c.kind for c in changes if c.delivery.id == delivery_id]
         assert kinds == ["QUEUED", "ATTEMPT_STARTED", "ATTEMPT_RESULT", "SUCCEEDED"]

@@ -4,12 +4,11 @@ attempts recorded with what each leads to."""
 from __future__ import annotations
 
 import functools
-import json
 import random
 
 from hookline.server.delivery import retry
 from hookline.server.delivery.outcome import Fate, Policy, Seen, decide
-from hookline.server.storage import models, sending
+from hookline.server.storage import deliveries, models, sending
 from hookline.server.storage.records import Attempt, Delivery, SendTask
 from hookline.server.storage.sending import AttemptOutcome
 
@@ -91,9 +90,11 @@ def _record(*outcomes: AttemptOutcome) -> sending.Recorded:
 
 
 def _changes(delivery_id: str) -> list[tuple[str, str]]:
-    """The delivery's change-log entries in log order: (kind, the delivery's state it shows)."""
+    """The delivery's changes as the change log tells them, in order: (kind, the delivery's state it shows)."""
     entries = models.DeliveryChange.select().where(models.DeliveryChange.delivery_id == delivery_id)
-    return [(e.kind, json.loads(e.delivery)["state"]) for e in entries.order_by(models.DeliveryChange.seq)]
+    return [
+        (c.kind, c.delivery.state) for c in deliveries.as_changes(list(entries.order_by(models.DeliveryChange.seq)))
+    ]
 
 
 def test_a_410_also_fails_the_retry_its_batch_scheduled_earlier_for_the_same_webhook(db: None) -> None:
@@ -138,3 +139,22 @@ def test_a_webhook_disabled_while_its_attempt_was_in_flight_gets_no_retry(db: No
     assert [d.fate for d in _record(outcome).decisions] == [Fate.FAILED]
     row = models.Delivery.get_by_id("dlv_1")
     assert (row.state, row.last_error, row.next_attempt_time) == ("FAILED", "HTTP 500; webhook disabled", None)
+
+
+def test_an_attempt_s_result_and_what_it_led_to_are_one_entry_that_reads_back_as_both(db: None) -> None:
+    _webhook("wh_1")
+    outcome = _sent("dlv_1", 500)
+    sending.record_outcomes([outcome], NOW + 7, functools.partial(decide, policy=POLICY))
+    [entry] = models.DeliveryChange.select()
+    result, retry = deliveries.as_changes([entry])
+    # The result shows the delivery as it was when the result came in, the retry as it is after.
+    assert (result.kind, result.delivery.state, result.delivery.last_error) == ("ATTEMPT_RESULT", "SENDING", "HTTP 500")
+    assert (result.delivery.next_attempt_time, result.delivery.update_time) == (NOW, NOW)
+    assert result.attempt is not None and result.attempt.id == "att_dlv_1"
+    assert (retry.kind, retry.delivery.state, retry.delivery.update_time, retry.attempt) == (
+        "RETRY_SCHEDULED", "PENDING", NOW + 7, None,
+    )  # fmt: skip
+    assert retry.delivery.next_attempt_time == models.Delivery.get_by_id("dlv_1").next_attempt_time
+    assert result.delivery.attempt_count == retry.delivery.attempt_count == 1
+    # Each has a position of its own: a stream can stop and resume between them.
+    assert (result.position, retry.position) == ((entry.seq - 1, 1), (entry.seq, 0))

@@ -1,4 +1,5 @@
-"""The hot-path SQL helpers and SQLite's turn-taking writers, on a real database."""
+"""Statements with named parameters, the SQL helpers built from models, and
+SQLite's turn-taking writers, on a real database."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import peewee
 import pytest
 
 from hookline.server.storage import models, statements
+from hookline.server.storage.statements import Statement
 from tests.conftest import BACKEND
 
 
@@ -29,12 +31,72 @@ def test_insert_rows_stores_every_row_with_its_values_past_the_parameter_limit(d
     assert [stored[f"att_00000{i}"].response_truncated for i in range(2)] == [True, False]
 
 
-def test_update_rows_changes_only_the_rows_its_keys_pick(db: None) -> None:
+def test_execute_many_changes_only_the_rows_its_keys_pick(db: None) -> None:
     with models.db.atomic():
         statements.insert_rows(models.Attempt, [_attempt(i) for i in range(3)])
-        statements.update_rows(models.Attempt, ["status_code", "error"], ["id"], [(500, "boom", "att_000001")])
+        update = Statement('UPDATE "attempt" SET "status_code" = :status, "error" = :error WHERE "id" = :id')
+        update.execute_many([dict(error="boom", id="att_000001", status=500)])
     got = {a.id: (a.status_code, a.error) for a in models.Attempt.select()}
     assert got == {"att_000000": (200, ""), "att_000001": (500, "boom"), "att_000002": (200, "")}
+
+
+# --- named parameters ---------------------------------------------------------------
+
+PICK = Statement('SELECT "id" FROM "attempt" WHERE "number" >= :low AND "id" IN (:ids) AND "number" <= :high')
+
+
+def test_parameters_bind_by_name_whatever_order_they_are_given_in() -> None:
+    sql, params = PICK.bind(dict(high=9, ids=["a", "b", "c"], low=2), postgres=False)
+    assert sql == 'SELECT "id" FROM "attempt" WHERE "number" >= ? AND "id" IN (?, ?, ?) AND "number" <= ?'
+    assert params == [2, "a", "b", "c", 9]
+    sql, params = PICK.bind(dict(low=2, high=9, ids=("a",)), postgres=True)
+    assert sql == 'SELECT "id" FROM "attempt" WHERE "number" >= %s AND "id" IN (%s) AND "number" <= %s'
+    assert params == [2, "a", 9]
+
+
+def test_a_missing_or_unknown_name_fails_loudly() -> None:
+    with pytest.raises(TypeError, match="missing high"):
+        PICK.bind(dict(low=1, ids=["a"]))
+    with pytest.raises(TypeError, match="unknown hgih"):
+        PICK.bind(dict(low=1, ids=["a"], high=2, hgih=3))
+    with pytest.raises(ValueError, match="ids is empty"):
+        PICK.bind(dict(low=1, ids=[], high=2))
+    with pytest.raises(TypeError, match="no parameter size"):
+        PICK.sql(False, size=3)
+
+
+def test_rows_expand_by_their_keys_and_a_row_with_other_keys_fails() -> None:
+    insert = Statement('INSERT INTO "t" ("a", "b") VALUES :rows(a, b)')
+    sql, params = insert.bind(dict(rows=[dict(b=2, a=1), dict(a=3, b=4)]), postgres=False)
+    assert (sql, params) == ('INSERT INTO "t" ("a", "b") VALUES (?, ?), (?, ?)', [1, 2, 3, 4])
+    with pytest.raises(TypeError, match="has keys"):
+        insert.bind(dict(rows=[dict(a=1)]))
+
+
+def test_quoted_text_casts_and_percent_signs_are_left_as_sql() -> None:
+    statement = Statement("""SELECT ':not_a_name', "x:y", "n"::bigint FROM "t" WHERE "a" LIKE '5%' AND "b" = :b""")
+    assert statement.names == {"b"}
+    assert (
+        statement.sql(False) == """SELECT ':not_a_name', "x:y", "n"::bigint FROM "t" WHERE "a" LIKE '5%' AND "b" = ?"""
+    )
+    assert (
+        statement.sql(True) == """SELECT ':not_a_name', "x:y", "n"::bigint FROM "t" WHERE "a" LIKE '5%%' AND "b" = %s"""
+    )
+
+
+def test_the_two_backends_texts_must_use_the_same_names() -> None:
+    with pytest.raises(ValueError, match="different names"):
+        Statement("SELECT :a", postgres="SELECT :b")
+
+
+def test_a_list_of_rows_past_the_parameter_limit_is_written_in_several_statements(db: None) -> None:
+    keys = list(_attempt(0))
+    quoted = ", ".join(f'"{key}"' for key in keys)
+    insert = Statement(f'INSERT INTO "attempt" ({quoted}) VALUES :rows({", ".join(keys)})')
+    rows = [_attempt(i) for i in range(statements.MAX_PARAMETERS // 10 + 7)]
+    with models.db.atomic():
+        insert.execute(rows=rows)
+    assert models.Attempt.select().count() == len(rows)
 
 
 def test_an_insert_that_fails_leaves_its_transaction_to_roll_back(db: None) -> None:

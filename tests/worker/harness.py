@@ -180,6 +180,6 @@ def attempts(delivery_id: str) -> list[models.Attempt]:
 
 
 def changes(delivery_id: str) -> list[tuple[str, int]]:
-    """The delivery's change-log entries: (kind, time)."""
+    """The delivery's changes as the change log tells them: (kind, time)."""
     rows = models.DeliveryChange.select().where(models.DeliveryChange.delivery_id == delivery_id)
-    return [(c.kind, c.time) for c in rows.order_by(models.DeliveryChange.seq)]
+    return [(c.kind, c.time) for c in deliveries.as_changes(list(rows.order_by(models.DeliveryChange.seq)))]

@@ -399,21 +399,23 @@ class ChangeFeed(Feed):
         for subscription in everyone:
             if subscription in ended:
                 continue
-            items = [changes[e.seq] for e in handed.get(subscription, ())]
+            items = [change for e in handed.get(subscription, ()) for change in changes[e.seq]]
             if not subscription.hand(items, reached):
                 dropped.append(subscription)
         for subscription in dropped:
             self.remove(subscription)
         return len(entries) == BATCH
 
-    def _prepare(self, handed: dict[Subscription, list[Any]]) -> tuple[dict[int, Change], set[Subscription]]:
-        """The Changes of the entries to hand out (their attempts read in one
-        query), and the receivers ended because their key is revoked (read after
-        the entries: see the module's docstring)."""
+    def _prepare(self, handed: dict[Subscription, list[Any]]) -> tuple[dict[int, list[Change]], set[Subscription]]:
+        """The Changes of each entry to hand out (one or two; their attempts read
+        in one query), and the receivers ended because their key is revoked (read
+        after the entries: see the module's docstring)."""
         if not handed:
             return {}, set()
         wanted = {e.seq: e for batch in handed.values() for e in batch}
-        changes = {c.seq: c for c in deliveries.as_changes(sorted(wanted.values(), key=_seq))}
+        changes: dict[int, list[Change]] = defaultdict(list)
+        for change in deliveries.as_changes(sorted(wanted.values(), key=_seq)):
+            changes[change.seq].append(change)
         return changes, self._end_revoked(handed)
 
 

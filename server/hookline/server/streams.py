@@ -18,17 +18,21 @@ from .storage.database import release_connection
 from .storage.records import Change, Job, Principal
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"c1:{seq}".encode()).decode().rstrip("=")
+def encode_cursor(seq: int, within: int = 0) -> str:
+    """The cursor of a position in the change log: every entry up to `seq`, and
+    `within` changes of the entry after it (one that stands for two changes)."""
+    text = f"c1:{seq}" if not within else f"c1:{seq}:{within}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """(seq, within) of encode_cursor."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, seq = text.partition(":")
-        if prefix != "c1" or not seq.isdigit():
+        prefix, *numbers = text.split(":")
+        if prefix != "c1" or not 1 <= len(numbers) <= 2 or not all(n.isdigit() for n in numbers):
             raise ValueError
-        return int(seq)
+        return int(numbers[0]), int(numbers[1]) if len(numbers) == 2 else 0
     except ValueError:
         raise InvalidArgument.field("cursor", "is not a cursor this service issued") from None
 
@@ -76,21 +80,23 @@ def watch_deliveries(
     a SYNC after each `heartbeat_s` of silence, and a Wait (feeds.py) whenever
     there is nothing to send yet. `on_end(callback)` has the callback called
     when the call ends (the client went away)."""
+    within = 0  # changes of the entry after seq sent already
     if cursor:
-        seq = decode_cursor(cursor)
-        if seq > deliveries.last_change_seq():
+        seq, within = decode_cursor(cursor)
+        if seq + bool(within) > deliveries.last_change_seq():
             raise InvalidArgument.field("cursor", "is ahead of this service's change log")
         _require_retained(seq, from_request=True)
     else:
         seq = deliveries.last_change_seq()
-    yield StreamItem(encode_cursor(seq), None)
+    yield StreamItem(encode_cursor(seq, within), None)
     field, value = next(((f, v) for f, v in zip(FILTERS, (webhook_id, flow_id, job_id), strict=True) if v), ("", ""))
     filters = dict(webhook_id=webhook_id, flow_id=flow_id, job_id=job_id)
     behind = bool(cursor)  # else seq is where the log ends
     try:
         while True:
             if behind:  # read what is in the log on our own: the feed hands over only what is new
-                seq = yield from _replay(caller, seq, deliveries.last_change_seq(), filters)
+                seq = yield from _replay(caller, seq, deliveries.last_change_seq(), filters, within)
+                within = 0
             subscription = feed.subscribe(caller.key_id, caller.space_id, seq, field=field, value=value)
             if on_end(subscription.close) is False:
                 subscription.close()  # it has ended already
@@ -106,16 +112,19 @@ def watch_deliveries(
 
 
 def _replay(
-    caller: Principal, seq: int, through: int, filters: dict[str, str]
+    caller: Principal, seq: int, through: int, filters: dict[str, str], within: int = 0
 ) -> Generator[StreamItem | Wait, None, int]:
-    """The changes after `seq` up to `through`, read from the log here; returns `through`."""
+    """The changes after `seq` (and the first `within` changes of the entry after
+    it) up to `through`, read from the log here; returns `through`."""
+    after = (seq, within)
     while seq < through:
         changes, reached = deliveries.changes_after(caller.space_id, seq, through=through, **filters)  # type: ignore[arg-type]
         spaces.require_active(caller.key_id)  # read after them: none committed after a revocation
         _require_retained(seq, from_request=False)
         seq = reached
         for change in changes:
-            yield StreamItem(encode_cursor(change.seq), change)
+            if change.position > after:
+                yield StreamItem(encode_cursor(*change.position), change)
     return seq
 
 
@@ -132,7 +141,7 @@ def _follow(subscription: Subscription, seq: int, heartbeat_s: float) -> Generat
             yield Wait(subscription, last_sent + heartbeat_s)
             continue
         for change in batch.items:
-            yield StreamItem(encode_cursor(change.seq), change)
+            yield StreamItem(encode_cursor(*change.position), change)
         seq = batch.reached
         if not batch.items:  # silent for heartbeat_s
             yield StreamItem(encode_cursor(seq), None)

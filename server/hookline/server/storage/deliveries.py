@@ -16,7 +16,7 @@ from .. import ids, notify
 from ..errors import FailedPrecondition, NotFound, shown
 from ..states import DELIVERY_UNFINISHED, ChangeKind, DeliveryState
 from . import models as m
-from . import statements
+from . import queries, statements
 from .database import is_postgres, now_ms
 from .lookup import webhook_row
 from .paging import filtered, paginate
@@ -45,6 +45,41 @@ def log_change(
     )
 
 
+# The field of a change-log entry's snapshot that makes it stand for two changes:
+# an attempt's result (ATTEMPT_RESULT), the delivery then differing from the
+# snapshot by the fields it holds, and at once what the result led to (the
+# entry's kind, the delivery as the snapshot shows it). One row where there
+# would be two, on the path every delivery takes.
+AT_RESULT = "at_result"
+
+
+def log_attempt_result(
+    changes: list[dict[str, Any]],
+    at_result: dict[str, Any],
+    then: Delivery,
+    kind: ChangeKind,
+    time: int,
+    attempt_id: str,
+) -> None:
+    """Log an attempt's result, the delivery's fields being `at_result` then, and
+    the change it led to at once (`kind`, the delivery `then`), as one entry."""
+    fields = vars(then)
+    changed = {k: v for k, v in at_result.items() if fields[k] != v}
+    changes.append(
+        dict(
+            space_id=then.space_id,
+            delivery_id=then.id,
+            webhook_id=then.webhook_id,
+            flow_id=then.flow_id,
+            job_id=then.job_id,
+            kind=kind,
+            delivery=json.dumps({**fields, AT_RESULT: changed}, separators=(",", ":")),
+            attempt_id=attempt_id,
+            time=time,
+        )
+    )
+
+
 # Appends to the change log take this lock until they commit, so on PostgreSQL
 # positions are handed out in commit order: a reader that has seen position N
 # can never later find a smaller one committing behind it.
@@ -58,7 +93,7 @@ def flush_changes(changes: list[dict[str, Any]]) -> None:
     if is_postgres():
         m.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOG_LOCK,))
     notify.after_commit("changes")
-    statements.insert_rows(m.DeliveryChange, changes)
+    queries.APPEND_CHANGES.execute(changes=changes)
 
 
 class Outbox:
@@ -359,19 +394,21 @@ def _change_log_sql(param: str) -> str:
 
 
 def as_changes(entries: Sequence[m.DeliveryChange]) -> list[Change]:
-    """Change-log entries as Changes, their attempts read in one query."""
+    """Change-log entries as Changes, in order (two for an entry that stands
+    for an attempt's result and what it led to), their attempts read in one query."""
     attempt_ids = [e.attempt_id for e in entries if e.attempt_id]
     attempts = {a.id: Attempt.from_row(a) for a in statements.select_in(m.Attempt, "id", attempt_ids)}
-    return [
-        Change(
-            seq=e.seq,
-            kind=ChangeKind(e.kind),
-            delivery=Delivery.from_snapshot(e.delivery),
-            attempt=attempts.get(e.attempt_id) if e.attempt_id else None,
-            time=e.time,
-        )
-        for e in entries
-    ]
+    changes = []
+    for e in entries:
+        fields = json.loads(e.delivery)
+        attempt = attempts.get(e.attempt_id) if e.attempt_id else None
+        at_result = fields.pop(AT_RESULT, None)
+        if at_result is not None:
+            result = Delivery.from_fields({**fields, **at_result})
+            changes.append(Change(e.seq, ChangeKind.ATTEMPT_RESULT, result, attempt, e.time, (e.seq - 1, 1)))
+            attempt = None  # the attempt is the result's
+        changes.append(Change(e.seq, ChangeKind(e.kind), Delivery.from_fields(fields), attempt, e.time, (e.seq, 0)))
+    return changes
 
 
 def matches(entry: m.DeliveryChange, space_id: str, webhook_id: str, flow_id: str, job_id: str) -> bool:

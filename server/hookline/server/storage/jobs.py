@@ -7,14 +7,13 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from .. import events, ids, notify
 from ..errors import AlreadyExists, FailedPrecondition, HooklineError, NotFound, shown
 from ..states import JOB_ACTIVE, JOB_ENDED, JobCode, JobState
 from . import models as m
-from . import statements
+from . import queries, statements
 from .database import is_postgres, now_ms
 from .deliveries import Outbox, subscribers
 from .lookup import flow_row
@@ -179,20 +178,17 @@ def _start(
     return row
 
 
-ENDING_COLUMNS = ["state", "code", "message", "output", "end_time", "lease_expire_time"]
-
-
 class _Ends:
     """The job ends of one transaction, written together by `write`: one
     statement per table however many jobs end (see `_ending`)."""
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[Any, ...]] = []  # ENDING_COLUMNS, then the id
+        self.jobs: list[dict[str, Any]] = []  # queries.END_JOB's values
         self.outbox = Outbox()
         self.hooks: dict[str, list[m.Webhook]] = {}  # each flow's webhooks, read once
 
     def write(self) -> None:
-        statements.update_rows(m.Job, ENDING_COLUMNS, ["id"], self.jobs)
+        queries.END_JOB.execute_many(self.jobs)
         self.outbox.flush()
         self.jobs = []
 
@@ -222,7 +218,9 @@ def _end(
     notify.after_commit("jobs")
     row.state, row.code, row.message, row.output = state, code, message, output_json
     row.end_time, row.lease_expire_time = now_ms(), None
-    ends.jobs.append((state, code, message, output_json, row.end_time, None, row.id))
+    ends.jobs.append(
+        dict(id=row.id, state=state, code=code, message=message, output=output_json, end_time=row.end_time)
+    )
     job = Job.from_row(row)
     event_type = events.JOB_EVENT[state]
     if job.flow_id not in ends.hooks:
@@ -282,25 +280,6 @@ def cancel_flow_jobs(flow_id: str) -> None:
             _end(row, JobState.CANCELED, JobCode.JOB_SYSTEM_CANCELED, FLOW_DELETED, ends=ends)
 
 
-@lru_cache(maxsize=64)
-def _claim_sql(param: str, postgres: bool, listed: int) -> str:
-    """The claiming UPDATE: of the oldest WAITING jobs (LIMIT a parameter), or of
-    `listed` jobs named by id that are still WAITING."""
-    # Run for every few jobs, so written out rather than built by Peewee each time.
-    skip_locked = " FOR UPDATE SKIP LOCKED" if postgres else ""  # concurrent claimers get disjoint jobs
-    if listed:
-        which = ", ".join([param] * listed)
-    else:
-        which = (
-            f"""SELECT "id" FROM "job" WHERE "state" = '{JobState.WAITING}'"""
-            f""" ORDER BY "create_time" LIMIT {param}{skip_locked}"""
-        )
-    return (
-        f"""UPDATE "job" SET "state" = '{JobState.RUNNING}', "code" = 'JOB_RUNNING', "claim_time" = {param},"""
-        f""" "lease_expire_time" = {param} WHERE "state" = '{JobState.WAITING}' AND "id" IN ({which}) RETURNING *"""
-    )
-
-
 def claim(now: int, limit: int, lease_ms: int, *, queued: Sequence[str] = ()) -> list[ClaimedJob]:
     """Claim up to `limit` WAITING jobs under a lease: first those of `queued`
     (ids read by `waiting`) that are still WAITING, then the oldest others."""
@@ -310,17 +289,10 @@ def claim(now: int, limit: int, lease_ms: int, *, queued: Sequence[str] = ()) ->
     with m.db.atomic():
         claimed = [item for item in _claim_listed(listed, now, lease_ms) if item is not None]
         if len(claimed) < limit:
-            oldest = _claim_sql(m.db.param, is_postgres(), 0)
-            claimed += _claimed(oldest, [now, now + lease_ms, limit - len(claimed)])
+            claimed += _claimed(
+                queries.CLAIM_OLDEST_JOBS.dicts(now=now, lease=now + lease_ms, limit=limit - len(claimed))
+            )
     return claimed
-
-
-@lru_cache(maxsize=64)
-def _waiting_sql(param: str, excluded: int) -> str:
-    unless = f""" AND "id" NOT IN ({", ".join([param] * excluded)})""" if excluded else ""
-    return (
-        f"""SELECT "id" FROM "job" WHERE "state" = '{JobState.WAITING}'{unless} ORDER BY "create_time" LIMIT {param}"""
-    )
 
 
 def waiting(limit: int, exclude: Collection[str] = ()) -> list[str]:
@@ -330,8 +302,7 @@ def waiting(limit: int, exclude: Collection[str] = ()) -> list[str]:
     stay WAITING meanwhile, for a cancel to end at once or another runner to take."""
     if limit <= 0:
         return []
-    cursor = m.db.execute_sql(_waiting_sql(m.db.param, len(exclude)), [*exclude, limit])
-    return [job_id for (job_id,) in cursor.fetchall()]
+    return [job_id for (job_id,) in queries.WAITING_JOBS.rows(excluded=statements.padded(list(exclude)), limit=limit)]
 
 
 def _claim_listed(job_ids: Sequence[str], now: int, lease_ms: int) -> list[ClaimedJob | None]:
@@ -341,16 +312,16 @@ def _claim_listed(job_ids: Sequence[str], now: int, lease_ms: int) -> list[Claim
     if not job_ids:
         return []
     unique_ids = list(dict.fromkeys(job_ids))
-    sql = _claim_sql(m.db.param, is_postgres(), len(unique_ids))
-    claimed = {item.job.id: item for item in _claimed(sql, [now, now + lease_ms, *unique_ids])}
+    rows = queries.CLAIM_LISTED_JOBS.dicts(now=now, lease=now + lease_ms, ids=unique_ids)
+    claimed = {item.job.id: item for item in _claimed(rows)}
     return [claimed.pop(job_id, None) for job_id in job_ids]
 
 
-def _claimed(sql: str, params: list[Any]) -> list[ClaimedJob]:
-    """Run a claiming UPDATE in the caller's transaction; the jobs it claimed,
-    with the definitions they run. A job whose flow version is gone (the flow
-    was deleted meanwhile) cannot run: it ends CANCELED instead."""
-    rows = list(m.Job.raw(sql, *params))
+def _claimed(claimed_rows: list[dict[str, Any]]) -> list[ClaimedJob]:
+    """The jobs a claiming UPDATE claimed (in the caller's transaction), with
+    the definitions they run. A job whose flow version is gone (the flow was
+    deleted meanwhile) cannot run: it ends CANCELED instead."""
+    rows = [m.Job(**row) for row in claimed_rows]
     if rows:
         notify.after_commit("jobs")
     claimed = []

@@ -197,8 +197,13 @@ class Delivery:
 
     @classmethod
     def from_snapshot(cls, text: str) -> Delivery:
+        return cls.from_fields(json.loads(text))
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Delivery:
+        """A delivery of a snapshot's fields (others, e.g. of older servers, are left out)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        delivery = cls(**{k: v for k, v in json.loads(text).items() if k in names})
+        delivery = cls(**{k: v for k, v in fields.items() if k in names})
         delivery.state = DeliveryState(delivery.state)
         return delivery
 
@@ -234,13 +239,20 @@ class Attempt:
 
 @dataclass
 class Change:
-    """One entry of the delivery change log."""
+    """One change of a delivery, as the change log tells it. An entry of the
+    log is one change, or two: an attempt's result and what it led to, written
+    together (see deliveries.log_attempt_result)."""
 
-    seq: int
+    seq: int  # the position of its entry in the log
     kind: ChangeKind
     delivery: Delivery
     attempt: Attempt | None
     time: int
+    # Where a stream is once it has sent this change: every entry up to the
+    # first number, and as many changes as the second of the entry after it.
+    # (seq, 0) for the last change of an entry; (seq - 1, 1) for an attempt's
+    # result written with what it led to.
+    position: tuple[int, int] = (0, 0)
 
 
 @dataclass

@@ -23,7 +23,12 @@ def seal(webhook_id: str, secret: str) -> str:
 
 
 def unseal(row: m.WebhookSecret) -> str:
-    return secretbox.current().open(row.webhook_id, row.secret)
+    return open_sealed(row.webhook_id, row.secret)
+
+
+def open_sealed(webhook_id: str, sealed: str) -> str:
+    """A webhook's secret from how it is stored (see seal)."""
+    return secretbox.current().open(webhook_id, sealed)
 
 
 def seal_plaintext_secrets() -> int:
