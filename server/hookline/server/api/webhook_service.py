@@ -11,7 +11,7 @@ from hookline import signing
 from hookline.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 from .. import events, jsonvalue, streams, validation
-from ..errors import InvalidArgument, shown
+from ..errors import InvalidArgument
 from ..feeds import ChangeFeed, Wait
 from ..settings import Settings
 from ..storage import deliveries, lookup, stats, webhooks
@@ -54,16 +54,6 @@ def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], setti
         fields[path] = getattr(message, path)
     v.raise_if_any()
     return fields
-
-
-def _newest_first(field: str, order_by: str) -> bool:
-    """AIP-132 ordering of a list by creation time: oldest first unless "create_time desc"."""
-    words = order_by.lower().split()
-    if words in ([], ["create_time"], ["create_time", "asc"]):
-        return False
-    if words == ["create_time", "desc"]:
-        return True
-    raise InvalidArgument.field(field, f"cannot order by {shown(order_by)}; use create_time or create_time desc")
 
 
 def _time_filter(message: Any, name: str) -> int | None:
@@ -175,7 +165,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             after=_time_filter(request, "created_after"),
             before=_time_filter(request, "created_before"),
             fits=page.fits,
-            newest_first=_newest_first("order_by", request.order_by),
+            newest_first=validation.newest_first("order_by", request.order_by),
         )
         return webhooks_pb2.ListDeliveriesResponse(deliveries=page.messages, next_page_token=token)
 
