@@ -350,12 +350,13 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _delivery_state(state: str) -> int:
-    return webhooks_pb2.DeliveryState.Value("DELIVERY_STATE_" + state.upper()) if state else 0
+def _delivery_state(state: str) -> webhooks_pb2.DeliveryState.ValueType:
+    name = "DELIVERY_STATE_" + (state.upper() or "UNSPECIFIED")
+    return webhooks_pb2.DeliveryState.Value(name)
 
 
-def _job_state(state: str) -> int:
-    return jobs_pb2.JobState.Value("JOB_STATE_" + state.upper()) if state else 0
+def _job_state(state: str) -> jobs_pb2.JobState.ValueType:
+    return jobs_pb2.JobState.Value("JOB_STATE_" + (state.upper() or "UNSPECIFIED"))
 
 
 def _url(path: str, query: dict[str, str]) -> str:
