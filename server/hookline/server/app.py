@@ -520,6 +520,12 @@ def serve(settings: Settings) -> None:
     # database thread); at the default 5 ms a thread woken by another can wait
     # that long for the interpreter at each hand-off.
     sys.setswitchinterval(0.001)
+    # From the start: a signal while starting up stops the server once it has
+    # started, rather than killing it half way (the health check answers SERVING
+    # before the last of the start-up is done).
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     parts = parts_of(settings.role)
     split = Part.DELIVERIES in parts and not settings.single_process
     # Bound first: an address in use, or TLS files that cannot be used, leave nothing behind.
@@ -546,9 +552,6 @@ def serve(settings: Settings) -> None:
         log.info("management key of the default space: %s", (settings.data_dir / KEY_FILE).resolve())
     if console:
         log.info("console on %s (sign in with a management key)", console.url)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     done.wait()
     log.info("shutting down")
     # One grace for all: calls, jobs and sends in flight finish side by side.
