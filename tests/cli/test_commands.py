@@ -254,6 +254,21 @@ def _write(tmp_path: Path, name: str) -> str:
     return str(path)
 
 
+def test_deliveries_list_newest_first_unless_asked_for_the_oldest(hl, receiver_process: Process) -> None:
+    url = receiver_process.url + "/ordered"
+    ok(hl("webhooks", "create", "ordered", "--url", url, "-e", "WEBHOOK.TEST"))
+    sent = [json.loads(ok(hl("webhooks", "test", "ordered", "--json")).out)["delivery"]["id"] for _ in range(3)]
+    newest_first = [r["ID"] for r in table(ok(hl("deliveries", "list", "--webhook", "ordered")).out)]
+    assert newest_first == sent[::-1]
+    assert ok(hl("deliveries", "list", "--webhook", "ordered", "--oldest-first", "--quiet")).out.split() == sent
+    # Paging goes on in the order asked for.
+    first = ok(hl("deliveries", "list", "--webhook", "ordered", "--page-size", "2"))
+    assert [r["ID"] for r in table(first.out)] == sent[:0:-1]
+    token = re.search(r"--page-token (\S+)", first.err).group(1)  # type: ignore[union-attr]
+    rest = ok(hl("deliveries", "list", "--webhook", "ordered", "--page-size", "2", "--page-token", token, "-q"))
+    assert rest.out.split() == sent[:1]
+
+
 def test_deliveries(hl, client: Client, receiver_process: Process) -> None:
     url = receiver_process.url + "/deliveries"
     ok(hl("webhooks", "create", "deliveries", "--url", url, "-e", "WEBHOOK.TEST", "--secret", SECRET))

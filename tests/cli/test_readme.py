@@ -19,10 +19,11 @@ Every fenced block runs in the README's order, in one folder:
 What the environment supplies instead of edits: HOOKLINE_ADDRESS and
 HOOKLINE_LISTEN put the server on a free port (and on PostgreSQL
 HOOKLINE_DATABASE its database); the key is the one the server writes to
-./.hookline/admin.key. Three things are edited, each because the README names
-a place this machine may not have free: the receiver's port 8000 becomes a free
-port, the `--listen` ports of the PostgreSQL section become free ports, and its
-example database URL becomes a database of the test server's.
+./.hookline/admin.key. Four things are edited, each because the README names
+a place this machine may not have free: the receiver's port 8000 and the
+console's port 8080 become free ports, the `--listen` ports of the PostgreSQL
+section become free ports, and its example database URL becomes a database of
+the test server's.
 `scripts/test` is not run from within the suite: CI runs it (see
 test_ci_runs_the_readme_test_command)."""
 
@@ -35,6 +36,7 @@ import re
 import shlex
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ from .helpers import HOOKLINE, SECRET, Process, cli_env
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 README_RECEIVER_PORT = "8000"
+README_CONSOLE_PORT = "8080"
 README_DATABASE = "postgresql://hookline@db.internal:5432/hookline"
 BACKGROUND = ("scripts/serve", "hookline serve", "hookline receiver", "hookline deliveries watch")
 
@@ -125,6 +128,7 @@ class Reader:
         self.env = env
         self.database_for_section = database_for_section
         self.receiver_port = str(free_port())
+        self.console_port = str(free_port())
         self.background: dict[str, Process] = {}
         self.outputs: list[tuple[str, str]] = []  # (command, stdout) of each command that ended
         self.tour_output = ""
@@ -133,6 +137,7 @@ class Reader:
         text = text.replace(f"--port {README_RECEIVER_PORT}", f"--port {self.receiver_port}")
         text = text.replace(f"127.0.0.1:{README_RECEIVER_PORT}/", f"127.0.0.1:{self.receiver_port}/")
         text = text.replace(README_DATABASE, self.database_for_section)
+        text = text.replace(f"--console-port {README_CONSOLE_PORT}", f"--console-port {self.console_port}")
         return re.sub(r"--listen ([0-9.]+):\d+", lambda m: f"--listen {m[1]}:{free_port()}", text)
 
     def run_sh(self, block: Block) -> None:
@@ -151,6 +156,9 @@ class Reader:
                 args = shlex.split(command)[1:]
                 self.background["serve"] = Process([*HOOKLINE, "serve", *args], env=self.env, cwd=self.folder)
                 wait_serving(self.env["HOOKLINE_LISTEN"])
+                if "--console-port" in args:
+                    self.background["serve"].wait_for(rf"console on http://127\.0\.0\.1:{self.console_port} ", "err")
+                    check_console(self.console_port)
             elif command.startswith("hookline serve"):
                 address = re.search(r"--listen [0-9.]+:(\d+)", command)
                 assert address, f"a server the test cannot find: {command}"
@@ -190,6 +198,12 @@ class Reader:
 
     def stop_all(self) -> dict[str, int]:
         return {name: process.stop() for name, process in reversed(self.background.items())}
+
+
+def check_console(port: str) -> None:
+    """The console answers: its sign-in page, and no page without signing in."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/webhooks", timeout=10) as answer:
+        assert answer.url.endswith("/signin") and "API key" in answer.read().decode()
 
 
 def received_messages(receiver_output: str) -> list[dict[str, Any]]:

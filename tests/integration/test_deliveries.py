@@ -7,7 +7,7 @@ import time
 
 import grpc
 from conftest import Reply
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from hookline.client import (
     DeleteWebhookRequest,
@@ -16,6 +16,7 @@ from hookline.client import (
     GetDeliveryRequest,
     GetEventRequest,
     GetWebhookRequest,
+    GetWebhookStatsRequest,
     ListAttemptsRequest,
     ListDeliveriesRequest,
     ListEventsRequest,
@@ -31,6 +32,7 @@ from hookline.server.storage import deliveries, models, spaces
 
 from .helpers import (
     body_json,
+    invalid_argument,
     list_all,
     make_flow,
     make_webhook,
@@ -46,6 +48,7 @@ from .helpers import (
 SUCCEEDED = DeliveryState.DELIVERY_STATE_SUCCEEDED
 SENDING = DeliveryState.DELIVERY_STATE_SENDING
 FAILED = DeliveryState.DELIVERY_STATE_FAILED
+ALL_STATES = [s for s in DeliveryState.values() if s != DeliveryState.DELIVERY_STATE_UNSPECIFIED]
 
 
 def hook_at(client, receiver, statuses=None, **kw):  # type: ignore[no-untyped-def]
@@ -208,6 +211,88 @@ def test_list_deliveries_pages(client, receiver):
     paged = pages(client.webhooks.ListDeliveries, ListDeliveriesRequest(webhook_id=hook.id), "deliveries", 2)
     assert [len(p) for p in paged] == [2, 2, 1]
     assert [d.id for p in paged for d in p] == made
+
+
+def test_list_deliveries_newest_first_pages_backwards_through_time(client, receiver):
+    hook, _ = hook_at(client, receiver)
+    made = [send_test(client, hook.id).delivery.id for _ in range(5)]
+    for order in ("create_time desc", " CREATE_TIME   DESC "):
+        request = ListDeliveriesRequest(webhook_id=hook.id, order_by=order)
+        paged = pages(client.webhooks.ListDeliveries, request, "deliveries", 2)
+        assert [[d.id for d in p] for p in paged] == [made[4:2:-1], made[2:0:-1], made[:1]]
+    for order in ("", "create_time", "create_time asc"):
+        assert delivery_ids(client, webhook_id=hook.id, order_by=order) == made
+
+
+def test_a_page_token_works_only_in_the_order_it_was_issued_for(client, receiver):
+    hook, _ = hook_at(client, receiver)
+    for _ in range(3):
+        send_test(client, hook.id)
+    newest = client.webhooks.ListDeliveries(
+        ListDeliveriesRequest(webhook_id=hook.id, order_by="create_time desc", page_size=1)
+    )
+    _, message = invalid_argument(
+        client.webhooks.ListDeliveries,
+        ListDeliveriesRequest(webhook_id=hook.id, page_token=newest.next_page_token),
+        "page_token",
+    )
+    assert "other filters" in message
+
+
+def test_list_deliveries_refuses_an_unknown_order(client):
+    _, message = invalid_argument(client.webhooks.ListDeliveries, ListDeliveriesRequest(order_by="state"), "order_by")
+    assert "create_time desc" in message
+
+
+def test_list_deliveries_filters_by_event_type(client, receiver):
+    hook, _ = hook_at(client, receiver, event_types=["JOB.COMPLETED", "JOB.ERROR"])
+    flow = make_flow(client, [{"fail_if": "bad", "message": "no"}], webhook_ids=[hook.id])
+    done = start_job(client, flow.id, {"bad": False})
+    failed = start_job(client, flow.id, {"bad": True})
+    test = send_test(client, hook.id)
+    for job in (done, failed):
+        wait_job(client, job.id)
+    [completed] = list_all(client.webhooks.ListDeliveries, ListDeliveriesRequest(job_id=done.id), "deliveries")
+    [errored] = list_all(client.webhooks.ListDeliveries, ListDeliveriesRequest(job_id=failed.id), "deliveries")
+    assert delivery_ids(client, webhook_id=hook.id, event_type="JOB.ERROR") == [errored.id]
+    assert delivery_ids(client, webhook_id=hook.id, event_type="WEBHOOK.TEST") == [test.delivery.id]
+    assert delivery_ids(client, webhook_id=hook.id, event_type="JOB.COMPLETED") == [completed.id]
+    assert delivery_ids(client, webhook_id=hook.id, event_type="FLOW.DELETED") == []
+
+
+def test_webhook_stats_count_recent_deliveries_by_state_and_show_health(client, receiver):
+    hook, _ = hook_at(client, receiver)
+    before = client.webhooks.GetWebhookStats(GetWebhookStatsRequest(id=hook.alias))
+    assert before.webhook_id == hook.id
+    assert not before.HasField("last_success_time") and not before.HasField("failing_since")
+    assert {c.state: c.count for c in before.counts} == dict.fromkeys(ALL_STATES, 0)
+    for _ in range(2):
+        wait_delivery(client, send_test(client, hook.id).delivery.id, SUCCEEDED)
+    failing, _ = hook_at(client, receiver, [500] * 10)
+    wait_delivery(client, send_test(client, failing.id).delivery.id, FAILED)
+
+    good = client.webhooks.GetWebhookStats(GetWebhookStatsRequest(id=hook.id))
+    assert {c.state: c.count for c in good.counts} == {**dict.fromkeys(ALL_STATES, 0), SUCCEEDED: 2}
+    assert good.HasField("last_success_time") and not good.HasField("failing_since")
+    day_ago = time.time() - 24 * 3600
+    assert abs(good.window_start_time.ToSeconds() - day_ago) < 60
+    bad = client.webhooks.GetWebhookStats(GetWebhookStatsRequest(id=failing.id))
+    assert {c.state: c.count for c in bad.counts}[FAILED] == 1
+    assert bad.HasField("failing_since") and not bad.HasField("last_success_time")
+
+
+def test_webhook_stats_refuse_bad_windows_and_other_spaces_webhooks(client, receiver, other_space):
+    hook, _ = hook_at(client, receiver)
+    for seconds in (-1, 0, 400 * 86400):
+        invalid_argument(
+            client.webhooks.GetWebhookStats,
+            GetWebhookStatsRequest(id=hook.id, window=duration_pb2.Duration(seconds=seconds)),
+            "window",
+        )
+    invalid_argument(client.webhooks.GetWebhookStats, GetWebhookStatsRequest(), "id")
+    rpc_error(
+        grpc.StatusCode.NOT_FOUND, other_space.client.webhooks.GetWebhookStats, GetWebhookStatsRequest(id=hook.id)
+    )
 
 
 def test_retry_delivery_sends_once_more_with_the_same_webhook_id(client, receiver):

@@ -310,6 +310,16 @@ def test_list_jobs_pages_without_gaps_or_repeats(client):
     assert flat == job_ids(client)
 
 
+def test_list_jobs_newest_first_pages_backwards_through_time(client):
+    flow = make_flow(client, [])
+    made = [start_job(client, flow.id, {"i": i}).id for i in range(5)]
+    request = ListJobsRequest(flow_id=flow.id, order_by="create_time desc")
+    paged = pages(client.jobs.ListJobs, request, "jobs", page_size=2)
+    assert [[j.id for j in page] for page in paged] == [made[4:2:-1], made[2:0:-1], made[:1]]
+    error = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, client.jobs.ListJobs, ListJobsRequest(order_by="end_time"))
+    assert "create_time desc" in error.details()
+
+
 def test_delete_flow_cancels_its_running_jobs_with_system_canceled(client, receiver):
     path = "/flow-deleted-" + unique()
     hook = make_webhook(client, receiver.url(path), event_types=["JOB.CANCELED"]).webhook

@@ -26,6 +26,7 @@ from hookline.client import (
     GetFlowRequest,
     GetJobRequest,
     GetWebhookRequest,
+    GetWebhookStatsRequest,
     ListAttemptsRequest,
     ListDeliveriesRequest,
     ListEventsRequest,
@@ -618,6 +619,9 @@ def _req(cls: type, **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.builds(lambda **values: msg(cls, **values), **fields)
 
 
+# AIP-132 orders: the two the lists take, and anything else.
+ORDER_BY = st.one_of(st.sampled_from(["create_time", "create_time desc", " CREATE_TIME  DESC "]), TEXT)
+
 REQUESTS: dict[str, st.SearchStrategy[Any]] = {
     # WebhookService
     "CreateWebhook": _req(CreateWebhookRequest, webhook=webhook(with_id=False), secret=SECRET),
@@ -628,6 +632,7 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
     "RotateWebhookSecret": _req(RotateWebhookSecretRequest, id=ident("webhook"), grace_period=SPAN),
     "SendTestEvent": _req(SendTestEventRequest, id=ident("webhook"), message=optional(TEXT)),
     "ListEventTypes": st.just(msg(ListEventTypesRequest)),
+    "GetWebhookStats": _req(GetWebhookStatsRequest, id=ident("webhook"), window=SPAN),
     "GetDelivery": _req(GetDeliveryRequest, id=ident("delivery")),
     "ListDeliveries": _req(
         ListDeliveriesRequest,
@@ -639,6 +644,8 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
         state=optional(INT32),
         created_after=TIME,
         created_before=TIME,
+        event_type=optional(EVENT_TYPE),
+        order_by=optional(ORDER_BY),
     ),
     "ListAttempts": _req(
         ListAttemptsRequest, delivery_id=ident("delivery"), page_size=PAGE_SIZE, page_token=PAGE_TOKEN
@@ -688,6 +695,7 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
         flow_id=optional(ident("flow")),
         state=optional(INT32),
         correlation_id=optional(st.one_of(st.just("pool"), TEXT)),
+        order_by=optional(ORDER_BY),
     ),
     "CancelJob": _req(CancelJobRequest, id=ident("job")),
     "CancelJobs": _req(CancelJobsRequest, flow_id=optional(ident("flow"))),

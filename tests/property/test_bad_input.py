@@ -81,7 +81,7 @@ RAW_EXAMPLES = settings(EXAMPLES, max_examples=6)
 
 def test_every_rpc_has_a_strategy() -> None:
     assert set(REQUESTS) == set(METHODS)
-    assert len(METHODS) == 31
+    assert len(METHODS) == 32
 
 
 def test_the_state_comparison_sees_each_kind_of_change(world: World) -> None:

@@ -30,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     parser = sub.add_parser("deliveries", help="deliveries: an event on its way to a webhook", parents=[common])
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", parents=[common], help="list deliveries, oldest first")
+    listing = actions.add_parser("list", parents=[common], help="list deliveries, newest first")
     listing.add_argument("--webhook", default="", help="only this webhook's (id or alias)")
     listing.add_argument("--job", default="", help="only this job's")
     listing.add_argument("--event", default="", help="only this event's (evt_...)")
@@ -39,6 +39,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "--since", type=_values.point_in_time, metavar="TIME", help="created at or after (RFC 3339, or 2h for 2 h ago)"
     )
     listing.add_argument("--until", type=_values.point_in_time, metavar="TIME", help="created before")
+    listing.add_argument("--oldest-first", action="store_true", help="list the oldest first instead")
     add_paging(listing)
     listing.set_defaults(handler=list_deliveries)
 
@@ -78,7 +79,12 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 
 def list_deliveries(ctx: Context, args: argparse.Namespace) -> int:
-    request = webhooks_pb2.ListDeliveriesRequest(webhook_id=args.webhook, job_id=args.job, event_id=args.event)
+    request = webhooks_pb2.ListDeliveriesRequest(
+        webhook_id=args.webhook,
+        job_id=args.job,
+        event_id=args.event,
+        order_by="create_time" if args.oldest_first else "create_time desc",
+    )
     if args.state:
         request.state = webhooks_pb2.DeliveryState.Value("DELIVERY_STATE_" + args.state.upper())
     if args.since is not None:

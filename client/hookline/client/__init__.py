@@ -49,6 +49,7 @@ from hookline.v1.webhooks_pb2 import (
     GetDeliveryRequest,
     GetEventRequest,
     GetWebhookRequest,
+    GetWebhookStatsRequest,
     ListAttemptsRequest,
     ListAttemptsResponse,
     ListDeliveriesRequest,
@@ -69,6 +70,7 @@ from hookline.v1.webhooks_pb2 import (
     UpdateWebhookRequest,
     WatchDeliveriesRequest,
     Webhook,
+    WebhookStats,
 )
 
 from ._connection import Client, find_api_key
@@ -98,6 +100,7 @@ __all__ = [
     "GetFlowRequest",
     "GetJobRequest",
     "GetWebhookRequest",
+    "GetWebhookStatsRequest",
     "Job",
     "JobState",
     "JobStatusCode",
@@ -133,6 +136,7 @@ __all__ = [
     "WatchDeliveriesRequest",
     "WatchJobRequest",
     "Webhook",
+    "WebhookStats",
     "find_api_key",
     "from_value",
     "to_struct",

@@ -26,17 +26,17 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hookline/v1/jobs.proto\x12\x0bhookline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\nflow_alias\x18\x03 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x04 \x01(\x05\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.hookline.v1.JobState\x12(\n\x04\x63ode\x18\x06 \x01(\x0e\x32\x1a.hookline.v1.JobStatusCode\x12\x0f\n\x07message\x18\x07 \x01(\t\x12%\n\x05input\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x06output\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12\x16\n\x0e\x63orrelation_id\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclaim_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0e \x01(\t\"\x88\x01\n\x0fStartJobRequest\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x87\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.hookline.v1.JobState\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.hookline.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x11\x43\x61ncelJobsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\",\n\x12\x43\x61ncelJobsResponse\x12\x16\n\x0e\x63\x61nceled_count\x18\x01 \x01(\x05\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t*\xb2\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_WAITING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELING\x10\x04\x12\x16\n\x12JOB_STATE_CANCELED\x10\x05\x12\x13\n\x0fJOB_STATE_ERROR\x10\x06*\xeb\x01\n\rJobStatusCode\x12\x1f\n\x1bJOB_STATUS_CODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJOB_WAITING\x10\x01\x12\x0f\n\x0bJOB_RUNNING\x10\x02\x12\x0f\n\x0bJOB_SUCCESS\x10\x03\x12\x15\n\x11JOB_USER_CANCELED\x10\x04\x12\x17\n\x13JOB_SYSTEM_CANCELED\x10\x05\x12\x17\n\x13JOB_EXECUTION_ERROR\x10\x06\x12\x18\n\x14JOB_VALIDATION_ERROR\x10\x07\x12\x0f\n\x0bJOB_TIMEOUT\x10\x08\x12\x12\n\x0eZOMBIE_PROCESS\x10\t2\x94\x03\n\nJobService\x12:\n\x08StartJob\x12\x1c.hookline.v1.StartJobRequest\x1a\x10.hookline.v1.Job\x12\x36\n\x06GetJob\x12\x1a.hookline.v1.GetJobRequest\x1a\x10.hookline.v1.Job\x12G\n\x08ListJobs\x12\x1c.hookline.v1.ListJobsRequest\x1a\x1d.hookline.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.hookline.v1.CancelJobRequest\x1a\x10.hookline.v1.Job\x12M\n\nCancelJobs\x12\x1e.hookline.v1.CancelJobsRequest\x1a\x1f.hookline.v1.CancelJobsResponse\x12<\n\x08WatchJob\x12\x1c.hookline.v1.WatchJobRequest\x1a\x10.hookline.v1.Job0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hookline/v1/jobs.proto\x12\x0bhookline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x02 \x01(\t\x12\x12\n\nflow_alias\x18\x03 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x04 \x01(\x05\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.hookline.v1.JobState\x12(\n\x04\x63ode\x18\x06 \x01(\x0e\x32\x1a.hookline.v1.JobStatusCode\x12\x0f\n\x07message\x18\x07 \x01(\t\x12%\n\x05input\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x06output\x18\t \x01(\x0b\x32\x16.google.protobuf.Value\x12\x16\n\x0e\x63orrelation_id\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclaim_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0e \x01(\t\"\x88\x01\n\x0fStartJobRequest\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x99\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x03 \x01(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.hookline.v1.JobState\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x10\n\x08order_by\x18\x06 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.hookline.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x11\x43\x61ncelJobsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\",\n\x12\x43\x61ncelJobsResponse\x12\x16\n\x0e\x63\x61nceled_count\x18\x01 \x01(\x05\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t*\xb2\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_WAITING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELING\x10\x04\x12\x16\n\x12JOB_STATE_CANCELED\x10\x05\x12\x13\n\x0fJOB_STATE_ERROR\x10\x06*\xeb\x01\n\rJobStatusCode\x12\x1f\n\x1bJOB_STATUS_CODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJOB_WAITING\x10\x01\x12\x0f\n\x0bJOB_RUNNING\x10\x02\x12\x0f\n\x0bJOB_SUCCESS\x10\x03\x12\x15\n\x11JOB_USER_CANCELED\x10\x04\x12\x17\n\x13JOB_SYSTEM_CANCELED\x10\x05\x12\x17\n\x13JOB_EXECUTION_ERROR\x10\x06\x12\x18\n\x14JOB_VALIDATION_ERROR\x10\x07\x12\x0f\n\x0bJOB_TIMEOUT\x10\x08\x12\x12\n\x0eZOMBIE_PROCESS\x10\t2\x94\x03\n\nJobService\x12:\n\x08StartJob\x12\x1c.hookline.v1.StartJobRequest\x1a\x10.hookline.v1.Job\x12\x36\n\x06GetJob\x12\x1a.hookline.v1.GetJobRequest\x1a\x10.hookline.v1.Job\x12G\n\x08ListJobs\x12\x1c.hookline.v1.ListJobsRequest\x1a\x1d.hookline.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.hookline.v1.CancelJobRequest\x1a\x10.hookline.v1.Job\x12M\n\nCancelJobs\x12\x1e.hookline.v1.CancelJobsRequest\x1a\x1f.hookline.v1.CancelJobsResponse\x12<\n\x08WatchJob\x12\x1c.hookline.v1.WatchJobRequest\x1a\x10.hookline.v1.Job0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hookline.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1080
-  _globals['_JOBSTATE']._serialized_end=1258
-  _globals['_JOBSTATUSCODE']._serialized_start=1261
-  _globals['_JOBSTATUSCODE']._serialized_end=1496
+  _globals['_JOBSTATE']._serialized_start=1098
+  _globals['_JOBSTATE']._serialized_end=1276
+  _globals['_JOBSTATUSCODE']._serialized_start=1279
+  _globals['_JOBSTATUSCODE']._serialized_end=1514
   _globals['_JOB']._serialized_start=103
   _globals['_JOB']._serialized_end=547
   _globals['_STARTJOBREQUEST']._serialized_start=550
@@ -44,17 +44,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETJOBREQUEST']._serialized_start=688
   _globals['_GETJOBREQUEST']._serialized_end=715
   _globals['_LISTJOBSREQUEST']._serialized_start=718
-  _globals['_LISTJOBSREQUEST']._serialized_end=853
-  _globals['_LISTJOBSRESPONSE']._serialized_start=855
-  _globals['_LISTJOBSRESPONSE']._serialized_end=930
-  _globals['_CANCELJOBREQUEST']._serialized_start=932
-  _globals['_CANCELJOBREQUEST']._serialized_end=962
-  _globals['_CANCELJOBSREQUEST']._serialized_start=964
-  _globals['_CANCELJOBSREQUEST']._serialized_end=1000
-  _globals['_CANCELJOBSRESPONSE']._serialized_start=1002
-  _globals['_CANCELJOBSRESPONSE']._serialized_end=1046
-  _globals['_WATCHJOBREQUEST']._serialized_start=1048
-  _globals['_WATCHJOBREQUEST']._serialized_end=1077
-  _globals['_JOBSERVICE']._serialized_start=1499
-  _globals['_JOBSERVICE']._serialized_end=1903
+  _globals['_LISTJOBSREQUEST']._serialized_end=871
+  _globals['_LISTJOBSRESPONSE']._serialized_start=873
+  _globals['_LISTJOBSRESPONSE']._serialized_end=948
+  _globals['_CANCELJOBREQUEST']._serialized_start=950
+  _globals['_CANCELJOBREQUEST']._serialized_end=980
+  _globals['_CANCELJOBSREQUEST']._serialized_start=982
+  _globals['_CANCELJOBSREQUEST']._serialized_end=1018
+  _globals['_CANCELJOBSRESPONSE']._serialized_start=1020
+  _globals['_CANCELJOBSRESPONSE']._serialized_end=1064
+  _globals['_WATCHJOBREQUEST']._serialized_start=1066
+  _globals['_WATCHJOBREQUEST']._serialized_end=1095
+  _globals['_JOBSERVICE']._serialized_start=1517
+  _globals['_JOBSERVICE']._serialized_end=1921
 # @@protoc_insertion_point(module_scope)

@@ -204,12 +204,15 @@ class ListJobsRequest(_message.Message):
     FLOW_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     flow_id: _builtins.str
     """Id or alias."""
     state: Global___JobState.ValueType
     correlation_id: _builtins.str
+    order_by: _builtins.str
+    """"create_time" (the default: oldest first) or "create_time desc" (newest first)."""
     def __init__(
         self,
         *,
@@ -218,10 +221,11 @@ class ListJobsRequest(_message.Message):
         flow_id: _builtins.str = ...,
         state: Global___JobState.ValueType = ...,
         correlation_id: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "flow_id", b"flow_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "flow_id", b"flow_id", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -757,6 +757,8 @@ class ListDeliveriesRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     webhook_id: _builtins.str
@@ -764,6 +766,10 @@ class ListDeliveriesRequest(_message.Message):
     job_id: _builtins.str
     event_id: _builtins.str
     state: Global___DeliveryState.ValueType
+    event_type: _builtins.str
+    """Only deliveries of events of this type."""
+    order_by: _builtins.str
+    """"create_time" (the default: oldest first) or "create_time desc" (newest first)."""
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -779,10 +785,12 @@ class ListDeliveriesRequest(_message.Message):
         state: Global___DeliveryState.ValueType = ...,
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        event_type: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "event_id", b"event_id", "job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "event_id", b"event_id", "event_type", b"event_type", "job_id", b"job_id", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -810,6 +818,93 @@ class ListDeliveriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDeliveriesResponse: _TypeAlias = ListDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class GetWebhookStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id or alias."""
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """How far back the counts reach; default 24 h, at most the retention period."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        window: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookStatsRequest: _TypeAlias = GetWebhookStatsRequest  # noqa: Y015
+
+@_typing.final
+class WebhookStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class StateCount(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        STATE_FIELD_NUMBER: _builtins.int
+        COUNT_FIELD_NUMBER: _builtins.int
+        state: Global___DeliveryState.ValueType
+        count: _builtins.int
+        def __init__(
+            self,
+            *,
+            state: Global___DeliveryState.ValueType = ...,
+            count: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_TIME_FIELD_NUMBER: _builtins.int
+    FAILING_SINCE_FIELD_NUMBER: _builtins.int
+    WINDOW_START_TIME_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    webhook_id: _builtins.str
+    @_builtins.property
+    def last_success_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset when no delivery has succeeded yet."""
+
+    @_builtins.property
+    def failing_since(self) -> _timestamp_pb2.Timestamp:
+        """When the failures that have not been followed by a success began; unset when none."""
+
+    @_builtins.property
+    def window_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Counts cover the deliveries created at or after this time, one per state (zeros included)."""
+
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookStats.StateCount]: ...
+    def __init__(
+        self,
+        *,
+        webhook_id: _builtins.str = ...,
+        last_success_time: _timestamp_pb2.Timestamp | None = ...,
+        failing_since: _timestamp_pb2.Timestamp | None = ...,
+        window_start_time: _timestamp_pb2.Timestamp | None = ...,
+        counts: _abc.Iterable[Global___WebhookStats.StateCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failing_since", b"failing_since", "last_success_time", b"last_success_time", "window_start_time", b"window_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "failing_since", b"failing_since", "last_success_time", b"last_success_time", "webhook_id", b"webhook_id", "window_start_time", b"window_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookStats: _TypeAlias = WebhookStats  # noqa: Y015
 
 @_typing.final
 class ListAttemptsRequest(_message.Message):

@@ -76,6 +76,11 @@ class WebhookServiceStub:
                 request_serializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.GetWebhookStats = channel.unary_unary(
+                '/hookline.v1.WebhookService/GetWebhookStats',
+                request_serializer=hookline_dot_v1_dot_webhooks__pb2.GetWebhookStatsRequest.SerializeToString,
+                response_deserializer=hookline_dot_v1_dot_webhooks__pb2.WebhookStats.FromString,
+                _registered_method=True)
         self.GetDelivery = channel.unary_unary(
                 '/hookline.v1.WebhookService/GetDelivery',
                 request_serializer=hookline_dot_v1_dot_webhooks__pb2.GetDeliveryRequest.SerializeToString,
@@ -176,6 +181,14 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookStats(self, request, context):
+        """A webhook's health: its last success, since when it has been failing, and
+        how many of its deliveries created in a recent window are in each state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDelivery(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -269,6 +282,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesRequest.FromString,
                     response_serializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'GetWebhookStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookStats,
+                    request_deserializer=hookline_dot_v1_dot_webhooks__pb2.GetWebhookStatsRequest.FromString,
+                    response_serializer=hookline_dot_v1_dot_webhooks__pb2.WebhookStats.SerializeToString,
             ),
             'GetDelivery': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDelivery,
@@ -528,6 +546,33 @@ class WebhookService:
             '/hookline.v1.WebhookService/ListEventTypes',
             hookline_dot_v1_dot_webhooks__pb2.ListEventTypesRequest.SerializeToString,
             hookline_dot_v1_dot_webhooks__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookline.v1.WebhookService/GetWebhookStats',
+            hookline_dot_v1_dot_webhooks__pb2.GetWebhookStatsRequest.SerializeToString,
+            hookline_dot_v1_dot_webhooks__pb2.WebhookStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,10 @@ class WebhookServiceStub:
     """Sends a WEBHOOK.TEST event to this webhook only."""
     ListEventTypes: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListEventTypesRequest, _webhooks_pb2.ListEventTypesResponse]
     """The catalog of event types, each with the JSON Schema of its data."""
+    GetWebhookStats: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookStatsRequest, _webhooks_pb2.WebhookStats]
+    """A webhook's health: its last success, since when it has been failing, and
+    how many of its deliveries created in a recent window are in each state.
+    """
     GetDelivery: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.GetDeliveryRequest, _webhooks_pb2.Delivery]
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]
     ListAttempts: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListAttemptsRequest, _webhooks_pb2.ListAttemptsResponse]
@@ -81,6 +85,10 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Sends a WEBHOOK.TEST event to this webhook only."""
     ListEventTypes: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListEventTypesRequest, _webhooks_pb2.ListEventTypesResponse]  # type: ignore[assignment]
     """The catalog of event types, each with the JSON Schema of its data."""
+    GetWebhookStats: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookStatsRequest, _webhooks_pb2.WebhookStats]  # type: ignore[assignment]
+    """A webhook's health: its last success, since when it has been failing, and
+    how many of its deliveries created in a recent window are in each state.
+    """
     GetDelivery: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.GetDeliveryRequest, _webhooks_pb2.Delivery]  # type: ignore[assignment]
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     ListAttempts: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListAttemptsRequest, _webhooks_pb2.ListAttemptsResponse]  # type: ignore[assignment]
@@ -158,6 +166,16 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_webhooks_pb2.ListEventTypesResponse, _abc.Awaitable[_webhooks_pb2.ListEventTypesResponse]]:
         """The catalog of event types, each with the JSON Schema of its data."""
+
+    @_abc_1.abstractmethod
+    def GetWebhookStats(
+        self,
+        request: _webhooks_pb2.GetWebhookStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.WebhookStats, _abc.Awaitable[_webhooks_pb2.WebhookStats]]:
+        """A webhook's health: its last success, since when it has been failing, and
+        how many of its deliveries created in a recent window are in each state.
+        """
 
     @_abc_1.abstractmethod
     def GetDelivery(

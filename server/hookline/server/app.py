@@ -33,6 +33,7 @@ from .api.interceptor import ApiInterceptor
 from .api.job_service import JobServicer
 from .api.senders import Senders
 from .api.webhook_service import WebhookServicer
+from .console import Console
 from .delivery.worker import DeliveryWorker
 from .delivery_process import DeliveryProcesses
 from .errors import Unimplemented
@@ -366,6 +367,26 @@ def api_interceptors(settings: Settings, senders: Senders) -> list[grpc.ServerIn
     return [ApiInterceptor(settings.max_streams, senders)]
 
 
+def start_console(settings: Settings, server: grpc.Server) -> Console | None:
+    """The web console of --console-port, if asked for. It calls the API like any
+    client, over a plain loopback port of `server` of its own: its calls never
+    leave the machine, whatever TLS --listen has."""
+    if settings.console_port is None:
+        return None
+    with _core_log_silenced():
+        loopback = server.add_insecure_port("127.0.0.1:0")
+    console = Console(settings.console_host, settings.console_port, f"127.0.0.1:{loopback}")
+    try:
+        console.start()
+    except OSError as error:
+        server.stop(None)
+        raise StartupError(
+            f"cannot serve the console on {settings.console_host}:{settings.console_port}: "
+            f"{error.strerror or error}; pass another --console-port (or --console-host)"
+        ) from None
+    return console
+
+
 def create_server(app: Hookline) -> tuple[grpc.Server, int]:
     """A gRPC server for `app`, bound to settings.listen; returns it and its port."""
     server, port = bind_server(app.settings, app.interceptors())
@@ -498,14 +519,23 @@ def serve(settings: Settings) -> None:
     # database thread); at the default 5 ms a thread woken by another can wait
     # that long for the interpreter at each hand-off.
     sys.setswitchinterval(0.001)
+    # From the start: a signal while starting up stops the server once it has
+    # started, rather than killing it half way (the health check answers SERVING
+    # before the last of the start-up is done).
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     parts = parts_of(settings.role)
     split = Part.DELIVERIES in parts and not settings.single_process
     # Bound first: an address in use, or TLS files that cannot be used, leave nothing behind.
     senders = Senders(settings.max_streams)
     server, port = bind_server(settings, api_interceptors(settings, senders))
+    console = start_console(settings, server)
     try:
         app = Hookline(settings, parts - {Part.DELIVERIES} if split else parts, senders=senders)
     except BaseException:
+        if console:
+            console.stop()
         server.stop(None)
         raise
     app.add_to_server(server)
@@ -519,14 +549,15 @@ def serve(settings: Settings) -> None:
     log.info("hookline listening on %s:%d (data: %s)", host, port, data)
     if app.admin_key:
         log.info("management key of the default space: %s", (settings.data_dir / KEY_FILE).resolve())
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
+    if console:
+        log.info("console on %s (sign in with a management key)", console.url)
     done.wait()
     log.info("shutting down")
     # One grace for all: calls, jobs and sends in flight finish side by side.
     grace_s = settings.shutdown_grace_s
     deadline = time.monotonic() + grace_s
+    if console:
+        console.stop()
     app.end_streams()
     if deliveries:
         deliveries.stop_soon()

@@ -50,6 +50,9 @@ class Settings:
     metrics_port: int | None = None
     # Loopback by default, as gRPC is: the metrics need no key.
     metrics_host: str = "127.0.0.1"
+    # The web console (console/): off unless a port is given; loopback by default.
+    console_port: int | None = None
+    console_host: str = "127.0.0.1"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     retry_schedule: str = retry.DEFAULT_SCHEDULE
@@ -99,6 +102,12 @@ class Settings:
             _check_port(self.metrics_port, "metrics_port")
         if not self.metrics_host.strip():
             raise ValueError(f"{option('metrics_host')} must name a host, e.g. 127.0.0.1")
+        if self.console_port is not None:
+            _check_port(self.console_port, "console_port")
+            if self.role == "worker":
+                raise ValueError(f"{option('console_port')} needs the API: use --role api or all, not worker")
+        if not self.console_host.strip():
+            raise ValueError(f"{option('console_host')} must name a host, e.g. 127.0.0.1")
         if self.database is not None:
             _check_database_url(self.database)
         if self.role not in ("api", "worker", "all"):
@@ -203,6 +212,11 @@ _FLAGS: dict[str, dict] = {
     "metrics_host": {
         "metavar": "HOST",
         "help": "address the metrics port listens on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    },
+    "console_port": {"help": "serve the web console on this port (off by default)", "type": int},
+    "console_host": {
+        "metavar": "HOST",
+        "help": "address the console listens on (default 127.0.0.1; 0.0.0.0 for every interface)",
     },
     "tls_cert": {"help": "PEM certificate chain: serve gRPC over TLS", "type": Path},
     "tls_key": {"help": "PEM private key for --tls-cert", "type": Path},

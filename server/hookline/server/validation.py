@@ -147,6 +147,16 @@ def state_filter(field: str, enum: Any, value: int, states: Mapping[int, S]) -> 
     return states[value]
 
 
+def newest_first(field: str, order_by: str) -> bool:
+    """An AIP-132 order of a list by creation time: oldest first unless "create_time desc"."""
+    words = order_by.lower().split()
+    if words in ([], ["create_time"], ["create_time", "asc"]):
+        return False
+    if words == ["create_time", "desc"]:
+        return True
+    raise InvalidArgument.field(field, f"cannot order by {shown(order_by)}; use create_time or create_time desc")
+
+
 # Timestamps a database can store and compare: years 1 to 9999.
 _MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
 

@@ -33,6 +33,7 @@ METHOD_ACCESS: dict[str, Access] = {
     _WEBHOOKS + "RotateWebhookSecret": MANAGEMENT,
     _WEBHOOKS + "SendTestEvent": MANAGEMENT,
     _WEBHOOKS + "ListEventTypes": MANAGEMENT,
+    _WEBHOOKS + "GetWebhookStats": MANAGEMENT,
     _WEBHOOKS + "GetDelivery": MANAGEMENT,
     _WEBHOOKS + "ListDeliveries": MANAGEMENT,
     _WEBHOOKS + "ListAttempts": MANAGEMENT,

@@ -167,3 +167,16 @@ def change(c: records.Change, cursor: str) -> webhooks_pb2.DeliveryEvent:
         attempt=attempt(c.attempt) if c.attempt else None,
         time=timestamp(c.time),
     )
+
+
+def webhook_stats(s: records.WebhookStats) -> webhooks_pb2.WebhookStats:
+    return webhooks_pb2.WebhookStats(
+        webhook_id=s.webhook_id,
+        last_success_time=timestamp(s.last_success_time),
+        failing_since=timestamp(s.failing_since),
+        window_start_time=timestamp(s.window_start),
+        counts=[
+            webhooks_pb2.WebhookStats.StateCount(state=DELIVERY_STATES[state], count=count)
+            for state, count in s.counts.items()
+        ],
+    )

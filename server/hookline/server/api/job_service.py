@@ -65,6 +65,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             state=state,
             correlation_id=request.correlation_id,
             fits=page.fits,
+            newest_first=validation.newest_first("order_by", request.order_by),
         )
         return jobs_pb2.ListJobsResponse(jobs=page.messages, next_page_token=token)
 

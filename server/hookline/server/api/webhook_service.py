@@ -14,13 +14,15 @@ from .. import events, jsonvalue, streams, validation
 from ..errors import InvalidArgument
 from ..feeds import ChangeFeed, Wait
 from ..settings import Settings
-from ..storage import deliveries, lookup, webhooks
+from ..storage import deliveries, lookup, stats, webhooks
 from ..storage.database import now_ms
 from ..validation import require
 from . import convert
 from .interceptor import principal
 from .pages import PageBudget
 
+# What GetWebhookStats counts when the request gives no window.
+STATS_WINDOW_S = 24 * 3600.0
 WRITABLE = ("alias", "url", "description", "enabled", "event_types", "headers", "rate_limit_per_s")
 
 
@@ -128,6 +130,18 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             ]
         )
 
+    def GetWebhookStats(self, request, context):  # type: ignore[no-untyped-def]
+        require("id", request.id)
+        window_s = STATS_WINDOW_S
+        if request.HasField("window"):
+            window_s = request.window.ToMilliseconds() / 1000
+            if not 0 < window_s <= self._settings.retention_s:
+                raise InvalidArgument.field(
+                    "window", f"must be positive and at most the retention period ({self._settings.retention_s:g} s)"
+                )
+        since = now_ms() - int(window_s * 1000)
+        return convert.webhook_stats(stats.webhook_stats(principal().space_id, request.id, since))
+
     def GetDelivery(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)
         return convert.delivery(deliveries.get_delivery(principal().space_id, request.id))
@@ -146,10 +160,12 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             webhook_id=webhook_id,
             job_id=request.job_id,
             event_id=request.event_id,
+            event_type=request.event_type,
             state=state,
             after=_time_filter(request, "created_after"),
             before=_time_filter(request, "created_before"),
             fits=page.fits,
+            newest_first=validation.newest_first("order_by", request.order_by),
         )
         return webhooks_pb2.ListDeliveriesResponse(deliveries=page.messages, next_page_token=token)
 

@@ -234,17 +234,22 @@ def list_deliveries(
     webhook_id: str = "",
     job_id: str = "",
     event_id: str = "",
+    event_type: str = "",
     state: DeliveryState | None = None,
     after: int | None = None,
     before: int | None = None,
     fits: Callable[[Delivery], bool] | None = None,
+    newest_first: bool = False,
 ) -> tuple[list[Delivery], str]:
     q = filtered(
         m.Delivery.select().where(m.Delivery.space_id == space_id), m.Delivery,
-        webhook_id=webhook_id, job_id=job_id, event_id=event_id, state=state, after=after, before=before,
+        webhook_id=webhook_id, job_id=job_id, event_id=event_id, event_type=event_type, state=state,
+        after=after, before=before,
     )  # fmt: skip
     filters = [webhook_id, job_id, event_id, state or "", after, before]
-    return paginate(q, m.Delivery.id, page_size, page_token, filters, Delivery.from_row, fits)
+    if event_type:  # only then, so tokens issued before this filter existed still work
+        filters.append(event_type)
+    return paginate(q, m.Delivery.id, page_size, page_token, filters, Delivery.from_row, fits, newest_first)
 
 
 def list_attempts(

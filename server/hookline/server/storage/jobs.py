@@ -64,13 +64,15 @@ def list_jobs(
     state: JobState | None = None,
     correlation_id: str = "",
     fits: Callable[[Job], bool] | None = None,
+    newest_first: bool = False,
 ) -> tuple[list[Job], str]:
     flow_id = flow_row(space_id, flow_ref).id if flow_ref else ""
     q = filtered(
         m.Job.select().where(m.Job.space_id == space_id), m.Job,
         flow_id=flow_id, state=state, correlation_id=correlation_id,
     )  # fmt: skip
-    return paginate(q, m.Job.id, page_size, page_token, [flow_id, state or "", correlation_id], Job.from_row, fits)
+    filters = [flow_id, state or "", correlation_id]
+    return paginate(q, m.Job.id, page_size, page_token, filters, Job.from_row, fits, newest_first)
 
 
 @dataclass(frozen=True)

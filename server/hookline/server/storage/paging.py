@@ -46,16 +46,18 @@ def paginate(
     filters: Any,
     convert: Callable[[Any], T],
     fits: Callable[[T], bool] | None = None,
+    descending: bool = False,
 ) -> tuple[list[T], str]:
-    """One page of `query` ordered by id, and the token of the next page ('' at the end).
+    """One page of `query` ordered by id (newest first when `descending`), and the
+    token of the next page ('' at the end).
 
-    A token only works with the filters it was issued for. `fits`, when given, is
+    A token only works with the filters and the order it was issued for. `fits`, when given, is
     asked about each item in turn and ends the page early at the first it refuses
     (the caller's bound on the response's size)."""
     if page_size < 0:
         raise InvalidArgument.field("page_size", "must not be negative")
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    fingerprint = _fingerprint(filters)
+    fingerprint = _fingerprint([filters, "desc"] if descending else filters)
     if page_token:
         try:
             token = json.loads(base64.urlsafe_b64decode(page_token.encode()))
@@ -66,8 +68,8 @@ def paginate(
             raise InvalidArgument.field(
                 "page_token", "was issued for a request with other filters; start again without it"
             )
-        query = query.where(id_field > after)
-    rows = list(query.order_by(id_field).limit(size + 1))
+        query = query.where(id_field < after if descending else id_field > after)
+    rows = list(query.order_by(id_field.desc() if descending else id_field).limit(size + 1))
     items: list[T] = []
     for row in rows[:size]:
         item = convert(row)

@@ -267,3 +267,15 @@ class SendTask:
     attempt_number: int
     lease: int  # the lease this claim set: results apply only while it still holds it
     rate_limit_per_s: int = 0
+
+
+@dataclass
+class WebhookStats:
+    """A webhook's health: its last success, since when it has been failing, and
+    its deliveries created since `window_start` counted by state."""
+
+    webhook_id: str
+    last_success_time: int | None
+    failing_since: int | None
+    window_start: int
+    counts: dict[DeliveryState, int]
