@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
 
-from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
+from hookline.v1 import events_pb2, flows_pb2, jobs_pb2, webhooks_pb2
 
 from .. import jsonvalue
 from ..states import ChangeKind, DeliveryState, JobState
@@ -65,6 +65,7 @@ def webhook(w: records.Webhook) -> webhooks_pb2.Webhook:
         disabled_reason=w.disabled_reason,
         create_time=timestamp(w.create_time),
         update_time=timestamp(w.update_time),
+        filter=w.filter,
     )
 
 
@@ -103,8 +104,22 @@ def job(j: records.Job) -> jobs_pb2.Job:
     return message
 
 
-def event(e: records.Event) -> webhooks_pb2.Event:
-    return webhooks_pb2.Event(
+def event_type(t: records.EventType) -> events_pb2.EventType:
+    return events_pb2.EventType(
+        name=t.name,
+        description=t.description,
+        data_schema=None if t.data_schema is None else jsonvalue.stored_to_struct(t.data_schema),
+        example=None if t.example is None else jsonvalue.stored_to_struct(t.example),
+        deprecated=t.deprecated,
+        archived=t.archived,
+        built_in=t.built_in,
+        create_time=timestamp(t.create_time),
+        update_time=timestamp(t.update_time),
+    )
+
+
+def event(e: records.Event) -> events_pb2.Event:
+    return events_pb2.Event(
         id=e.id,
         event_type=e.event_type,
         job_id=e.job_id,
