@@ -25,46 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hookline/v1/events.proto\x12\x0bhookline.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xa0\x02\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x0b\x64\x61ta_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x65xample\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndeprecated\x18\x05 \x01(\x08\x12\x10\n\x08\x61rchived\x18\x06 \x01(\x08\x12\x10\n\x08\x62uilt_in\x18\x07 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x16\x43reateEventTypeRequest\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.hookline.v1.EventType\"#\n\x13GetEventTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x16UpdateEventTypeRequest\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.hookline.v1.EventType\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"&\n\x16\x44\x65leteEventTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15ListEventTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\"^\n\x16ListEventTypesResponse\x12+\n\x0b\x65vent_types\x18\x01 \x03(\x0b\x32\x16.hookline.v1.EventType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x13PublishEventRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\"J\n\x14PublishEventsRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .hookline.v1.PublishEventRequest\"i\n\x12PublishEventResult\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.hookline.v1.EventH\x00\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"I\n\x15PublishEventsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.hookline.v1.PublishEventResult\"\x9b\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x04 \x01(\t\x12\x12\n\nwebhook_id\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x05 \x01(\t\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.hookline.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1d\n\x0fGetEventRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xce\x05\n\x0c\x45ventService\x12N\n\x0f\x43reateEventType\x12#.hookline.v1.CreateEventTypeRequest\x1a\x16.hookline.v1.EventType\x12H\n\x0cGetEventType\x12 .hookline.v1.GetEventTypeRequest\x1a\x16.hookline.v1.EventType\x12Y\n\x0eListEventTypes\x12\".hookline.v1.ListEventTypesRequest\x1a#.hookline.v1.ListEventTypesResponse\x12N\n\x0fUpdateEventType\x12#.hookline.v1.UpdateEventTypeRequest\x1a\x16.hookline.v1.EventType\x12N\n\x0f\x44\x65leteEventType\x12#.hookline.v1.DeleteEventTypeRequest\x1a\x16.hookline.v1.EventType\x12\x44\n\x0cPublishEvent\x12 .hookline.v1.PublishEventRequest\x1a\x12.hookline.v1.Event\x12V\n\rPublishEvents\x12!.hookline.v1.PublishEventsRequest\x1a\".hookline.v1.PublishEventsResponse\x12M\n\nListEvents\x12\x1e.hookline.v1.ListEventsRequest\x1a\x1f.hookline.v1.ListEventsResponse\x12<\n\x08GetEvent\x12\x1c.hookline.v1.GetEventRequest\x1a\x12.hookline.v1.Eventb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hookline/v1/events.proto\x12\x0bhookline.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x02\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12,\n\x0b\x64\x61ta_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x65xample\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndeprecated\x18\x05 \x01(\x08\x12\x10\n\x08\x61rchived\x18\x06 \x01(\x08\x12\x10\n\x08\x62uilt_in\x18\x07 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x16\x43reateEventTypeRequest\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.hookline.v1.EventType\"#\n\x13GetEventTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x16UpdateEventTypeRequest\x12*\n\nevent_type\x18\x01 \x01(\x0b\x32\x16.hookline.v1.EventType\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"&\n\x16\x44\x65leteEventTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15ListEventTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\"^\n\x16ListEventTypesResponse\x12+\n\x0b\x65vent_types\x18\x01 \x03(\x0b\x32\x16.hookline.v1.EventType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x13PublishEventRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\"J\n\x14PublishEventsRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .hookline.v1.PublishEventRequest\"q\n\x12PublishEventResult\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.hookline.v1.EventH\x00\x12,\n\x06status\x18\x02 \x01(\x0b\x32\x1a.hookline.v1.PublishStatusH\x00\x42\x08\n\x06result\"e\n\rPublishStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x35\n\x10\x66ield_violations\x18\x03 \x03(\x0b\x32\x1b.hookline.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"I\n\x15PublishEventsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.hookline.v1.PublishEventResult\"\x9b\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x04 \x01(\t\x12\x12\n\nwebhook_id\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x0f\n\x07\x66low_id\x18\x05 \x01(\t\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.hookline.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1d\n\x0fGetEventRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xce\x05\n\x0c\x45ventService\x12N\n\x0f\x43reateEventType\x12#.hookline.v1.CreateEventTypeRequest\x1a\x16.hookline.v1.EventType\x12H\n\x0cGetEventType\x12 .hookline.v1.GetEventTypeRequest\x1a\x16.hookline.v1.EventType\x12Y\n\x0eListEventTypes\x12\".hookline.v1.ListEventTypesRequest\x1a#.hookline.v1.ListEventTypesResponse\x12N\n\x0fUpdateEventType\x12#.hookline.v1.UpdateEventTypeRequest\x1a\x16.hookline.v1.EventType\x12N\n\x0f\x44\x65leteEventType\x12#.hookline.v1.DeleteEventTypeRequest\x1a\x16.hookline.v1.EventType\x12\x44\n\x0cPublishEvent\x12 .hookline.v1.PublishEventRequest\x1a\x12.hookline.v1.Event\x12V\n\rPublishEvents\x12!.hookline.v1.PublishEventsRequest\x1a\".hookline.v1.PublishEventsResponse\x12M\n\nListEvents\x12\x1e.hookline.v1.ListEventsRequest\x1a\x1f.hookline.v1.ListEventsResponse\x12<\n\x08GetEvent\x12\x1c.hookline.v1.GetEventRequest\x1a\x12.hookline.v1.Eventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hookline.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=164
-  _globals['_EVENTTYPE']._serialized_end=452
-  _globals['_CREATEEVENTTYPEREQUEST']._serialized_start=454
-  _globals['_CREATEEVENTTYPEREQUEST']._serialized_end=522
-  _globals['_GETEVENTTYPEREQUEST']._serialized_start=524
-  _globals['_GETEVENTTYPEREQUEST']._serialized_end=559
-  _globals['_UPDATEEVENTTYPEREQUEST']._serialized_start=561
-  _globals['_UPDATEEVENTTYPEREQUEST']._serialized_end=678
-  _globals['_DELETEEVENTTYPEREQUEST']._serialized_start=680
-  _globals['_DELETEEVENTTYPEREQUEST']._serialized_end=718
-  _globals['_LISTEVENTTYPESREQUEST']._serialized_start=720
-  _globals['_LISTEVENTTYPESREQUEST']._serialized_end=798
-  _globals['_LISTEVENTTYPESRESPONSE']._serialized_start=800
-  _globals['_LISTEVENTTYPESRESPONSE']._serialized_end=894
-  _globals['_PUBLISHEVENTREQUEST']._serialized_start=897
-  _globals['_PUBLISHEVENTREQUEST']._serialized_end=1025
-  _globals['_PUBLISHEVENTSREQUEST']._serialized_start=1027
-  _globals['_PUBLISHEVENTSREQUEST']._serialized_end=1101
-  _globals['_PUBLISHEVENTRESULT']._serialized_start=1103
-  _globals['_PUBLISHEVENTRESULT']._serialized_end=1208
-  _globals['_PUBLISHEVENTSRESPONSE']._serialized_start=1210
-  _globals['_PUBLISHEVENTSRESPONSE']._serialized_end=1283
-  _globals['_EVENT']._serialized_start=1286
-  _globals['_EVENT']._serialized_end=1441
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1444
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1658
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1660
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1741
-  _globals['_GETEVENTREQUEST']._serialized_start=1743
-  _globals['_GETEVENTREQUEST']._serialized_end=1772
-  _globals['_EVENTSERVICE']._serialized_start=1775
-  _globals['_EVENTSERVICE']._serialized_end=2493
+  _globals['_EVENTTYPE']._serialized_start=139
+  _globals['_EVENTTYPE']._serialized_end=427
+  _globals['_CREATEEVENTTYPEREQUEST']._serialized_start=429
+  _globals['_CREATEEVENTTYPEREQUEST']._serialized_end=497
+  _globals['_GETEVENTTYPEREQUEST']._serialized_start=499
+  _globals['_GETEVENTTYPEREQUEST']._serialized_end=534
+  _globals['_UPDATEEVENTTYPEREQUEST']._serialized_start=536
+  _globals['_UPDATEEVENTTYPEREQUEST']._serialized_end=653
+  _globals['_DELETEEVENTTYPEREQUEST']._serialized_start=655
+  _globals['_DELETEEVENTTYPEREQUEST']._serialized_end=693
+  _globals['_LISTEVENTTYPESREQUEST']._serialized_start=695
+  _globals['_LISTEVENTTYPESREQUEST']._serialized_end=773
+  _globals['_LISTEVENTTYPESRESPONSE']._serialized_start=775
+  _globals['_LISTEVENTTYPESRESPONSE']._serialized_end=869
+  _globals['_PUBLISHEVENTREQUEST']._serialized_start=872
+  _globals['_PUBLISHEVENTREQUEST']._serialized_end=1000
+  _globals['_PUBLISHEVENTSREQUEST']._serialized_start=1002
+  _globals['_PUBLISHEVENTSREQUEST']._serialized_end=1076
+  _globals['_PUBLISHEVENTRESULT']._serialized_start=1078
+  _globals['_PUBLISHEVENTRESULT']._serialized_end=1191
+  _globals['_PUBLISHSTATUS']._serialized_start=1193
+  _globals['_PUBLISHSTATUS']._serialized_end=1294
+  _globals['_FIELDVIOLATION']._serialized_start=1296
+  _globals['_FIELDVIOLATION']._serialized_end=1348
+  _globals['_PUBLISHEVENTSRESPONSE']._serialized_start=1350
+  _globals['_PUBLISHEVENTSRESPONSE']._serialized_end=1423
+  _globals['_EVENT']._serialized_start=1426
+  _globals['_EVENT']._serialized_end=1581
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1584
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1798
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1800
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1881
+  _globals['_GETEVENTREQUEST']._serialized_start=1883
+  _globals['_GETEVENTREQUEST']._serialized_end=1912
+  _globals['_EVENTSERVICE']._serialized_start=1915
+  _globals['_EVENTSERVICE']._serialized_end=2633
 # @@protoc_insertion_point(module_scope)

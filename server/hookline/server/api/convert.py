@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2
 from hookline.v1 import events_pb2, flows_pb2, jobs_pb2, webhooks_pb2
 
 from .. import jsonvalue
+from ..errors import HooklineError
 from ..states import ChangeKind, DeliveryState, JobState
 from ..storage import records
 
@@ -115,6 +116,17 @@ def event_type(t: records.EventType) -> events_pb2.EventType:
         built_in=t.built_in,
         create_time=timestamp(t.create_time),
         update_time=timestamp(t.update_time),
+    )
+
+
+def publish_status(error: HooklineError) -> events_pb2.PublishStatus:
+    """What one refused event of a PublishEvents call gets: the status PublishEvent would have failed with."""
+    return events_pb2.PublishStatus(
+        code=error.code.value[0],
+        message=error.message[:1000],
+        field_violations=[
+            events_pb2.FieldViolation(field=v.field, description=v.description) for v in error.violations
+        ],
     )
 
 

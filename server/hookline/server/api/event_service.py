@@ -17,7 +17,7 @@ from ..storage.groupcommit import GroupCommit
 from ..storage.records import Event, EventType
 from ..validation import require
 from . import convert
-from .interceptor import principal, status_message
+from .interceptor import principal
 from .pages import PageBudget
 
 WRITABLE = ("description", "data_schema", "example", "deprecated")
@@ -157,7 +157,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         for result in results:
             outcome = next(published) if result is None else result
             if isinstance(outcome, HooklineError):
-                messages.append(events_pb2.PublishEventResult(status=status_message(outcome)))
+                messages.append(events_pb2.PublishEventResult(status=convert.publish_status(outcome)))
             else:
                 messages.append(events_pb2.PublishEventResult(event=convert.event(outcome)))
         return events_pb2.PublishEventsResponse(results=messages)

@@ -68,12 +68,6 @@ def _abort(context: grpc.ServicerContext, error: HooklineError) -> None:
 
 
 def _status(error: HooklineError) -> grpc.Status:
-    return rpc_status.to_status(status_message(error))
-
-
-def status_message(error: HooklineError) -> status_pb2.Status:
-    """The google.rpc.Status a caller gets for `error` (with BadRequest field
-    violations), also what PublishEvents returns for each event it refuses."""
     message = _cut(error.message, _MAX_MESSAGE)
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
@@ -88,7 +82,7 @@ def status_message(error: HooklineError) -> status_pb2.Status:
         detail = any_pb2.Any()
         detail.Pack(bad)
         status.details.append(detail)
-    return status
+    return rpc_status.to_status(status)
 
 
 _INTERNAL = "internal error; the server log has the details"
