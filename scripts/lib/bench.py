@@ -659,11 +659,6 @@ class Run:
         self.figures["startjob_per_s"] = n / elapsed
         self.notes["startjob_per_s"] = f"{n} calls, server cpu {cpu.share():.0%}"
         self.problem("startjob_per_s", api.take_errors())
-        cpu = CpuMeter(server)
-        n, elapsed = await rate_for(seconds, lambda: api.publish(PUBLISH_NOOP, next(counter)))
-        self.figures["publish_per_s"] = n / elapsed
-        self.notes["publish_per_s"] = f"{n} calls, server cpu {cpu.share():.0%}"
-        self.problem("publish_per_s", api.take_errors())
         # The jobs left WAITING would run during the next phases: cancel them, let the running ones end.
         deadline = time.monotonic() + 30
         canceled = 0
@@ -682,6 +677,12 @@ class Run:
             await asyncio.sleep(0.1)
         log(f"startjob: {n} jobs started; {canceled} left waiting were canceled")
         self.problem("startjob_per_s", api.take_errors())
+        # Once the jobs are gone, so that publishing has the server to itself as StartJob had.
+        cpu = CpuMeter(server)
+        n, elapsed = await rate_for(seconds, lambda: api.publish(PUBLISH_NOOP, next(counter)))
+        self.figures["publish_per_s"] = n / elapsed
+        self.notes["publish_per_s"] = f"{n} calls, server cpu {cpu.share():.0%}"
+        self.problem("publish_per_s", api.take_errors())
 
     async def throughput_phase(self, api: Api, server: Servers) -> None:
         events = self.sizes.throughput_events

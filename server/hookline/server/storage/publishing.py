@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache, reduce
 from typing import Any
 
-from .. import events
+from .. import events, subscriptions
 from ..errors import AlreadyExists, FieldViolation, HooklineError, InvalidArgument, NotFound, shown
 from ..execution import flowdef
 from . import models as m
 from .database import is_postgres, now_ms
-from .deliveries import Outbox, get_event, subscribers
+from .deliveries import Outbox, get_event
 from .event_types import publishable
 from .records import Event
-from .webhooks import space_webhooks
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,26 @@ def publish_events(requests: Sequence[PublishRequest]) -> list[Event | HooklineE
     return results
 
 
+def _subscribers(space_id: str, event_type: str) -> list[m.Webhook]:
+    """The space's enabled webhooks subscribed to `event_type`, with only what
+    fan-out reads of them. A space may have thousands of webhooks: the query
+    keeps those whose subscriptions hold the name or a pattern that could take
+    it (LIKE may keep a few more: `_` matches any character, and on SQLite
+    case is ignored), and subscribes() decides."""
+    segments = event_type.split(".")
+    could = [event_type, subscriptions.EVERYTHING, *(".".join(segments[:i]) + ".*" for i in range(1, len(segments)))]
+    held = reduce(operator.or_, (m.Webhook.event_types.contains(json.dumps(entry)) for entry in could))
+    columns = (m.Webhook.id, m.Webhook.event_types, m.Webhook.filter)
+    rows = m.Webhook.select(*columns).where((m.Webhook.space_id == space_id) & (m.Webhook.enabled == True) & held)  # noqa: E712
+    return [w for w in rows if subscriptions.subscribes(_entries(w.event_types), event_type)]
+
+
+@lru_cache(maxsize=4096)
+def _entries(event_types_json: str) -> tuple[str, ...]:
+    """A webhook's subscriptions, parsed once per distinct list."""
+    return tuple(json.loads(event_types_json))
+
+
 class _Batch:
     """The events of one transaction, written together by `write`."""
 
@@ -93,7 +114,7 @@ class _Batch:
         self.now = now
         self.outbox = Outbox()
         self.types: dict[tuple[str, str], m.EventType | HooklineError] = {}
-        self.hooks: dict[str, list[m.Webhook]] = {}  # each space's webhooks, read once
+        self.hooks: dict[tuple[str, str], list[m.Webhook]] = {}  # each type's subscribers, read once
         self.keys: list[dict[str, Any]] = []
         self.stale_keys: list[tuple[str, str]] = []
         self.made: dict[tuple[str, str], tuple[str, Event]] = {}  # by idempotency key: fingerprint, event
@@ -120,15 +141,15 @@ class _Batch:
                         "with a different event type or data"
                     )
                 return earlier[1]
-        if r.space_id not in self.hooks:
-            self.hooks[r.space_id] = space_webhooks(r.space_id)
+        if (r.space_id, r.event_type) not in self.hooks:
+            self.hooks[r.space_id, r.event_type] = _subscribers(r.space_id, r.event_type)
         event, _ = self.outbox.add(
             r.space_id,
             r.event_type,
             lambda event_id, time_ms: events.published_event_body(
                 r.event_type, r.data, r.correlation_id, r.space_id, event_id, time_ms
             ),
-            subscribers(self.hooks[r.space_id], r.event_type),
+            self.hooks[r.space_id, r.event_type],
             now=self.now,
         )
         if r.idempotency_key:
