@@ -38,6 +38,14 @@ The figures (keys of --json):
   fanout_1000_s        one job of a flow linked to 1,000 webhooks: from its end to
                        the arrival of the last of the 1,000 messages (median of
                        3 runs; 1 with --quick).
+  publish_per_s        PublishEvent calls per second (an event type no webhook
+                       subscribes to), 64 concurrent grpc.aio calls on one
+                       channel, for the same time as rpc_ceiling_per_s.
+  publish_deliveries_per_s  end to end from PublishEvent, no jobs involved: as
+                       many events as deliveries_per_s has jobs, published by 64
+                       concurrent calls to a type 4 webhooks subscribe to; the
+                       deliveries divided by the time from the first publish call
+                       until no delivery is PENDING or SENDING.
   rpc_ceiling_per_s    grpc.health.v1 Health/Check calls per second, and
   startjob_per_s       StartJob calls per second (flow without webhooks), both
                        from 64 concurrent grpc.aio calls on one channel (one per
@@ -112,7 +120,16 @@ import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
+from hookline.v1 import (
+    events_pb2,
+    events_pb2_grpc,
+    flows_pb2,
+    flows_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
+)
 
 HERE = Path(__file__).resolve().parent
 CONCURRENCY = 64
@@ -124,6 +141,8 @@ KEYS = (
     "fanout_1000_s",
     "startjob_per_s",
     "rpc_ceiling_per_s",
+    "publish_per_s",
+    "publish_deliveries_per_s",
     "backlog_small_per_s",
     "backlog_large_per_s",
     "rss_mb_large",
@@ -152,6 +171,8 @@ THROUGHPUT_HOOKS = 4
 BACKLOG_HOOKS = 16
 # Every end of a job is sent, so a job whose end was lost (and is reaped) still arrives.
 JOB_EVENTS = ["JOB.COMPLETED", "JOB.ERROR", "JOB.CANCELED"]
+# Event types the benchmark publishes: one no webhook subscribes to, one THROUGHPUT_HOOKS webhooks do.
+PUBLISH_NOOP, PUBLISH_TP = "BENCH.NOOP", "BENCH.THROUGHPUT"
 
 
 def log(message: str) -> None:
@@ -423,6 +444,7 @@ class Api:
         self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channel)
         self.flows = flows_pb2_grpc.FlowServiceStub(self.channel)
         self.jobs = jobs_pb2_grpc.JobServiceStub(self.channel)
+        self.events = events_pb2_grpc.EventServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.job_starters = itertools.cycle([jobs_pb2_grpc.JobServiceStub(channel) for channel in self.channels])
         self.health_checkers = itertools.cycle([health_pb2_grpc.HealthStub(channel) for channel in self.channels])
@@ -467,6 +489,17 @@ class Api:
                 return None
             await asyncio.sleep(0.05)
         return time.time()
+
+    async def publish(self, event_type: str, i: int) -> events_pb2.Event | None:
+        """PublishEvent, or None (counted in errors) if the call failed."""
+        value = struct_pb2.Value()
+        value.struct_value.update({"order": i, "items": [{"sku": "A-1", "price": 5}, {"sku": "B-2", "price": 7.5}]})
+        try:
+            request = events_pb2.PublishEventRequest(event_type=event_type, data=value)
+            return await self.events.PublishEvent(request, metadata=self.md)
+        except grpc.aio.AioRpcError as error:
+            self.errors[f"PublishEvent {error.code().name}"] += 1
+            return None
 
     async def start_job(self, flow: str, i: int) -> jobs_pb2.Job | None:
         """StartJob, or None (counted in errors) if the call failed."""
@@ -580,11 +613,15 @@ class Run:
         definition = struct_pb2.Struct()
         definition.update({"steps": [{"transform": "@"}]})
 
-        async def hook(alias: str) -> str:
+        for name in (PUBLISH_NOOP, PUBLISH_TP):
+            event_type = events_pb2.EventType(name=name, description="benchmark")
+            await api.events.CreateEventType(events_pb2.CreateEventTypeRequest(event_type=event_type), metadata=api.md)
+
+        async def hook(alias: str, event_types: list[str] = JOB_EVENTS) -> str:
             path = f"/h/{alias}"
             reply = await api.webhooks.CreateWebhook(
                 webhooks_pb2.CreateWebhookRequest(
-                    webhook=webhooks_pb2.Webhook(alias=alias, url=self.receiver.url(path), event_types=JOB_EVENTS)
+                    webhook=webhooks_pb2.Webhook(alias=alias, url=self.receiver.url(path), event_types=event_types)
                 ),
                 metadata=api.md,
             )
@@ -592,6 +629,7 @@ class Run:
             return reply.webhook.id
 
         tp = await bounded(8, [f"tp{i}" for i in range(THROUGHPUT_HOOKS)], hook)
+        await bounded(8, [f"ptp{i}" for i in range(THROUGHPUT_HOOKS)], lambda alias: hook(alias, [PUBLISH_TP]))
         lat = await hook("lat")
         fan = await bounded(16, [f"fan{i:04d}" for i in range(self.sizes.fanout_webhooks)], hook)
         await bounded(8, [f"bk{i:02d}" for i in range(BACKLOG_HOOKS)], hook)
@@ -639,6 +677,12 @@ class Run:
             await asyncio.sleep(0.1)
         log(f"startjob: {n} jobs started; {canceled} left waiting were canceled")
         self.problem("startjob_per_s", api.take_errors())
+        # Once the jobs are gone, so that publishing has the server to itself as StartJob had.
+        cpu = CpuMeter(server)
+        n, elapsed = await rate_for(seconds, lambda: api.publish(PUBLISH_NOOP, next(counter)))
+        self.figures["publish_per_s"] = n / elapsed
+        self.notes["publish_per_s"] = f"{n} calls, server cpu {cpu.share():.0%}"
+        self.problem("publish_per_s", api.take_errors())
 
     async def throughput_phase(self, api: Api, server: Servers) -> None:
         events = self.sizes.throughput_events
@@ -668,8 +712,33 @@ class Run:
             self.problem("deliveries_per_s", "some deliveries FAILED")
         # A real event's body, the template of the backlog's events.
         event_id = arrivals[0][1]
-        event = await api.webhooks.GetEvent(webhooks_pb2.GetEventRequest(id=event_id), metadata=api.md)
+        event = await api.events.GetEvent(events_pb2.GetEventRequest(id=event_id), metadata=api.md)
         self.template = (event.body, event_id)
+
+    async def publish_throughput_phase(self, api: Api, server: Servers) -> None:
+        events = self.sizes.throughput_events
+        self.receiver.reset(keep_arrivals=True)
+        cpu = CpuMeter(server)
+        first_call = time.time()
+        published = await bounded(CONCURRENCY, list(range(events)), lambda i: api.publish(PUBLISH_TP, i))
+        events = sum(event is not None for event in published)
+        expected = events * THROUGHPUT_HOOKS
+        log(f"publish deliveries: {events} events published in {time.time() - first_call:.1f} s")
+        self.problem("publish_deliveries_per_s", api.take_errors())
+        stats = await asyncio.to_thread(self.receiver.wait_unique, expected, max(60, expected / 20))
+        recorded = await api.wait_recorded(60) if stats["unique"] >= expected else None
+        if recorded is None:
+            self.problem(
+                "publish_deliveries_per_s", f"{stats['unique']} of {expected} arrived, not all recorded in time"
+            )
+        end = recorded or stats["last"]
+        self.figures["publish_deliveries_per_s"] = stats["unique"] / (end - first_call)
+        self.notes["publish_deliveries_per_s"] = (
+            f"{events} events x {THROUGHPUT_HOOKS} webhooks in {end - first_call:.1f} s, server cpu {cpu.share():.0%}"
+        )
+        self.check(stats, "publish_deliveries_per_s")
+        if await api.failed():
+            self.problem("publish_deliveries_per_s", "some deliveries FAILED")
 
     async def latency_phase(self, api: Api, server: Servers) -> None:
         rate = self.sizes.latency_rate
@@ -941,6 +1010,7 @@ class Run:
             for name, phase in (
                 ("rpc", self.rpc_phase),
                 ("deliveries", self.throughput_phase),
+                ("publish deliveries", self.publish_throughput_phase),
                 ("latency", self.latency_phase),
                 ("fan-out", self.fanout_phase),
             ):
@@ -1065,6 +1135,8 @@ def targets(f: dict[str, float]) -> dict[str, tuple[str, bool | None]]:
             f["startjob_per_s"] >= 0.6 * f["rpc_ceiling_per_s"],
         ),
         "rpc_ceiling_per_s": ("reference", None),
+        "publish_per_s": ("(reported)", None),
+        "publish_deliveries_per_s": ("(reported)", None),
         "backlog_small_per_s": ("reference", None),
         "backlog_large_per_s": (
             f">= 0.9 x small ({0.9 * f['backlog_small_per_s']:,.0f})",

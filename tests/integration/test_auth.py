@@ -37,7 +37,15 @@ from hookline.server.api import access
 from hookline.server.api.interceptor import principal
 from hookline.server.errors import Unauthenticated
 from hookline.server.storage import revocations, spaces
-from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
+from hookline.v1 import (
+    events_pb2,
+    flows_pb2,
+    flows_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
+)
 
 from .helpers import flow_ids, job_ids, make_flow, rpc_error, start_job, struct, unique, value, wait_job, webhook_ids
 
@@ -46,7 +54,12 @@ PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 HOOKLINE_SERVICES = [
     module.DESCRIPTOR.services_by_name[name]
-    for module, name in ((webhooks_pb2, "WebhookService"), (flows_pb2, "FlowService"), (jobs_pb2, "JobService"))
+    for module, name in (
+        (webhooks_pb2, "WebhookService"),
+        (flows_pb2, "FlowService"),
+        (jobs_pb2, "JobService"),
+        (events_pb2, "EventService"),
+    )
 ]
 
 # --- a service of the test alone, with the request-streaming kinds hookline has none of yet
@@ -174,7 +187,8 @@ def test_a_solver_key_is_denied_every_method_outside_job_service(grpc_channel, h
             if method.client_streaming:
                 request = iter([request])
             error = rpc_error(PERMISSION_DENIED, call, request, metadata=bearer(solver), timeout=5)
-            assert "needs a management key" in error.details(), method.full_name
+            roles = access.METHOD_ACCESS[f"/{service.full_name}/{method.name}"].value
+            assert f"needs a {' or '.join(sorted(roles))} key" in error.details(), method.full_name
 
 
 def channel_kind(channel: grpc.Channel, client_streaming: bool, server_streaming: bool) -> Callable[..., Any]:

@@ -34,6 +34,12 @@ def _take_change_log_back(db: Database) -> None:
     db.execute_sql(f'CREATE INDEX "{CHANGE_LOG}_space_id_seq" ON "{CHANGE_LOG}" ("space_id", "seq")')
 
 
+def _take_event_types_back(db: Database) -> None:
+    """No event types, published keys or webhook filters, as before schema version 5."""
+    db.drop_tables([models.EventType, models.PublishedKey])
+    migrate(SchemaMigrator.from_database(db).drop_column("webhook", "filter"))
+
+
 def _sequence(db: Database) -> str:
     return db.execute_sql("SELECT pg_get_serial_sequence(%s, 'seq')", (f'"{CHANGE_LOG}"',)).fetchone()[0]
 
@@ -64,16 +70,21 @@ def test_a_version_1_database_is_upgraded_in_place(make_settings: Callable[..., 
     db = database.open_database(settings.data_dir, settings.database)
     # Take the fresh schema back to version 1.
     _take_change_log_back(db)
+    _take_event_types_back(db)
     migrator = SchemaMigrator.from_database(db)
     migrate(migrator.drop_column("webhook", "failing_since"), migrator.drop_column("webhook", "last_success_time"))
     db.drop_tables([models.Meta])
     db.execute_sql('DROP INDEX "delivery_state_next_attempt_time_webhook_id_id"')
     db.execute_sql('CREATE INDEX "delivery_state_next_attempt_time" ON "delivery" ("state", "next_attempt_time")')
     models.SchemaVersion.update(version=1).execute()
-    models.Webhook.insert(
-        id="wh_1", space_id="sp_1", alias="old", url="https://example.com", event_types='["JOB.COMPLETED"]',
-        create_time=1, update_time=1,
-    ).execute()  # fmt: skip
+    # Written as a version 1 server did: the model's later columns are not there.
+    row = {
+        "id": "wh_1", "space_id": "sp_1", "alias": "old", "url": "https://example.com", "description": "",
+        "enabled": True, "event_types": '["JOB.COMPLETED"]', "headers": "{}", "rate_limit_per_s": 0,
+        "disabled_reason": "", "create_time": 1, "update_time": 1,
+    }  # fmt: skip
+    columns = ", ".join(f'"{c}"' for c in row)
+    db.execute_sql(f'INSERT INTO "webhook" ({columns}) VALUES ({", ".join([db.param] * len(row))})', list(row.values()))
     db.close()
 
     db = database.open_database(settings.data_dir, settings.database)
@@ -81,6 +92,7 @@ def test_a_version_1_database_is_upgraded_in_place(make_settings: Callable[..., 
         assert models.SchemaVersion.get().version == database.SCHEMA_VERSION
         old = models.Webhook.get_by_id("wh_1")
         assert old.alias == "old" and old.failing_since is None and old.last_success_time is None
+        assert old.filter == "" and db.table_exists("event_type") and db.table_exists("published_key")
         assert db.table_exists("meta")
         due = {i.name: i.columns for i in db.get_indexes("delivery") if "next_attempt_time" in i.columns}
         covering = ["state", "next_attempt_time", "webhook_id", "id"]
@@ -93,6 +105,7 @@ def test_a_change_log_that_started_again_after_a_purge_is_upgraded(make_settings
     settings = make_settings()
     db = database.open_database(settings.data_dir, settings.database)
     _take_change_log_back(db)
+    _take_event_types_back(db)
     models.SchemaVersion.update(version=3).execute()
     before = _append("dlv_a", "dlv_b", "dlv_c")
     _purge_all()  # retention empties the log; SQLite then numbered from 1 again

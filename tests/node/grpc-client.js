@@ -1,8 +1,9 @@
 // A hookline client in Node.js: @grpc/grpc-js with @grpc/proto-loader reading the
 // project's .proto files, no generated code. It creates a webhook, creates a flow
-// linked to it, starts a job, polls GetJob until the job ends, and prints what it
-// got as one JSON object on stdout. The API key travels in the `authorization:
-// Bearer <key>` metadata of every call.
+// linked to it, starts a job, polls GetJob until the job ends; creates an event
+// type and a webhook for it (at WEBHOOK_URL + "-events") and publishes one event;
+// and prints what it got as one JSON object on stdout. The API key travels in the
+// `authorization: Bearer <key>` metadata of every call.
 //
 //   HOOKLINE_API_KEY=... node grpc-client.js ADDRESS WEBHOOK_URL PROTOS_DIR GOOGLE_PROTOS_DIR
 //
@@ -68,10 +69,10 @@ function fromStruct(struct) {
 
 // --- calls -----------------------------------------------------------------
 
-function connect(address, protosDir, googleProtosDir, apiKey) {
+function connect(address, includeDirs, apiKey) {
   const definition = protoLoader.loadSync(
-    ["hookline/v1/webhooks.proto", "hookline/v1/flows.proto", "hookline/v1/jobs.proto"],
-    { includeDirs: [protosDir, googleProtosDir], longs: String, enums: String, defaults: true, oneofs: true },
+    ["hookline/v1/webhooks.proto", "hookline/v1/flows.proto", "hookline/v1/jobs.proto", "hookline/v1/events.proto"],
+    { includeDirs, longs: String, enums: String, defaults: true, oneofs: true },
   );
   const v1 = grpc.loadPackageDefinition(definition).hookline.v1;
   const credentials = grpc.credentials.createInsecure();
@@ -79,6 +80,7 @@ function connect(address, protosDir, googleProtosDir, apiKey) {
     webhooks: new v1.WebhookService(address, credentials),
     flows: new v1.FlowService(address, credentials),
     jobs: new v1.JobService(address, credentials),
+    events: new v1.EventService(address, credentials),
   };
   // Unary calls as promises, each with the key in its metadata and a deadline.
   return (service, method, request) =>
@@ -94,11 +96,11 @@ function connect(address, protosDir, googleProtosDir, apiKey) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main() {
-  const [address, webhookUrl, protosDir, googleProtosDir] = process.argv.slice(2);
-  if (!googleProtosDir) {
+  const [address, webhookUrl, ...includeDirs] = process.argv.slice(2);
+  if (includeDirs.length !== 2) {
     throw new Error("usage: node grpc-client.js ADDRESS WEBHOOK_URL PROTOS_DIR GOOGLE_PROTOS_DIR");
   }
-  const call = connect(address, protosDir, googleProtosDir, process.env.HOOKLINE_API_KEY ?? "");
+  const call = connect(address, includeDirs, process.env.HOOKLINE_API_KEY ?? "");
   const suffix = crypto.randomUUID().slice(0, 8);
 
   const created = await call("webhooks", "CreateWebhook", {
@@ -128,8 +130,23 @@ async function main() {
     job = await call("jobs", "GetJob", { id: started.id });
   }
 
+  // The service's own event: a type, a webhook subscribed to its namespace, one publish.
+  const eventType = await call("events", "CreateEventType", {
+    eventType: { name: `node-${suffix}.order.paid`, description: "An order was paid (Node.js)." },
+  });
+  const eventsHook = await call("webhooks", "CreateWebhook", {
+    webhook: { alias: `node-events-${suffix}`, url: `${webhookUrl}-events`, eventTypes: [`node-${suffix}.*`] },
+  });
+  const published = await call("events", "PublishEvent", {
+    eventType: eventType.name,
+    data: toValue({ orderId: `ord-${suffix}`, amount: 12.5, city: "Zürich" }),
+    correlationId: `node-order-${suffix}`,
+  });
+
   return {
     webhook: { id: created.webhook.id, alias: created.webhook.alias, secret: created.secret },
+    eventsWebhook: { id: eventsHook.webhook.id, secret: eventsHook.secret },
+    published: { id: published.id, eventType: published.eventType },
     flow: { id: flow.id, alias: flow.alias, version: flow.version, webhookIds: flow.webhookIds },
     job: {
       id: job.id,

@@ -36,7 +36,14 @@ PATH = "/node-client"
 def run_client(grpc_addr: str, webhook_url: str, api_key: str) -> tuple[int, dict[str, Any], str]:
     """The script's exit code, its JSON output and its stderr."""
     done = subprocess.run(
-        ["node", str(NODE_DIR / "grpc-client.js"), grpc_addr, webhook_url, str(ROOT / "protos"), str(GOOGLE_PROTOS)],
+        [
+            "node",
+            str(NODE_DIR / "grpc-client.js"),
+            grpc_addr,
+            webhook_url,
+            str(ROOT / "protos"),
+            str(GOOGLE_PROTOS),
+        ],
         env={**os.environ, "HOOKLINE_API_KEY": api_key},
         capture_output=True,
         text=True,
@@ -90,3 +97,12 @@ def test_node_client_without_a_valid_key_is_refused(
     code, output, _ = run_client(grpc_addr, receiver.url("/node-client-refused"), "not-a-key")
     assert code == 1
     assert output["error"]["name"] == "UNAUTHENTICATED", output
+
+
+def test_the_node_clients_published_event_reaches_its_webhook_signed(node_run: dict[str, Any], receiver: Any) -> None:
+    [request] = receiver.wait_for(PATH + "-events", 1, timeout=15.0)
+    message = verify(request.body, request.headers, node_run["eventsWebhook"]["secret"])
+    assert message["eventType"] == node_run["published"]["eventType"]
+    assert message["metadata"]["eventId"] == node_run["published"]["id"]
+    assert message["data"] == {"orderId": message["data"]["orderId"], "amount": 12.5, "city": "Zürich"}
+    assert message["metadata"]["correlationId"].startswith("node-order-")

@@ -1,7 +1,7 @@
 """The `hookline` command.
 
 People's commands (`webhooks`, `flows`, `jobs`, `deliveries`, `events`,
-`receiver`) talk to a running server over gRPC and need only the client (grpcio
+`event-types`, `receiver`) talk to a running server over gRPC and need only the client (grpcio
 and protobuf). The operator commands (`serve`, `spaces`, `keys`) work on the storage directly and
 come from `hookline.server.operator_commands`, with the `server` extra."""
 
@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from . import deliveries, events, flows, jobs, receiver, webhooks
+from . import deliveries, event_types, events, flows, jobs, receiver, webhooks
 from ._context import Context, add_global_options
 from ._errors import CliError, describe
 
@@ -94,6 +94,7 @@ def build_parser() -> CommandParser:
     jobs.add_commands(sub, common)
     deliveries.add_commands(sub, common)
     events.add_commands(sub, common)
+    event_types.add_commands(sub, common)
     receiver.add_command(sub)
     # Listed for --help; main() hands these to hookline.server.operator_commands before parsing.
     sub.add_parser("serve", help="run the hookline server (needs hookline[server])", add_help=False)

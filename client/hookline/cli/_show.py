@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from hookline.client._values import from_value
-from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
+from hookline.v1 import events_pb2, flows_pb2, jobs_pb2, webhooks_pb2
 
 from ._context import Context
 from ._output import Printer, enum_name, pretty_json, timestamp
@@ -85,6 +85,7 @@ def show_webhook(ctx: Context, webhook: webhooks_pb2.Webhook, *extra: tuple[str,
             ("description", webhook.description or None),
             ("enabled", enabled_text(webhook)),
             ("events", ", ".join(webhook.event_types)),
+            ("filter", webhook.filter or None),
             ("headers", ", ".join(_header_text(k, v) for k, v in sorted(webhook.headers.items())) or None),
             ("rate limit", f"{webhook.rate_limit_per_s}/s" if webhook.rate_limit_per_s else None),
             ("created", timestamp(webhook.create_time)),
@@ -166,7 +167,7 @@ def _json_field(message: Any, name: str) -> str | None:
 # --- events ----------------------------------------------------------------------------
 
 
-def show_event(ctx: Context, event: webhooks_pb2.Event) -> None:
+def show_event(ctx: Context, event: events_pb2.Event) -> None:
     ctx.out.fields(
         [
             ("id", event.id),

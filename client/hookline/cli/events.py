@@ -1,11 +1,12 @@
-"""`hookline events ...`: types, list, get: the events hookline sends, and the
-exact body each one carried."""
+"""`hookline events ...`: publish, types, list, get: the events hookline sends
+(its own and those the space's services publish), and the exact body each one
+carried."""
 
 from __future__ import annotations
 
 import argparse
 
-from hookline.v1 import flows_pb2, webhooks_pb2
+from hookline.v1 import events_pb2, flows_pb2
 
 from . import _values
 from ._common import add_paging, print_list
@@ -17,6 +18,15 @@ from ._show import show_event
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("events", help="events: what is sent to webhooks", parents=[common])
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    publish = actions.add_parser("publish", parents=[common], help="publish an event of one of the space's types")
+    publish.add_argument("event_type", metavar="TYPE", help="an event type of the space (event-types create)")
+    publish.add_argument("--data", default="{}", metavar="JSON", help="the event's data, a JSON object (default {})")
+    publish.add_argument(
+        "--idempotency-key", default="", metavar="KEY", help="the same key within 24 h returns the same event"
+    )
+    publish.add_argument("--correlation-id", default="", metavar="ID", help="carried in the body's metadata")
+    publish.set_defaults(handler=publish_event)
 
     types = actions.add_parser("types", parents=[common], help="list the event types a webhook can receive")
     types.add_argument("-q", "--quiet", action="store_true", help="print only the names, one per line")
@@ -38,8 +48,24 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     get.set_defaults(handler=get_event)
 
 
+def publish_event(ctx: Context, args: argparse.Namespace) -> int:
+    data = _values.to_value(_values.parse_json(args.data, "--data"), "--data")
+    request = events_pb2.PublishEventRequest(
+        event_type=args.event_type,
+        data=data,
+        idempotency_key=args.idempotency_key,
+        correlation_id=args.correlation_id,
+    )
+    event = ctx.call(ctx.client.events.PublishEvent, request)
+    if ctx.json:
+        ctx.out.message(event)
+    else:
+        show_event(ctx, event)
+    return 0
+
+
 def list_event_types(ctx: Context, args: argparse.Namespace) -> int:
-    response = ctx.call(ctx.client.webhooks.ListEventTypes, webhooks_pb2.ListEventTypesRequest())
+    response = ctx.call(ctx.client.events.ListEventTypes, events_pb2.ListEventTypesRequest(page_size=1000))
     if ctx.json:
         ctx.out.message(response)
     elif args.quiet:
@@ -52,7 +78,7 @@ def list_event_types(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def list_events(ctx: Context, args: argparse.Namespace) -> int:
-    request = webhooks_pb2.ListEventsRequest(event_type=args.event_type, job_id=args.job)
+    request = events_pb2.ListEventsRequest(event_type=args.event_type, job_id=args.job)
     if args.flow:
         # The filter takes an id only: an alias would match nothing, silently.
         request.flow_id = ctx.call(ctx.client.flows.GetFlow, flows_pb2.GetFlowRequest(id=args.flow)).id
@@ -63,10 +89,10 @@ def list_events(ctx: Context, args: argparse.Namespace) -> int:
     return print_list(
         ctx,
         args,
-        ctx.client.webhooks.ListEvents,
+        ctx.client.events.ListEvents,
         request,
         "events",
-        webhooks_pb2.ListEventsResponse,
+        events_pb2.ListEventsResponse,
         ("ID", "TYPE", "JOB", "FLOW", "WEBHOOK", "CREATED"),
         lambda e: (e.id, e.event_type, e.job_id, e.flow_id, e.webhook_id, timestamp(e.create_time)),
         noun="events",
@@ -74,7 +100,7 @@ def list_events(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def get_event(ctx: Context, args: argparse.Namespace) -> int:
-    event = ctx.call(ctx.client.webhooks.GetEvent, webhooks_pb2.GetEventRequest(id=args.id))
+    event = ctx.call(ctx.client.events.GetEvent, events_pb2.GetEventRequest(id=args.id))
     if ctx.json:
         ctx.out.message(event)
     else:

@@ -81,7 +81,8 @@ def _add_webhook_fields(parser: argparse.ArgumentParser) -> None:
         dest="events",
         action="append",
         metavar="TYPE",
-        help="event type to receive, repeatable (create's default: JOB.COMPLETED, JOB.ERROR, JOB.CANCELED)",
+        help="event type to receive, or PREFIX.* or *; repeatable (create's default: JOB.COMPLETED, JOB.ERROR, "
+        "JOB.CANCELED)",
     )
     parser.add_argument("--description")
     parser.add_argument(
@@ -99,6 +100,11 @@ def _add_webhook_fields(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="requests per second at most (0: no limit)",
     )
+    parser.add_argument(
+        "--filter",
+        metavar="JMESPATH",
+        help="send only events whose message this is truthy for, such as \"data.amount > `100`\" ('' for none)",
+    )
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -112,6 +118,7 @@ def create_webhook(ctx: Context, args: argparse.Namespace) -> int:
         event_types=args.events or JOB_EVENTS,
         headers=dict(args.headers or ()),
         rate_limit_per_s=args.rate_limit or 0,
+        filter=args.filter or "",
     )
     if args.disabled:
         webhook.enabled = False
@@ -180,6 +187,9 @@ def update_webhook(ctx: Context, args: argparse.Namespace) -> int:
     if args.enabled is not None:
         webhook.enabled = args.enabled
         paths.append("enabled")
+    if args.filter is not None:
+        webhook.filter = args.filter
+        paths.append("filter")
     if not paths:
         raise CliError("nothing to update: give at least one of --alias, --url, --event, --enable, ... (see --help)")
     request = webhooks_pb2.UpdateWebhookRequest(webhook=webhook, update_mask=field_mask_pb2.FieldMask(paths=paths))

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from hookline.v1 import flows_pb2_grpc, jobs_pb2_grpc, webhooks_pb2_grpc
+from hookline.v1 import events_pb2_grpc, flows_pb2_grpc, jobs_pb2_grpc, webhooks_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 KEY_FILE = Path(".hookline") / "admin.key"
@@ -97,7 +97,7 @@ class _Details(grpc.ClientCallDetails):
 
 
 class Client:
-    """Typed access to hookline's three services.
+    """Typed access to hookline's four services.
 
     >>> with Client() as hl:                         # HOOKLINE_ADDRESS, HOOKLINE_API_KEY
     ...     hl.jobs.GetJob(GetJobRequest(id="job_..."))
@@ -106,6 +106,7 @@ class Client:
     webhooks: webhooks_pb2_grpc.WebhookServiceStub
     flows: flows_pb2_grpc.FlowServiceStub
     jobs: jobs_pb2_grpc.JobServiceStub
+    events: events_pb2_grpc.EventServiceStub
 
     def __init__(
         self,
@@ -132,6 +133,7 @@ class Client:
         self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channel)
         self.flows = flows_pb2_grpc.FlowServiceStub(self.channel)
         self.jobs = jobs_pb2_grpc.JobServiceStub(self.channel)
+        self.events = events_pb2_grpc.EventServiceStub(self.channel)
 
     def close(self) -> None:
         if self._owned:

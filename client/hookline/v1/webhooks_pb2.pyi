@@ -8,10 +8,10 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from hookline.v1 import events_pb2 as _events_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -110,6 +110,7 @@ class Webhook(_message.Message):
     DISABLED_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     alias: _builtins.str
     """1-64 letters, digits, '-', '_' or '.', starting with a letter; unique in the space."""
@@ -121,8 +122,17 @@ class Webhook(_message.Message):
     """Requests per second at most (up to 100000); 0 means no limit."""
     disabled_reason: _builtins.str
     """Why the service switched the webhook off ("gone", "failing"); empty otherwise."""
+    filter: _builtins.str
+    """A JMESPath expression evaluated against the whole message (eventType,
+    entityType, action, data, metadata) of each event it would get; the
+    webhook gets the event only when the result is truthy. Empty means none.
+    """
     @_builtins.property
-    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Event type names, "PREFIX.*" patterns (every type of a namespace, those
+        created later too) or "*" (every type).
+        """
+
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Extra request headers; they cannot replace the ones hookline sets."""
@@ -145,10 +155,11 @@ class Webhook(_message.Message):
         disabled_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "alias", b"alias", "create_time", b"create_time", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "rate_limit_per_s", b"rate_limit_per_s", "update_time", b"update_time", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "alias", b"alias", "create_time", b"create_time", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "headers", b"headers", "id", b"id", "rate_limit_per_s", b"rate_limit_per_s", "update_time", b"update_time", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -393,13 +404,13 @@ class SendTestEventResponse(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     DELIVERY_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___Event: ...
+    def event(self) -> _events_pb2.Event: ...
     @_builtins.property
     def delivery(self) -> Global___Delivery: ...
     def __init__(
         self,
         *,
-        event: Global___Event | None = ...,
+        event: _events_pb2.Event | None = ...,
         delivery: Global___Delivery | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "event", b"event"]  # noqa: Y015
@@ -409,193 +420,6 @@ class SendTestEventResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendTestEventResponse: _TypeAlias = SendTestEventResponse  # noqa: Y015
-
-@_typing.final
-class EventType(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    NAME_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    DATA_SCHEMA_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """For example "JOB.COMPLETED"."""
-    description: _builtins.str
-    @_builtins.property
-    def data_schema(self) -> _struct_pb2.Struct:
-        """JSON Schema of the event's "data"."""
-
-    def __init__(
-        self,
-        *,
-        name: _builtins.str = ...,
-        description: _builtins.str = ...,
-        data_schema: _struct_pb2.Struct | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_schema", b"data_schema"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_schema", b"data_schema", "description", b"description", "name", b"name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___EventType: _TypeAlias = EventType  # noqa: Y015
-
-@_typing.final
-class ListEventTypesRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListEventTypesRequest: _TypeAlias = ListEventTypesRequest  # noqa: Y015
-
-@_typing.final
-class ListEventTypesResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_TYPES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def event_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventType]: ...
-    def __init__(
-        self,
-        *,
-        event_types: _abc.Iterable[Global___EventType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListEventTypesResponse: _TypeAlias = ListEventTypesResponse  # noqa: Y015
-
-@_typing.final
-class Event(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    EVENT_TYPE_FIELD_NUMBER: _builtins.int
-    JOB_ID_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
-    BODY_FIELD_NUMBER: _builtins.int
-    CREATE_TIME_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    event_type: _builtins.str
-    job_id: _builtins.str
-    """Set for JOB.* events."""
-    flow_id: _builtins.str
-    """Set for JOB.* and FLOW.* events."""
-    webhook_id: _builtins.str
-    """Set for WEBHOOK.* events."""
-    body: _builtins.bytes
-    """The exact bytes sent to every webhook on every attempt."""
-    @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        event_type: _builtins.str = ...,
-        job_id: _builtins.str = ...,
-        flow_id: _builtins.str = ...,
-        webhook_id: _builtins.str = ...,
-        body: _builtins.bytes = ...,
-        create_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "create_time", b"create_time", "event_type", b"event_type", "flow_id", b"flow_id", "id", b"id", "job_id", b"job_id", "webhook_id", b"webhook_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Event: _TypeAlias = Event  # noqa: Y015
-
-@_typing.final
-class ListEventsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    EVENT_TYPE_FIELD_NUMBER: _builtins.int
-    JOB_ID_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    CREATED_AFTER_FIELD_NUMBER: _builtins.int
-    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
-    page_size: _builtins.int
-    page_token: _builtins.str
-    event_type: _builtins.str
-    job_id: _builtins.str
-    flow_id: _builtins.str
-    @_builtins.property
-    def created_after(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def created_before(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-        event_type: _builtins.str = ...,
-        job_id: _builtins.str = ...,
-        flow_id: _builtins.str = ...,
-        created_after: _timestamp_pb2.Timestamp | None = ...,
-        created_before: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "event_type", b"event_type", "flow_id", b"flow_id", "job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
-
-@_typing.final
-class ListEventsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENTS_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    next_page_token: _builtins.str
-    @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
-    def __init__(
-        self,
-        *,
-        events: _abc.Iterable[Global___Event] | None = ...,
-        next_page_token: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
-
-@_typing.final
-class GetEventRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetEventRequest: _TypeAlias = GetEventRequest  # noqa: Y015
 
 @_typing.final
 class Delivery(_message.Message):

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from hookline.v1 import events_pb2 as hookline_dot_v1_dot_events__pb2
 from hookline.v1 import webhooks_pb2 as hookline_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -73,8 +74,8 @@ class WebhookServiceStub:
                 _registered_method=True)
         self.ListEventTypes = channel.unary_unary(
                 '/hookline.v1.WebhookService/ListEventTypes',
-                request_serializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesRequest.SerializeToString,
-                response_deserializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesResponse.FromString,
+                request_serializer=hookline_dot_v1_dot_events__pb2.ListEventTypesRequest.SerializeToString,
+                response_deserializer=hookline_dot_v1_dot_events__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
         self.GetWebhookStats = channel.unary_unary(
                 '/hookline.v1.WebhookService/GetWebhookStats',
@@ -108,13 +109,13 @@ class WebhookServiceStub:
                 _registered_method=True)
         self.ListEvents = channel.unary_unary(
                 '/hookline.v1.WebhookService/ListEvents',
-                request_serializer=hookline_dot_v1_dot_webhooks__pb2.ListEventsRequest.SerializeToString,
-                response_deserializer=hookline_dot_v1_dot_webhooks__pb2.ListEventsResponse.FromString,
+                request_serializer=hookline_dot_v1_dot_events__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=hookline_dot_v1_dot_events__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
         self.GetEvent = channel.unary_unary(
                 '/hookline.v1.WebhookService/GetEvent',
-                request_serializer=hookline_dot_v1_dot_webhooks__pb2.GetEventRequest.SerializeToString,
-                response_deserializer=hookline_dot_v1_dot_webhooks__pb2.Event.FromString,
+                request_serializer=hookline_dot_v1_dot_events__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=hookline_dot_v1_dot_events__pb2.Event.FromString,
                 _registered_method=True)
         self.WatchDeliveries = channel.unary_stream(
                 '/hookline.v1.WebhookService/WatchDeliveries',
@@ -176,6 +177,7 @@ class WebhookServiceServicer:
 
     def ListEventTypes(self, request, context):
         """The catalog of event types, each with the JSON Schema of its data.
+        Deprecated: use EventService.ListEventTypes (the same answer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,7 +224,8 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deprecated: use EventService.ListEvents and GetEvent (the same answers).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -280,8 +283,8 @@ def add_WebhookServiceServicer_to_server(servicer, server):
             ),
             'ListEventTypes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEventTypes,
-                    request_deserializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesRequest.FromString,
-                    response_serializer=hookline_dot_v1_dot_webhooks__pb2.ListEventTypesResponse.SerializeToString,
+                    request_deserializer=hookline_dot_v1_dot_events__pb2.ListEventTypesRequest.FromString,
+                    response_serializer=hookline_dot_v1_dot_events__pb2.ListEventTypesResponse.SerializeToString,
             ),
             'GetWebhookStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWebhookStats,
@@ -315,13 +318,13 @@ def add_WebhookServiceServicer_to_server(servicer, server):
             ),
             'ListEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEvents,
-                    request_deserializer=hookline_dot_v1_dot_webhooks__pb2.ListEventsRequest.FromString,
-                    response_serializer=hookline_dot_v1_dot_webhooks__pb2.ListEventsResponse.SerializeToString,
+                    request_deserializer=hookline_dot_v1_dot_events__pb2.ListEventsRequest.FromString,
+                    response_serializer=hookline_dot_v1_dot_events__pb2.ListEventsResponse.SerializeToString,
             ),
             'GetEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEvent,
-                    request_deserializer=hookline_dot_v1_dot_webhooks__pb2.GetEventRequest.FromString,
-                    response_serializer=hookline_dot_v1_dot_webhooks__pb2.Event.SerializeToString,
+                    request_deserializer=hookline_dot_v1_dot_events__pb2.GetEventRequest.FromString,
+                    response_serializer=hookline_dot_v1_dot_events__pb2.Event.SerializeToString,
             ),
             'WatchDeliveries': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchDeliveries,
@@ -544,8 +547,8 @@ class WebhookService:
             request,
             target,
             '/hookline.v1.WebhookService/ListEventTypes',
-            hookline_dot_v1_dot_webhooks__pb2.ListEventTypesRequest.SerializeToString,
-            hookline_dot_v1_dot_webhooks__pb2.ListEventTypesResponse.FromString,
+            hookline_dot_v1_dot_events__pb2.ListEventTypesRequest.SerializeToString,
+            hookline_dot_v1_dot_events__pb2.ListEventTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -733,8 +736,8 @@ class WebhookService:
             request,
             target,
             '/hookline.v1.WebhookService/ListEvents',
-            hookline_dot_v1_dot_webhooks__pb2.ListEventsRequest.SerializeToString,
-            hookline_dot_v1_dot_webhooks__pb2.ListEventsResponse.FromString,
+            hookline_dot_v1_dot_events__pb2.ListEventsRequest.SerializeToString,
+            hookline_dot_v1_dot_events__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -760,8 +763,8 @@ class WebhookService:
             request,
             target,
             '/hookline.v1.WebhookService/GetEvent',
-            hookline_dot_v1_dot_webhooks__pb2.GetEventRequest.SerializeToString,
-            hookline_dot_v1_dot_webhooks__pb2.Event.FromString,
+            hookline_dot_v1_dot_events__pb2.GetEventRequest.SerializeToString,
+            hookline_dot_v1_dot_events__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,

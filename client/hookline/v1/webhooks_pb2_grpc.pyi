@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
+from hookline.v1 import events_pb2 as _events_pb2
 from hookline.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -47,8 +48,10 @@ class WebhookServiceStub:
     """Issues a new secret; the previous one keeps signing for a grace period."""
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.SendTestEventRequest, _webhooks_pb2.SendTestEventResponse]
     """Sends a WEBHOOK.TEST event to this webhook only."""
-    ListEventTypes: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListEventTypesRequest, _webhooks_pb2.ListEventTypesResponse]
-    """The catalog of event types, each with the JSON Schema of its data."""
+    ListEventTypes: _grpc.UnaryUnaryMultiCallable[_events_pb2.ListEventTypesRequest, _events_pb2.ListEventTypesResponse]
+    """The catalog of event types, each with the JSON Schema of its data.
+    Deprecated: use EventService.ListEventTypes (the same answer).
+    """
     GetWebhookStats: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookStatsRequest, _webhooks_pb2.WebhookStats]
     """A webhook's health: its last success, since when it has been failing, and
     how many of its deliveries created in a recent window are in each state.
@@ -60,8 +63,9 @@ class WebhookServiceStub:
     """Adds one attempt now, with the same webhook-id."""
     RecoverDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.RecoverDeliveriesRequest, _webhooks_pb2.RecoverDeliveriesResponse]
     """Re-queues every FAILED delivery of a webhook since a time."""
-    ListEvents: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListEventsRequest, _webhooks_pb2.ListEventsResponse]
-    GetEvent: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.GetEventRequest, _webhooks_pb2.Event]
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.ListEventsRequest, _events_pb2.ListEventsResponse]
+    """Deprecated: use EventService.ListEvents and GetEvent (the same answers)."""
+    GetEvent: _grpc.UnaryUnaryMultiCallable[_events_pb2.GetEventRequest, _events_pb2.Event]
     WatchDeliveries: _grpc.UnaryStreamMultiCallable[_webhooks_pb2.WatchDeliveriesRequest, _webhooks_pb2.DeliveryEvent]
     """One message per state change of a delivery. The first is always SYNC."""
 
@@ -83,8 +87,10 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Issues a new secret; the previous one keeps signing for a grace period."""
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.SendTestEventRequest, _webhooks_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Sends a WEBHOOK.TEST event to this webhook only."""
-    ListEventTypes: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListEventTypesRequest, _webhooks_pb2.ListEventTypesResponse]  # type: ignore[assignment]
-    """The catalog of event types, each with the JSON Schema of its data."""
+    ListEventTypes: _aio.UnaryUnaryMultiCallable[_events_pb2.ListEventTypesRequest, _events_pb2.ListEventTypesResponse]  # type: ignore[assignment]
+    """The catalog of event types, each with the JSON Schema of its data.
+    Deprecated: use EventService.ListEventTypes (the same answer).
+    """
     GetWebhookStats: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookStatsRequest, _webhooks_pb2.WebhookStats]  # type: ignore[assignment]
     """A webhook's health: its last success, since when it has been failing, and
     how many of its deliveries created in a recent window are in each state.
@@ -96,8 +102,9 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Adds one attempt now, with the same webhook-id."""
     RecoverDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RecoverDeliveriesRequest, _webhooks_pb2.RecoverDeliveriesResponse]  # type: ignore[assignment]
     """Re-queues every FAILED delivery of a webhook since a time."""
-    ListEvents: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListEventsRequest, _webhooks_pb2.ListEventsResponse]  # type: ignore[assignment]
-    GetEvent: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.GetEventRequest, _webhooks_pb2.Event]  # type: ignore[assignment]
+    ListEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.ListEventsRequest, _events_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """Deprecated: use EventService.ListEvents and GetEvent (the same answers)."""
+    GetEvent: _aio.UnaryUnaryMultiCallable[_events_pb2.GetEventRequest, _events_pb2.Event]  # type: ignore[assignment]
     WatchDeliveries: _aio.UnaryStreamMultiCallable[_webhooks_pb2.WatchDeliveriesRequest, _webhooks_pb2.DeliveryEvent]  # type: ignore[assignment]
     """One message per state change of a delivery. The first is always SYNC."""
 
@@ -162,10 +169,12 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def ListEventTypes(
         self,
-        request: _webhooks_pb2.ListEventTypesRequest,
+        request: _events_pb2.ListEventTypesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_webhooks_pb2.ListEventTypesResponse, _abc.Awaitable[_webhooks_pb2.ListEventTypesResponse]]:
-        """The catalog of event types, each with the JSON Schema of its data."""
+    ) -> _typing.Union[_events_pb2.ListEventTypesResponse, _abc.Awaitable[_events_pb2.ListEventTypesResponse]]:
+        """The catalog of event types, each with the JSON Schema of its data.
+        Deprecated: use EventService.ListEventTypes (the same answer).
+        """
 
     @_abc_1.abstractmethod
     def GetWebhookStats(
@@ -217,16 +226,17 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def ListEvents(
         self,
-        request: _webhooks_pb2.ListEventsRequest,
+        request: _events_pb2.ListEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_webhooks_pb2.ListEventsResponse, _abc.Awaitable[_webhooks_pb2.ListEventsResponse]]: ...
+    ) -> _typing.Union[_events_pb2.ListEventsResponse, _abc.Awaitable[_events_pb2.ListEventsResponse]]:
+        """Deprecated: use EventService.ListEvents and GetEvent (the same answers)."""
 
     @_abc_1.abstractmethod
     def GetEvent(
         self,
-        request: _webhooks_pb2.GetEventRequest,
+        request: _events_pb2.GetEventRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_webhooks_pb2.Event, _abc.Awaitable[_webhooks_pb2.Event]]: ...
+    ) -> _typing.Union[_events_pb2.Event, _abc.Awaitable[_events_pb2.Event]]: ...
 
     @_abc_1.abstractmethod
     def WatchDeliveries(

@@ -25,9 +25,19 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hookline.v1 import flows_pb2, flows_pb2_grpc, jobs_pb2, jobs_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
+from hookline.v1 import (
+    events_pb2,
+    events_pb2_grpc,
+    flows_pb2,
+    flows_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
+)
 
 from . import secretbox
+from .api.event_service import EventServicer
 from .api.flow_service import FlowServicer
 from .api.interceptor import ApiInterceptor
 from .api.job_service import JobServicer
@@ -63,6 +73,7 @@ SERVICE_NAMES = (
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     flows_pb2.DESCRIPTOR.services_by_name["FlowService"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 KEY_FILE = "admin.key"
 LOCK_FILE = "hookline.lock"
@@ -279,7 +290,7 @@ class Hookline:
         return api_interceptors(self.settings, self.senders)
 
     def add_to_server(self, server: grpc.Server) -> None:
-        """The three services (unless this is a worker-only process), health and reflection."""
+        """The four services (unless this is a worker-only process), health and reflection."""
         services = SERVICE_NAMES if Part.API in self.parts else ()
         if Part.API in self.parts:
             webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
@@ -287,6 +298,7 @@ class Hookline:
             )
             flows_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(self.settings), server)
             jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.settings, self.feeds.jobs), server)
+            events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(self.settings), server)
         else:
             server.add_generic_rpc_handlers((_NotAnApiProcess(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

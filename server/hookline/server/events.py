@@ -21,6 +21,7 @@ class EventType:
     name: str
     description: str
     data_schema: dict[str, Any]
+    example: dict[str, Any]
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -81,13 +82,46 @@ _WEBHOOK_REF: dict[str, Any] = {
     "properties": {"id": {"type": "string"}, "alias": {"type": "string"}},
 }
 
+
+def _job_example(state: str, code: str, message: str, output: Any) -> dict[str, Any]:
+    return {
+        "jobId": "job_01JZ5Q7RM2V9K3T8YB4N6C0XWD",
+        "correlationId": "order-1042",
+        "flow": {"id": "flow_01JZ5Q5Y8E2H7M4R1T9V3B6KZA", "alias": "invoice", "version": 3},
+        "status": {"state": state, "code": code, "message": message},
+        "inputData": {"items": [{"price": 5}, {"price": 7.5}]},
+        "output": output,
+        "createdAt": "2026-01-02T03:04:05.678Z",
+        "claimedAt": "2026-01-02T03:04:05.700Z",
+        "endedAt": "2026-01-02T03:04:05.912Z",
+    }
+
+
+_FLOW_EXAMPLE = {"flow": {"id": "flow_01JZ5Q5Y8E2H7M4R1T9V3B6KZA", "alias": "invoice", "name": "Invoice", "version": 3}}
+_WEBHOOK_EXAMPLE = {"id": "wh_01JZ5Q4C1D6F8G2H5J7K9M3N0P", "alias": "billing"}
+
 CATALOG: tuple[EventType, ...] = (
-    EventType("JOB.COMPLETED", "A job ended successfully; data carries its output.", _JOB_DATA),
-    EventType("JOB.ERROR", "A job ended in error (execution, validation, timeout or a dead runner).", _JOB_DATA),
-    EventType("JOB.CANCELED", "A job was canceled by a user or by the system.", _JOB_DATA),
-    EventType("FLOW.CREATED", "A flow was created in the space.", _FLOW_DATA),
-    EventType("FLOW.UPDATED", "A flow's name, description or definition changed.", _FLOW_DATA),
-    EventType("FLOW.DELETED", "A flow was deleted.", _FLOW_DATA),
+    EventType(
+        "JOB.COMPLETED",
+        "A job ended successfully; data carries its output.",
+        _JOB_DATA,
+        _job_example("COMPLETED", "JOB_SUCCESS", "", {"total": 12.5}),
+    ),
+    EventType(
+        "JOB.ERROR",
+        "A job ended in error (execution, validation, timeout or a dead runner).",
+        _JOB_DATA,
+        _job_example("ERROR", "JOB_EXECUTION_ERROR", "fail_if condition matched", None),
+    ),
+    EventType(
+        "JOB.CANCELED",
+        "A job was canceled by a user or by the system.",
+        _JOB_DATA,
+        _job_example("CANCELED", "JOB_USER_CANCELED", "canceled by a user", None),
+    ),
+    EventType("FLOW.CREATED", "A flow was created in the space.", _FLOW_DATA, _FLOW_EXAMPLE),
+    EventType("FLOW.UPDATED", "A flow's name, description or definition changed.", _FLOW_DATA, _FLOW_EXAMPLE),
+    EventType("FLOW.DELETED", "A flow was deleted.", _FLOW_DATA, _FLOW_EXAMPLE),
     EventType(
         "WEBHOOK.DISABLED",
         "Another webhook of the space was switched off by the service (reason 'gone' or 'failing').",
@@ -100,18 +134,24 @@ CATALOG: tuple[EventType, ...] = (
                 }
             },
         },
+        {"webhook": {**_WEBHOOK_EXAMPLE, "reason": "failing"}},
     ),
     EventType(
         "WEBHOOK.TEST",
         "A test message sent by SendTestEvent to one webhook.",
         {"type": "object", "properties": {"webhook": _WEBHOOK_REF, "message": {"type": "string"}}},
+        {"webhook": _WEBHOOK_EXAMPLE, "message": "This is a test event from hookline."},
     ),
 )
 EVENT_TYPE_NAMES = frozenset(t.name for t in CATALOG)
+# The namespaces (first segments) of the built-in types: a space's own types may
+# not use them, in any case.
+RESERVED_NAMESPACES = frozenset(name.split(".", 1)[0] for name in EVENT_TYPE_NAMES)
 
 
-def _envelope(event_type: str, data: dict[str, Any], metadata: dict[str, Any]) -> bytes:
-    entity, action = event_type.split(".", 1)
+def _envelope(event_type: str, data: Any, metadata: dict[str, Any]) -> bytes:
+    # "billing.invoice.sent" is entity "billing.invoice", action "sent".
+    entity, action = event_type.rsplit(".", 1)
     return jsonvalue.dumps(
         {"eventType": event_type, "entityType": entity, "action": action, "data": data, "metadata": metadata}
     )
@@ -152,3 +192,10 @@ def webhook_disabled_body(
 ) -> bytes:
     data = {"webhook": {"id": webhook_id, "alias": alias, "reason": reason}}
     return _envelope("WEBHOOK.DISABLED", data, _metadata(event_id, time_ms, space_id))
+
+
+def published_event_body(
+    event_type: str, data: Any, correlation_id: str, space_id: str, event_id: str, time_ms: int
+) -> bytes:
+    """The body of an event a service published (PublishEvent)."""
+    return _envelope(event_type, data, _metadata(event_id, time_ms, space_id, correlationId=correlation_id))

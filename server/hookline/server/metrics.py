@@ -1,5 +1,5 @@
 """Prometheus metrics on --metrics-port (of --metrics-host): deliveries by outcome, attempt latency,
-queue depth, the oldest pending delivery's age, jobs by state.
+queue depth, the oldest pending delivery's age, jobs by state, webhook filter outcomes.
 
 Counters and histograms are updated where the work happens; a delivery
 process sends its values to the API process that serves them (`snapshot`,
@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from . import filters
 from .delivery.outcome import Decision
 from .states import JobCode, JobState
 from .storage import stats
@@ -25,6 +26,22 @@ from .storage.sending import AttemptOutcome
 
 log = logging.getLogger("hookline.metrics")
 _faults = FaultLog(log)
+
+
+class _FilterOutcomes(Collector):
+    """What webhook filters made of the events they saw (filters.tally, counted
+    wherever events fan out in this process)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "hookline_webhook_filter_events",
+            "Events a webhook filter was evaluated on, by outcome: passed, filtered, or error (also filtered).",
+            labels=["outcome"],
+        )
+        counts = dict(filters.tally.counts)
+        for outcome in filters.Outcome:
+            family.add_metric([outcome.value], counts.get(outcome, 0))
+        yield family
 
 
 class _DatabaseGauges(Collector):
@@ -99,6 +116,7 @@ class Metrics:
         self.jobs_ended = Counter(
             "hookline_jobs_ended", "Jobs ended, by state and code.", ["state", "code"], registry=self._own
         )
+        self._own.register(_FilterOutcomes())
         self.registry.register(_Summed(self._own, self._others))
         self._server: Any = None
 

@@ -4,11 +4,11 @@ naming the field and, for size limits, the limit."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from . import ids, jsonvalue
+from . import ids, jsonvalue, subscriptions
 from .delivery import targets, urls
 from .errors import FieldViolation, InvalidArgument, shown
 from .events import EVENT_TYPE_NAMES
@@ -90,15 +90,24 @@ def text(v: Violations, field: str, value: str, limit: int) -> None:
         v.add(field, f"is {len(value)} characters; the limit is {limit}")
 
 
-def event_types(v: Violations, field: str, values: list[str], limits: Limits) -> list[str]:
+def event_types(
+    v: Violations, field: str, values: list[str], limits: Limits, own_types: Collection[str] = ()
+) -> list[str]:
+    """A webhook's subscriptions: names of the built-in types or of `own_types`
+    (the space's), `PREFIX.*` patterns matching at least one of them, or `*`."""
     if not values:
-        v.add(field, f"needs at least one event type, from: {', '.join(sorted(EVENT_TYPE_NAMES))}")
+        v.add(field, f"needs at least one event type, from: {', '.join(sorted(EVENT_TYPE_NAMES))}, or a pattern")
         return []
     if len(values) > limits.max_event_types:
         v.add(field, f"has {len(values)} entries; the limit is {limits.max_event_types}")
         return []
+    known = EVENT_TYPE_NAMES.union(own_types)
     for i, name in enumerate(values):
-        if name not in EVENT_TYPE_NAMES:
+        if subscriptions.is_pattern(name):
+            problem = subscriptions.pattern_problem(name, known)
+            if problem:
+                v.add(f"{field}[{i}]", problem)
+        elif name not in known:
             v.add(f"{field}[{i}]", f"unknown event type {shown(name)}; ListEventTypes gives the catalog")
     return list(dict.fromkeys(values))
 
@@ -166,6 +175,11 @@ def timestamp_ms(field: str, ts: Any) -> int:
     if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
         raise InvalidArgument.field(field, "is not a valid time (years 1 to 9999, nanos below 1e9)")
     return ts.ToMilliseconds()
+
+
+def time_filter(message: Any, name: str) -> int | None:
+    """The time filter `name` of a List request in milliseconds, or None when unset."""
+    return timestamp_ms(name, getattr(message, name)) if message.HasField(name) else None
 
 
 def update_paths(mask_paths: Any, message: Any, writable: tuple[str, ...]) -> tuple[str, ...]:

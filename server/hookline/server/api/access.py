@@ -15,14 +15,21 @@ class Access(enum.Enum):
 
     OPEN = frozenset[str]()  # no key needed: health checks and reflection, so generic tools work
     MANAGEMENT = frozenset({"management"})
-    ANY_ROLE = frozenset(spaces.ROLES)
+    # A solver key runs jobs of its space's flows, and nothing else.
+    RUNS_JOBS = frozenset({"management", "solver"})
+    # A publisher key publishes the space's events and reads events and types,
+    # and nothing else: no secrets, no webhooks, no jobs.
+    PUBLISHES = frozenset({"management", "publisher"})
 
 
-OPEN, MANAGEMENT, ANY_ROLE = Access.OPEN, Access.MANAGEMENT, Access.ANY_ROLE
+OPEN, MANAGEMENT, RUNS_JOBS, PUBLISHES = Access.OPEN, Access.MANAGEMENT, Access.RUNS_JOBS, Access.PUBLISHES
+# Every role a key can have is one the table grants something to.
+assert set(spaces.ROLES) == set().union(*(a.value for a in Access))
 
 _WEBHOOKS = "/hookline.v1.WebhookService/"
 _FLOWS = "/hookline.v1.FlowService/"
 _JOBS = "/hookline.v1.JobService/"
+_EVENTS = "/hookline.v1.EventService/"
 
 METHOD_ACCESS: dict[str, Access] = {
     _WEBHOOKS + "CreateWebhook": MANAGEMENT,
@@ -51,13 +58,21 @@ METHOD_ACCESS: dict[str, Access] = {
     _FLOWS + "AddFlowWebhook": MANAGEMENT,
     _FLOWS + "RemoveFlowWebhook": MANAGEMENT,
     _FLOWS + "ListFlowWebhooks": MANAGEMENT,
-    # A solver key runs jobs of its space's flows, and nothing else.
-    _JOBS + "StartJob": ANY_ROLE,
-    _JOBS + "GetJob": ANY_ROLE,
-    _JOBS + "ListJobs": ANY_ROLE,
-    _JOBS + "CancelJob": ANY_ROLE,
-    _JOBS + "CancelJobs": ANY_ROLE,
-    _JOBS + "WatchJob": ANY_ROLE,
+    _JOBS + "StartJob": RUNS_JOBS,
+    _JOBS + "GetJob": RUNS_JOBS,
+    _JOBS + "ListJobs": RUNS_JOBS,
+    _JOBS + "CancelJob": RUNS_JOBS,
+    _JOBS + "CancelJobs": RUNS_JOBS,
+    _JOBS + "WatchJob": RUNS_JOBS,
+    _EVENTS + "CreateEventType": MANAGEMENT,
+    _EVENTS + "GetEventType": MANAGEMENT,
+    _EVENTS + "ListEventTypes": PUBLISHES,
+    _EVENTS + "UpdateEventType": MANAGEMENT,
+    _EVENTS + "DeleteEventType": MANAGEMENT,
+    _EVENTS + "PublishEvent": PUBLISHES,
+    _EVENTS + "PublishEvents": PUBLISHES,
+    _EVENTS + "ListEvents": PUBLISHES,
+    _EVENTS + "GetEvent": PUBLISHES,
     "/grpc.health.v1.Health/Check": OPEN,
     "/grpc.health.v1.Health/List": OPEN,
     "/grpc.health.v1.Health/Watch": OPEN,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
 
-from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
+from hookline.v1 import events_pb2, flows_pb2, jobs_pb2, webhooks_pb2
 
 from .. import jsonvalue
+from ..errors import HooklineError
 from ..states import ChangeKind, DeliveryState, JobCode, JobState
 from ..storage import records
 
@@ -76,6 +77,7 @@ def webhook(w: records.Webhook) -> webhooks_pb2.Webhook:
         disabled_reason=w.disabled_reason,
         create_time=timestamp(w.create_time),
         update_time=timestamp(w.update_time),
+        filter=w.filter,
     )
 
 
@@ -114,8 +116,33 @@ def job(j: records.Job) -> jobs_pb2.Job:
     return message
 
 
-def event(e: records.Event) -> webhooks_pb2.Event:
-    return webhooks_pb2.Event(
+def event_type(t: records.EventType) -> events_pb2.EventType:
+    return events_pb2.EventType(
+        name=t.name,
+        description=t.description,
+        data_schema=None if t.data_schema is None else jsonvalue.stored_to_struct(t.data_schema),
+        example=None if t.example is None else jsonvalue.stored_to_struct(t.example),
+        deprecated=t.deprecated,
+        archived=t.archived,
+        built_in=t.built_in,
+        create_time=timestamp(t.create_time),
+        update_time=timestamp(t.update_time),
+    )
+
+
+def publish_status(error: HooklineError) -> events_pb2.PublishStatus:
+    """What one refused event of a PublishEvents call gets: the status PublishEvent would have failed with."""
+    return events_pb2.PublishStatus(
+        code=error.code.value[0],
+        message=error.message[:1000],
+        field_violations=[
+            events_pb2.FieldViolation(field=v.field, description=v.description) for v in error.violations
+        ],
+    )
+
+
+def event(e: records.Event) -> events_pb2.Event:
+    return events_pb2.Event(
         id=e.id,
         event_type=e.event_type,
         job_id=e.job_id,

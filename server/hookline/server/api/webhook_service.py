@@ -10,23 +10,25 @@ from google.protobuf import empty_pb2
 from hookline import signing
 from hookline.v1 import webhooks_pb2, webhooks_pb2_grpc
 
-from .. import events, jsonvalue, streams, validation
+from .. import events, filters, streams, validation
 from ..errors import InvalidArgument
 from ..feeds import ChangeFeed, Wait
 from ..settings import Settings
-from ..storage import deliveries, lookup, stats, webhooks
+from ..storage import deliveries, event_types, lookup, stats, webhooks
 from ..storage.database import now_ms
 from ..validation import require
-from . import convert
+from . import convert, event_service
 from .interceptor import principal
 from .pages import PageBudget
 
 # What GetWebhookStats counts when the request gives no window.
 STATS_WINDOW_S = 24 * 3600.0
-WRITABLE = ("alias", "url", "description", "enabled", "event_types", "headers", "rate_limit_per_s")
+WRITABLE = ("alias", "url", "description", "enabled", "event_types", "headers", "rate_limit_per_s", "filter")
 
 
-def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], settings: Settings) -> dict[str, Any]:
+def _webhook_fields(
+    message: webhooks_pb2.Webhook, paths: tuple[str, ...], settings: Settings, space_id: str
+) -> dict[str, Any]:
     """The validated values of `paths` from a Webhook message."""
     v = validation.Violations()
     limits = settings.limits
@@ -42,8 +44,16 @@ def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], setti
         elif path == "rate_limit_per_s":
             validation.rate_limit(v, field, message.rate_limit_per_s)
         elif path == "event_types":
-            fields[path] = validation.event_types(v, field, list(message.event_types), limits)
+            # Only entries beyond the built-in names need the space's own types.
+            beyond = any(n not in events.EVENT_TYPE_NAMES for n in message.event_types)
+            own = event_types.own_names(space_id) if beyond else ()
+            fields[path] = validation.event_types(v, field, list(message.event_types), limits, own)
             continue
+        elif path == "filter":
+            try:
+                filters.parse(message.filter, field)
+            except InvalidArgument as error:
+                v.items.extend(error.violations)
         elif path == "headers":
             validation.headers(v, field, dict(message.headers), limits)
             fields[path] = dict(message.headers)
@@ -56,17 +66,13 @@ def _webhook_fields(message: webhooks_pb2.Webhook, paths: tuple[str, ...], setti
     return fields
 
 
-def _time_filter(message: Any, name: str) -> int | None:
-    return validation.timestamp_ms(name, getattr(message, name)) if message.HasField(name) else None
-
-
 class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
     def __init__(self, settings: Settings, changes: ChangeFeed):
         self._settings = settings
         self._changes = changes
 
     def CreateWebhook(self, request, context):  # type: ignore[no-untyped-def]
-        fields = _webhook_fields(request.webhook, WRITABLE, self._settings)
+        fields = _webhook_fields(request.webhook, WRITABLE, self._settings, principal().space_id)
         secret = request.secret or signing.generate_secret()
         if request.secret:
             try:
@@ -90,6 +96,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             request.webhook,
             validation.update_paths(request.update_mask.paths, request.webhook, WRITABLE),
             self._settings,
+            principal().space_id,
         )
         updated = webhooks.update_webhook(principal().space_id, request.webhook.id, fields)
         return convert.webhook(updated)
@@ -121,14 +128,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         return webhooks_pb2.SendTestEventResponse(event=convert.event(event), delivery=convert.delivery(delivery))
 
     def ListEventTypes(self, request, context):  # type: ignore[no-untyped-def]
-        return webhooks_pb2.ListEventTypesResponse(
-            event_types=[
-                webhooks_pb2.EventType(
-                    name=t.name, description=t.description, data_schema=jsonvalue.python_to_struct(t.data_schema)
-                )
-                for t in events.CATALOG
-            ]
-        )
+        # Deprecated beside EventService.ListEventTypes, which answers the same.
+        return event_service.list_event_types(request)
 
     def GetWebhookStats(self, request, context):  # type: ignore[no-untyped-def]
         require("id", request.id)
@@ -162,8 +163,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             event_id=request.event_id,
             event_type=request.event_type,
             state=state,
-            after=_time_filter(request, "created_after"),
-            before=_time_filter(request, "created_before"),
+            after=validation.time_filter(request, "created_after"),
+            before=validation.time_filter(request, "created_before"),
             fits=page.fits,
             newest_first=validation.newest_first("order_by", request.order_by),
         )
@@ -190,23 +191,11 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         return webhooks_pb2.RecoverDeliveriesResponse(recovered_count=count)
 
     def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
-        page = PageBudget(convert.event)
-        _, token = deliveries.list_events(
-            principal().space_id,
-            request.page_size,
-            request.page_token,
-            event_type=request.event_type,
-            job_id=request.job_id,
-            flow_id=request.flow_id,
-            after=_time_filter(request, "created_after"),
-            before=_time_filter(request, "created_before"),
-            fits=page.fits,
-        )
-        return webhooks_pb2.ListEventsResponse(events=page.messages, next_page_token=token)
+        # Deprecated beside EventService.ListEvents, which answers the same.
+        return event_service.list_events(request)
 
     def GetEvent(self, request, context):  # type: ignore[no-untyped-def]
-        require("id", request.id)
-        return convert.event(deliveries.get_event(principal().space_id, request.id))
+        return event_service.get_event(request)
 
     # It yields feeds.Wait between messages, for the senders (api/senders.py) to park on.
     def WatchDeliveries(self, request, context) -> Iterator[webhooks_pb2.DeliveryEvent | Wait]:  # type: ignore[no-untyped-def,override]

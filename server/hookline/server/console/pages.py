@@ -16,7 +16,7 @@ from aiohttp import web
 from google.protobuf import field_mask_pb2
 
 from hookline.cli._values import point_in_time
-from hookline.v1 import jobs_pb2, webhooks_pb2
+from hookline.v1 import events_pb2, jobs_pb2, webhooks_pb2
 
 from ..delivery.worker import USER_AGENT
 from . import render
@@ -123,7 +123,7 @@ class Pages:
             return await self.signin_form(request, "That is not an API key: they look like hl_<key id>_<secret>.", 401)
         try:
             # A call only management keys may make: the role check is the API's own.
-            await self.api.call(self.api.webhooks.ListEventTypes, webhooks_pb2.ListEventTypesRequest(), api_key)
+            await self.api.call(self.api.webhooks.ListEventTypes, events_pb2.ListEventTypesRequest(), api_key)
         except Refused as refusal:
             if refusal.code == grpc.StatusCode.UNAUTHENTICATED:
                 return await self.signin_form(request, "That API key is unknown or revoked.", 401)
@@ -196,7 +196,7 @@ class Pages:
                 page_token=page_token,
             ),
         )
-        catalog = await self.call(request, self.api.webhooks.ListEventTypes, webhooks_pb2.ListEventTypesRequest())
+        catalog = await self.call(request, self.api.webhooks.ListEventTypes, events_pb2.ListEventTypesRequest())
         live = {"webhook": webhook.id, "cursor": cursor, "state": state, "event_type": event_type}
         if not page_token:
             live["prepend"] = "1"  # new deliveries go first on the first page only
@@ -283,7 +283,7 @@ class Pages:
         parts = await self.delivery_parts(request, delivery_id)
         delivery = parts["delivery"]
         cursor = await self.live_cursor(request, webhooks_pb2.WatchDeliveriesRequest(webhook_id=delivery.webhook_id))
-        event = await self.call(request, self.api.webhooks.GetEvent, webhooks_pb2.GetEventRequest(id=delivery.event_id))
+        event = await self.call(request, self.api.webhooks.GetEvent, events_pb2.GetEventRequest(id=delivery.event_id))
         live = {"webhook": delivery.webhook_id, "delivery": delivery.id, "cursor": cursor}
         return self.page(request, "delivery.html", body=event.body, live_url=_url("/live/deliveries", live), **parts)
 
@@ -338,7 +338,7 @@ class Pages:
         )
 
     async def events(self, request: web.Request) -> web.Response:
-        catalog = await self.call(request, self.api.webhooks.ListEventTypes, webhooks_pb2.ListEventTypesRequest())
+        catalog = await self.call(request, self.api.webhooks.ListEventTypes, events_pb2.ListEventTypesRequest())
         return self.page(request, "events.html", event_types=catalog.event_types)
 
 

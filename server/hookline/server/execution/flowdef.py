@@ -151,6 +151,38 @@ def parse_definition(raw: dict[str, Any], *, field: str = "flow.definition") -> 
 _Report = Callable[[str, str], None]
 
 
+def parse_expression(source: Any, field: str) -> ParsedResult:
+    """A JMESPath expression checked as a step's is (syntax, functions and their
+    arguments), compiled; InvalidArgument naming `field` otherwise."""
+    violations: list[FieldViolation] = []
+    compiled = _compile(source, field, lambda path, text: violations.append(FieldViolation(path, text)))
+    if compiled is None:
+        raise InvalidArgument.fields(violations)
+    return compiled
+
+
+def schema_violations(value: Any, field: str) -> list[FieldViolation]:
+    """Every problem of `value` as a JSON Schema, checked as input_schema is
+    (the dialect, references inside it only, patterns RE2 can run)."""
+    violations: list[FieldViolation] = []
+    _parse_schema(value, field, lambda path, text: violations.append(FieldViolation(path, text)))
+    return violations
+
+
+def schema_errors(schema: dict[str, Any], document: Any) -> list[ValidationError]:
+    """Where `document` fails a schema schema_violations accepted, best match first;
+    patterns run on RE2 and references stay inside the schema, as for inputs."""
+    validator = _linear_time(jsonschema.validators.validator_for(schema))(schema, registry=schemarefs.OFFLINE)
+    errors = list(validator.iter_errors(document))
+    best = jsonschema.exceptions.best_match(errors)
+    return [best, *(e for e in errors if e is not best)] if best is not None else []
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truthiness: only false, null, "", [] and {} are false (0 is true)."""
+    return _truthy(value)
+
+
 def _parse_schema(value: Any, field: str, bad: _Report) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         bad(field, f"must be a JSON Schema object, got {_json_type(value)}")

@@ -15,7 +15,15 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errors
-from peewee import BigIntegerField, Database, InterfaceError, OperationalError, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    BigIntegerField,
+    Database,
+    InterfaceError,
+    OperationalError,
+    PostgresqlDatabase,
+    SqliteDatabase,
+    TextField,
+)
 from playhouse.db_url import connect as connect_url
 from playhouse.db_url import parse as parse_url
 from playhouse.migrate import SchemaMigrator
@@ -435,12 +443,18 @@ def _never_reuse_change_positions(database: Database) -> None:
     database.execute_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, max(highest + shift, purged)))
 
 
+def _add_event_types_and_webhook_filters(database: Database) -> None:
+    database.create_tables([models.EventType, models.PublishedKey])
+    run_migrations(SchemaMigrator.from_database(database).add_column("webhook", "filter", TextField(default="")))
+
+
 # UPGRADES[i] takes a database from schema version i + 1 to i + 2. Append, never
 # edit: a newer server upgrades an older database one step at a time.
 UPGRADES: list[Callable[[Database], None]] = [
     _add_meta_and_webhook_health,
     _cover_due_deliveries,
     _never_reuse_change_positions,
+    _add_event_types_and_webhook_filters,
 ]
 SCHEMA_VERSION = 1 + len(UPGRADES)
 

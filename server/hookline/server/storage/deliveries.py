@@ -12,7 +12,7 @@ from typing import Any
 
 from peewee import fn
 
-from .. import ids, notify
+from .. import filters, ids, notify, subscriptions
 from ..errors import FailedPrecondition, NotFound, shown
 from ..states import DELIVERY_UNFINISHED, ChangeKind, DeliveryState
 from . import models as m
@@ -24,7 +24,8 @@ from .records import Attempt, Change, Delivery, Event
 
 
 def subscribers(webhooks: Iterable[m.Webhook], event_type: str) -> list[m.Webhook]:
-    return [w for w in webhooks if w.enabled and event_type in json.loads(w.event_types)]
+    """The enabled webhooks that subscribe to `event_type`, by name or pattern."""
+    return [w for w in webhooks if w.enabled and subscriptions.subscribes(json.loads(w.event_types), event_type)]
 
 
 def log_change(
@@ -117,10 +118,13 @@ class Outbox:
         flow_id: str = "",
         webhook_id: str = "",
         now: int | None = None,
+        filtered: bool = True,
     ) -> tuple[Event, list[Delivery]]:
         """An event and one PENDING delivery per target webhook (due `now`, by
-        default the present), written at `flush`. `build_body(event_id, time_ms)`
-        makes the body bytes, fixed from now on."""
+        default the present) whose filter, if it has one, passes the event
+        (unless `filtered` is False: an event meant for that webhook alone),
+        written at `flush`. `build_body(event_id, time_ms)` makes the body
+        bytes, fixed from now on."""
         now = now_ms() if now is None else now
         event_id = ids.new_id("evt")
         event = Event(
@@ -133,6 +137,9 @@ class Outbox:
             body=build_body(event_id, now),
             create_time=now,
         )
+        if filtered and any(w.filter for w in targets):
+            message = filters.message_of(event.body)
+            targets = [w for w in targets if filters.passes(w.id, w.filter, message)]
         self._events.append(vars(event))
         deliveries = [
             Delivery(
@@ -178,15 +185,24 @@ def record_event(
     flow_id: str = "",
     webhook_id: str = "",
     now: int | None = None,
+    filtered: bool = True,
 ) -> tuple[Event, list[Delivery]]:
-    """Store an event and one PENDING delivery per target webhook, at `now`
-    (by default the present).
+    """Store an event and one PENDING delivery per target webhook whose filter
+    passes it (see Outbox.add), at `now` (by default the present).
 
     Call inside the transaction that caused the event (transactional outbox).
     `build_body(event_id, time_ms)` makes the body bytes, fixed from now on."""
     outbox = Outbox()
     recorded = outbox.add(
-        space_id, event_type, build_body, targets, job_id=job_id, flow_id=flow_id, webhook_id=webhook_id, now=now
+        space_id,
+        event_type,
+        build_body,
+        targets,
+        job_id=job_id,
+        flow_id=flow_id,
+        webhook_id=webhook_id,
+        now=now,
+        filtered=filtered,
     )
     outbox.flush()
     return recorded

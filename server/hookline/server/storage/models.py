@@ -67,6 +67,7 @@ class Webhook(BaseModel):
     headers = TextField(default="{}")  # JSON object
     rate_limit_per_s = IntegerField(default=0)
     disabled_reason = TextField(default="")
+    filter = TextField(default="")  # type: ignore[assignment]  # JMESPath, empty for none (filters.py); replaces Model.filter(), unused here
     create_time = BigIntegerField()
     update_time = BigIntegerField()
     # Auto-disable: when deliveries started failing with no success since.
@@ -154,6 +155,36 @@ class Event(BaseModel):
     webhook_id = TextField(default="")
     body = BlobField()
     create_time = BigIntegerField()
+
+
+class EventType(BaseModel):
+    """An event type of a space's own (the built-in ones are events.CATALOG)."""
+
+    space_id = TextField()
+    name = TextField()
+    description = TextField(default="")
+    data_schema = TextField(null=True)  # JSON object
+    example = TextField(null=True)  # JSON object
+    deprecated = BooleanField(default=False)
+    archived = BooleanField(default=False)
+    create_time = BigIntegerField()
+    update_time = BigIntegerField()
+
+    class Meta:
+        primary_key = CompositeKey("space_id", "name")
+
+
+class PublishedKey(BaseModel):
+    """The idempotency key of a published event, kept while it holds (24 h)."""
+
+    space_id = TextField()
+    idempotency_key = TextField()
+    event_id = TextField()
+    request_fingerprint = TextField()
+    create_time = BigIntegerField()
+
+    class Meta:
+        primary_key = CompositeKey("space_id", "idempotency_key")
 
 
 class Delivery(BaseModel):
@@ -245,4 +276,6 @@ TABLES = [
     Delivery,
     Attempt,
     DeliveryChange,
+    EventType,
+    PublishedKey,
 ]

@@ -33,6 +33,7 @@ class Webhook:
     disabled_reason: str
     create_time: int
     update_time: int
+    filter: str = ""
 
     @classmethod
     def from_row(cls, row: Any) -> Webhook:
@@ -49,6 +50,7 @@ class Webhook:
             disabled_reason=row.disabled_reason,
             create_time=row.create_time,
             update_time=row.update_time,
+            filter=row.filter,
         )
 
 
@@ -267,6 +269,36 @@ class SendTask:
     attempt_number: int
     lease: int  # the lease this claim set: results apply only while it still holds it
     rate_limit_per_s: int = 0
+
+
+@dataclass(frozen=True)
+class EventType:
+    """An event type as the API shows it: a space's own, or a built-in one
+    (read-only, no times)."""
+
+    name: str
+    description: str
+    data_schema: dict[str, Any] | None
+    example: dict[str, Any] | None
+    deprecated: bool
+    archived: bool
+    built_in: bool
+    create_time: int | None
+    update_time: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> EventType:
+        return cls(
+            name=row.name,
+            description=row.description,
+            data_schema=None if row.data_schema is None else json.loads(row.data_schema),
+            example=None if row.example is None else json.loads(row.example),
+            deprecated=bool(row.deprecated),
+            archived=bool(row.archived),
+            built_in=False,
+            create_time=row.create_time,
+            update_time=row.update_time,
+        )
 
 
 @dataclass

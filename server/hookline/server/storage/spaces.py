@@ -19,7 +19,7 @@ from . import revocations, statements
 from .database import now_ms
 from .records import Principal
 
-ROLES = ("management", "solver")
+ROLES = ("management", "solver", "publisher")
 DEFAULT_SPACE = "default"
 
 

@@ -149,6 +149,7 @@ def send_test_event(space_id: str, ref: str, message: str) -> tuple[Event, Deliv
             lambda event_id, time_ms: events.test_event_body(row.id, row.alias, message, space_id, event_id, time_ms),
             [row],
             webhook_id=row.id,
+            filtered=False,  # sent to this webhook alone, whatever its filter
         )
     return event, delivery
 
