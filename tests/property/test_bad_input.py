@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import grpc
 import pytest
+from google.protobuf import message_factory
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -243,8 +244,9 @@ def _decode(rpc: str, payload: bytes, response: bytes) -> tuple[Any, Any]:
     method = module.DESCRIPTOR.services_by_name[service.rsplit(".", 1)[1]].methods_by_name[rpc]
     if method.output_type.file.package != "hookline.v1":
         return None, None
-    request = getattr(module, method.input_type.name).FromString(payload)
-    return request, getattr(module, method.output_type.name).FromString(response)
+    # By descriptor: a message may be defined in another file (events.proto) than its service.
+    request = message_factory.GetMessageClass(method.input_type).FromString(payload)
+    return request, message_factory.GetMessageClass(method.output_type).FromString(response)
 
 
 # --- the properties ------------------------------------------------------------------------
