@@ -20,7 +20,7 @@ from hookline.client import (
 )
 from hookline.server.settings import Settings
 
-from .helpers import make_flow, make_webhook, rpc_error, start_job, wait_delivery, wait_job
+from .helpers import make_flow, make_webhook, rpc_error, start_job, wait_delivery, wait_job, wait_until
 
 AGE_S = 1.0
 
@@ -48,8 +48,13 @@ def test_old_records_are_purged_and_live_ones_kept(client, receiver, hookline_ap
     finished = client.webhooks.SendTestEvent(SendTestEventRequest(id=done.id))
     pending = client.webhooks.SendTestEvent(SendTestEventRequest(id=retrying.id))
     wait_delivery(client, finished.delivery.id)
-    wait_delivery(client, pending.delivery.id, DeliveryState.DELIVERY_STATE_PENDING)
-    assert client.webhooks.GetDelivery(GetDeliveryRequest(id=pending.delivery.id)).attempt_count == 1
+    # Back to PENDING after its first attempt failed (it is PENDING before that attempt too).
+    retried = wait_until(
+        lambda: client.webhooks.GetDelivery(GetDeliveryRequest(id=pending.delivery.id)),
+        lambda d: d.attempt_count >= 1 and d.state == DeliveryState.DELIVERY_STATE_PENDING,
+        what="the failing delivery waiting for its retry",
+    )
+    assert retried.attempt_count == 1
 
     time.sleep(AGE_S + 0.2)
     hookline_app.purger.purge_once()  # the background purger may have been first; either way
