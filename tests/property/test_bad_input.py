@@ -35,6 +35,7 @@ from hookline.client import (
     UpdateWebhookRequest,
     Webhook,
 )
+from hookline.server import subscriptions
 from hookline.server.delivery import urls
 from hookline.v1 import flows_pb2, jobs_pb2, webhooks_pb2
 
@@ -203,7 +204,13 @@ def check_webhook(webhook: Any, fields: set[str]) -> None:
     if "description" in fields:
         assert len(webhook.description) <= 1000
     if "event_types" in fields:
-        assert 1 <= len(webhook.event_types) <= 64 and set(webhook.event_types) <= set(EVENT_TYPES)
+        assert 1 <= len(webhook.event_types) <= 64
+        for entry in webhook.event_types:
+            # A type of the catalog, or a pattern (PREFIX.*, *) that matches one.
+            known = entry in EVENT_TYPES or (
+                subscriptions.is_pattern(entry) and subscriptions.pattern_problem(entry, EVENT_TYPES) is None
+            )
+            assert known, f"stored event type {entry!r} is neither a known type nor a pattern matching one"
     if "headers" in fields:
         assert len(webhook.headers) <= 32
         for name, value in webhook.headers.items():
